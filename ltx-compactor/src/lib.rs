@@ -1,0 +1,1 @@
+//! Compaction on object storage (see issue: ltx-compactor). Not implemented yet.

@@ -1,0 +1,265 @@
+//! Domain numbers as newtypes, with the reference's text forms.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, ErrorKind};
+
+/// Bit 63, set on every stored checksum so that a checksum is never zero.
+pub const CHECKSUM_FLAG: u64 = 1 << 63;
+
+/// Byte offset of SQLite's lock (PENDING_BYTE) page: the page containing it is never stored.
+pub const PENDING_BYTE: u64 = 0x4000_0000;
+
+/// A transaction ID. Prints as 16 lower-case hex digits, like the reference.
+///
+/// ```
+/// use ltx_core::TxId;
+/// let t: TxId = "00000000000000ff".parse().unwrap();
+/// assert_eq!(t.get(), 255);
+/// assert_eq!(t.to_string(), "00000000000000ff");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct TxId(pub u64);
+
+impl TxId {
+    /// The raw value.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// Parses exactly 16 hex digits (the reference form).
+fn parse_hex16(s: &str, what: &'static str) -> Result<u64, ParseError> {
+    if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ParseError {
+            what,
+            input: s.to_string(),
+        });
+    }
+    u64::from_str_radix(s, 16).map_err(|_| ParseError {
+        what,
+        input: s.to_string(),
+    })
+}
+
+/// A string that is not the expected text form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    what: &'static str,
+    input: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid {} {:?}: expected 16 hex digits",
+            self.what, self.input
+        )
+    }
+}
+impl std::error::Error for ParseError {}
+
+impl FromStr for TxId {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_hex16(s, "TXID").map(TxId)
+    }
+}
+
+impl fmt::Display for TxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// A rolling or file checksum (CRC-64/GO-ISO based). Bit 63 is the "present" flag.
+///
+/// ```
+/// use ltx_core::Checksum;
+/// let c: Checksum = "8000000000000001".parse().unwrap();
+/// assert!(c.has_flag());
+/// assert_eq!(c.to_string(), "8000000000000001");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Checksum(pub u64);
+
+impl Checksum {
+    /// The zero checksum (absent).
+    pub const ZERO: Checksum = Checksum(0);
+    /// The raw value.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+    /// Whether bit 63 is set.
+    pub const fn has_flag(self) -> bool {
+        self.0 & CHECKSUM_FLAG != 0
+    }
+    /// Whether the value is zero.
+    pub const fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl FromStr for Checksum {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_hex16(s, "checksum").map(Checksum)
+    }
+}
+
+impl fmt::Display for Checksum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// A page number (1-based; 0 is never a page).
+pub type Pgno = u32;
+
+/// A SQLite page size: a power of two in 512..=65536.
+///
+/// ```
+/// use ltx_core::PageSize;
+/// assert_eq!(PageSize::new(4096).unwrap().get(), 4096);
+/// assert!(PageSize::new(1000).is_none());
+/// assert_eq!(PageSize::new(4096).unwrap().lock_pgno(), 262145);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PageSize(u32);
+
+impl PageSize {
+    /// The smallest page size.
+    pub const MIN: u32 = 512;
+    /// The largest page size.
+    pub const MAX: u32 = 65536;
+
+    /// Validates `v`.
+    pub const fn new(v: u32) -> Option<PageSize> {
+        if v >= Self::MIN && v <= Self::MAX && v.is_power_of_two() {
+            Some(PageSize(v))
+        } else {
+            None
+        }
+    }
+    /// Validates `v`, as a typed error.
+    ///
+    /// # Errors
+    /// [`ErrorKind::BadPageSize`] when `v` is not a valid page size.
+    pub fn try_new(v: u32) -> Result<PageSize, Error> {
+        Self::new(v).ok_or_else(|| Error::new(ErrorKind::BadPageSize(v)))
+    }
+    /// The size in bytes.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+    /// The size in bytes as `usize`.
+    pub const fn bytes(self) -> usize {
+        self.0 as usize
+    }
+    /// The page number of the SQLite lock page for this page size.
+    pub const fn lock_pgno(self) -> Pgno {
+        lock_pgno(self.0)
+    }
+    /// The largest compressed LZ4 block a page of this size can need.
+    pub const fn max_block_size(self) -> usize {
+        lz4_bound(self.0 as usize)
+    }
+}
+
+impl fmt::Display for PageSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The lock page number for `page_size` (`0x40000000 / page_size + 1`).
+pub const fn lock_pgno(page_size: u32) -> Pgno {
+    (PENDING_BYTE / page_size as u64) as u32 + 1
+}
+
+/// The worst-case size of an LZ4 block holding `n` bytes.
+pub const fn lz4_bound(n: usize) -> usize {
+    n + n / 255 + 16
+}
+
+/// Formats an LTX file name, `%016x-%016x.ltx`.
+///
+/// ```
+/// use ltx_core::{format_filename, parse_filename, TxId};
+/// let name = format_filename(TxId(1), TxId(0x2a));
+/// assert_eq!(name, "0000000000000001-000000000000002a.ltx");
+/// assert_eq!(parse_filename(&name).unwrap(), (TxId(1), TxId(0x2a)));
+/// ```
+pub fn format_filename(min: TxId, max: TxId) -> String {
+    format!("{min}-{max}.ltx")
+}
+
+/// Parses an LTX file name (the base name only, lower-case hex as the reference writes).
+///
+/// # Errors
+/// [`ErrorKind::BadFileName`] when the name is not exactly `%016x-%016x.ltx`.
+pub fn parse_filename(name: &str) -> Result<(TxId, TxId), Error> {
+    let bad = || Error::new(ErrorKind::BadFileName(name.to_string()));
+    let b = name.as_bytes();
+    if b.len() != 37 || &b[16..17] != b"-" || &b[33..] != b".ltx" {
+        return Err(bad());
+    }
+    let hex = |s: &[u8]| -> Option<u64> {
+        if s.iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+        {
+            u64::from_str_radix(std::str::from_utf8(s).ok()?, 16).ok()
+        } else {
+            None
+        }
+    };
+    match (hex(&b[..16]), hex(&b[17..33])) {
+        (Some(a), Some(z)) => Ok((TxId(a), TxId(z))),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_pages() {
+        assert_eq!(lock_pgno(512), 2097153);
+        assert_eq!(lock_pgno(4096), 262145);
+        assert_eq!(lock_pgno(65536), 16385);
+    }
+
+    #[test]
+    fn page_sizes() {
+        for p in [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536] {
+            assert!(PageSize::new(p).is_some(), "{p}");
+        }
+        for p in [0, 1, 256, 1000, 4095, 131072, u32::MAX] {
+            assert!(PageSize::new(p).is_none(), "{p}");
+        }
+    }
+
+    #[test]
+    fn filenames() {
+        assert!(parse_filename("0000000000000001-0000000000000002.ltx").is_ok());
+        assert!(parse_filename("0000000000000001-000000000000000A.ltx").is_err());
+        assert!(parse_filename("0000000000000001-0000000000000002.ltx.tmp").is_err());
+        assert!(parse_filename("000000000000001-0000000000000002.ltx").is_err());
+        assert!(parse_filename("0000000000000001_0000000000000002.ltx").is_err());
+        assert!(parse_filename("+000000000000001-0000000000000002.ltx").is_err());
+    }
+
+    #[test]
+    fn text_forms() {
+        assert!("0x00000000000001".parse::<TxId>().is_err());
+        assert!("+000000000000001".parse::<TxId>().is_err());
+        assert_eq!(TxId(u64::MAX).to_string(), "ffffffffffffffff");
+        assert_eq!(
+            "FFFFFFFFFFFFFFFF".parse::<Checksum>().unwrap(),
+            Checksum(u64::MAX)
+        );
+    }
+}
