@@ -1,0 +1,14 @@
+//! `ltx verify` (to be implemented).
+
+use std::io::Write;
+
+use anyhow::{bail, Result};
+
+/// Arguments of `ltx verify`.
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+/// Runs the command.
+pub fn run(_args: Args, _out: &mut dyn Write) -> Result<()> {
+    bail!("ltx verify: not implemented yet")
+}

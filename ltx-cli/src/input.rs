@@ -1,0 +1,161 @@
+//! Where LTX bytes come from: memory-mapped local files, standard input,
+//! directories and Litestream replica layouts.
+//!
+//! Bucket URLs (`s3://`, `gs://`, `az://`, `file://`) will slot in here as
+//! another [`Source`] once the compactor's storage layer exists.
+
+use std::fs::File;
+use std::io::Read;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use ltx_core::{parse_filename, TxId};
+
+/// The bytes of one input: a read-only memory map, or owned bytes.
+pub enum Source {
+    /// A memory-mapped local file.
+    Mmap(memmap2::Mmap),
+    /// Bytes held in memory (empty files, standard input).
+    Bytes(Vec<u8>),
+}
+
+impl Deref for Source {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Source::Mmap(m) => m,
+            Source::Bytes(b) => b,
+        }
+    }
+}
+
+/// Opens a local file read-only and maps it.
+pub fn open(path: &Path) -> Result<Source> {
+    let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let len = f
+        .metadata()
+        .with_context(|| format!("{}: cannot stat", path.display()))?
+        .len();
+    if len == 0 {
+        return Ok(Source::Bytes(Vec::new()));
+    }
+    // SAFETY: the map is read-only; a file truncated by another process while
+    // mapped can fault (SIGBUS), the accepted trade-off of every mmap reader.
+    let m = unsafe { memmap2::Mmap::map(&f) }
+        .with_context(|| format!("{}: cannot map", path.display()))?;
+    Ok(Source::Mmap(m))
+}
+
+/// Reads all of standard input (for commands that need random access).
+pub fn read_stdin() -> Result<Source> {
+    let mut v = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut v)
+        .context("reading standard input")?;
+    Ok(Source::Bytes(v))
+}
+
+/// One LTX file found among the paths given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LtxPath {
+    /// Where it is (`-` for standard input).
+    pub path: PathBuf,
+    /// Compaction level, when the path is inside a replica layout.
+    pub level: Option<u32>,
+    /// TXID range from the file name, when it is `%016x-%016x.ltx`.
+    pub txids: Option<(TxId, TxId)>,
+}
+
+impl LtxPath {
+    /// Display name.
+    pub fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+/// The level encoded by a directory name in a Litestream replica:
+/// `ltx/<level>/` (decimal) or `<level as %04x>/` (S3 layout).
+pub fn level_of(path: &Path) -> Option<u32> {
+    let parent = path.parent()?;
+    let dir = parent.file_name()?.to_str()?;
+    let grand = parent
+        .parent()
+        .and_then(|g| g.file_name())
+        .and_then(|g| g.to_str());
+    if grand == Some("ltx") && !dir.is_empty() && dir.bytes().all(|b| b.is_ascii_digit()) {
+        return dir.parse().ok();
+    }
+    if dir.len() == 4 && dir.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return u32::from_str_radix(dir, 16).ok();
+    }
+    None
+}
+
+fn describe(path: PathBuf) -> LtxPath {
+    let txids = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| parse_filename(n).ok());
+    let level = level_of(&path);
+    LtxPath { path, level, txids }
+}
+
+fn walk(dir: &Path, out: &mut Vec<LtxPath>, depth: usize) -> Result<()> {
+    if depth > 8 {
+        return Ok(());
+    }
+    let rd = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot list directory", dir.display()))?;
+    for ent in rd {
+        let ent = ent.with_context(|| format!("{}: cannot list directory", dir.display()))?;
+        let p = ent.path();
+        let ft = ent.file_type()?;
+        if ft.is_dir() {
+            walk(&p, out, depth + 1)?;
+        } else if p.extension().is_some_and(|e| e == "ltx") {
+            out.push(describe(p));
+        }
+    }
+    Ok(())
+}
+
+/// Expands command-line paths: files as given, directories recursively to
+/// their `*.ltx` files. The result is sorted by level, then TXID, then path.
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<LtxPath>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.as_os_str() == "-" {
+            out.push(LtxPath {
+                path: p.clone(),
+                level: None,
+                txids: None,
+            });
+        } else if p.is_dir() {
+            walk(p, &mut out, 0)?;
+        } else if p.exists() {
+            out.push(describe(p.clone()));
+        } else {
+            bail!("{}: no such file or directory", p.display());
+        }
+    }
+    out.sort_by(|a, b| (a.level, a.txids, &a.path).cmp(&(b.level, b.txids, &b.path)));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_from_layouts() {
+        assert_eq!(
+            level_of(Path::new("db/ltx/0/0000000000000001-0000000000000001.ltx")),
+            Some(0)
+        );
+        assert_eq!(level_of(Path::new("db/ltx/9/a.ltx")), Some(9));
+        assert_eq!(level_of(Path::new("db/000a/a.ltx")), Some(10));
+        assert_eq!(level_of(Path::new("db/x/a.ltx")), None);
+    }
+}
