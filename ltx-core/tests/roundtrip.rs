@@ -32,7 +32,7 @@ fn page_content(seed: u64, size: usize, kind: u8) -> Vec<u8> {
         _ => {
             // structured, like a b-tree page
             for (i, b) in v.iter_mut().enumerate() {
-                *b = ((i as u64 * seed) % 7) as u8;
+                *b = ((i as u64).wrapping_mul(seed) % 7) as u8;
             }
         }
     }
