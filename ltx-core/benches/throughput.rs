@@ -23,7 +23,11 @@ fn database(pages: u32) -> Vec<u8> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            *b = if j % 3 == 0 { b'a' + (x % 26) as u8 } else { (i + j / 64) as u8 };
+            *b = if j % 3 == 0 {
+                b'a' + (x % 26) as u8
+            } else {
+                (i + j / 64) as u8
+            };
         }
     }
     db
@@ -66,22 +70,28 @@ fn bench(c: &mut Criterion) {
     });
 
     for chunk in [65536usize] {
-        g.bench_with_input(BenchmarkId::new("decode_streaming_chunks", chunk), &chunk, |b, &chunk| {
-            b.iter(|| {
-                let mut dec = Decoder::new();
-                for piece in file.chunks(chunk) {
-                    let mut input = piece;
-                    while !input.is_empty() {
-                        let (n, _) = dec.decode(input).unwrap();
-                        input = &input[n..];
+        g.bench_with_input(
+            BenchmarkId::new("decode_streaming_chunks", chunk),
+            &chunk,
+            |b, &chunk| {
+                b.iter(|| {
+                    let mut dec = Decoder::new();
+                    for piece in file.chunks(chunk) {
+                        let mut input = piece;
+                        while !input.is_empty() {
+                            let (n, _) = dec.decode(input).unwrap();
+                            input = &input[n..];
+                        }
                     }
-                }
-                dec.finish().unwrap()
-            })
-        });
+                    dec.finish().unwrap()
+                })
+            },
+        );
     }
 
-    g.bench_function("verify_random_access", |b| b.iter(|| LtxFile::parse(&file).unwrap().verify().unwrap()));
+    g.bench_function("verify_random_access", |b| {
+        b.iter(|| LtxFile::parse(&file).unwrap().verify().unwrap())
+    });
 
     g.bench_function("database_checksum", |b| {
         b.iter(|| {
@@ -101,14 +111,26 @@ fn bench(c: &mut Criterion) {
     let mut inc = Vec::new();
     let mut enc = Encoder::new(h, &mut inc).unwrap();
     for p in (1..=PAGES).step_by(4) {
-        enc.write_page(&mut inc, p, &db[(p as usize - 1) * 4096..p as usize * 4096]).unwrap();
+        enc.write_page(&mut inc, p, &db[(p as usize - 1) * 4096..p as usize * 4096])
+            .unwrap();
     }
     enc.finish(&mut inc, Checksum(1 << 63 | 2)).unwrap();
     g.bench_function("merge_snapshot_plus_incremental", |b| {
         b.iter(|| {
-            let inputs = [LtxFile::parse(&file).unwrap(), LtxFile::parse(&inc).unwrap()];
+            let inputs = [
+                LtxFile::parse(&file).unwrap(),
+                LtxFile::parse(&inc).unwrap(),
+            ];
             let mut out = Vec::with_capacity(file.len());
-            merge_files(&inputs, &MergeOptions { flags: 0x2, allow_gaps: false }, &mut out).unwrap();
+            merge_files(
+                &inputs,
+                &MergeOptions {
+                    flags: 0x2,
+                    allow_gaps: false,
+                },
+                &mut out,
+            )
+            .unwrap();
             out
         })
     });

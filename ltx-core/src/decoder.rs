@@ -106,10 +106,12 @@ enum Src {
 ///
 /// Call [`Decoder::decode`] with the unconsumed rest of your input until it
 /// returns [`Decoded::NeedMore`] (read more and call again) or
-/// [`Decoded::Done`]. Each call reports how many bytes it consumed; bytes it
-/// consumed but could not use yet are kept internally (at most one frame).
-/// At end of input call [`Decoder::finish`], which fails unless the whole
-/// file was read. Memory is bounded by the page size: a compressed size above
+/// [`Decoded::Done`]. Each call reports how many bytes it consumed and
+/// returns at most one event. A unit split across calls (header, frame,
+/// index entry, trailer) is staged internally, but the decoder never takes a
+/// byte beyond the unit it is reading, so once all of your input is consumed
+/// nothing is pending: read more, or stop. At end of input call
+/// [`Decoder::finish`], which fails unless the whole file was read. Memory is bounded by the page size: a compressed size above
 /// the LZ4 bound of one page is rejected before anything is buffered.
 ///
 /// Everything is checked: header rules, page header flags, strictly
@@ -307,59 +309,84 @@ impl Decoder {
                     return Ok((used, Ev::Done));
                 }
                 State::Legacy => {
+                    // Never take bytes beyond the frame: when the input stops
+                    // inside it, everything left belongs to it; otherwise grow
+                    // the stage only to what the scanner says it needs.
                     let ps = self.header.expect("header").page_size;
                     let cap = max_frame_size(ps);
+                    let at = self.offset;
+                    let pgno = self.cur.pgno;
+                    let fix = |e: Error| e.offset_by(at).page(pgno);
                     let (src, len) = if self.stage.is_empty() {
                         let avail = &input[used..];
-                        match scan_legacy(&avail[..avail.len().min(cap)], ps)
-                            .map_err(|e| e.offset_by(self.offset).page(self.cur.pgno))?
-                        {
+                        match scan_legacy(&avail[..avail.len().min(cap)], ps).map_err(fix)? {
                             Scan::Complete(len) => {
                                 let s = used;
                                 used += len;
                                 (Src::Input(s), len)
                             }
-                            Scan::NeedMore => {
+                            Scan::NeedMore(_) => {
                                 self.fill_stage(input, &mut used, cap);
                                 return Ok((used, Ev::NeedMore));
                             }
                         }
                     } else {
-                        self.fill_stage(input, &mut used, cap);
-                        match scan_legacy(&self.stage, ps)
-                            .map_err(|e| e.offset_by(self.offset).page(self.cur.pgno))?
-                        {
-                            Scan::Complete(len) => (Src::Stage, len),
-                            Scan::NeedMore => return Ok((used, Ev::NeedMore)),
+                        loop {
+                            match scan_legacy(&self.stage, ps).map_err(fix)? {
+                                Scan::Complete(len) => break (Src::Stage, len),
+                                Scan::NeedMore(need) => {
+                                    if used == input.len() {
+                                        return Ok((used, Ev::NeedMore));
+                                    }
+                                    if self.stage.len() >= cap {
+                                        let e = ErrorKind::FrameTooLarge {
+                                            size: need as u64,
+                                            max: cap as u64,
+                                        };
+                                        return Err(fix(Error::new(e)));
+                                    }
+                                    self.fill_stage(input, &mut used, need.min(cap));
+                                }
+                            }
                         }
                     };
                     let ev = self.with_unit(input, src, len, |d, unit| d.legacy_frame(unit))?;
                     return Ok((used, ev));
                 }
                 State::Index => {
-                    // One entry: up to three 10-byte varints.
+                    // One entry: up to three 10-byte varints. As for legacy
+                    // frames, never stage bytes beyond the entry.
                     const CAP: usize = 30;
-                    let parsed = if self.stage.is_empty() {
+                    let at = self.offset;
+                    let (src, len, entry) = if self.stage.is_empty() {
                         let avail = &input[used..];
-                        parse_entry(&avail[..avail.len().min(CAP)], avail.len() <= CAP)
-                            .map_err(|e| e.offset_by(self.offset))?
-                    } else {
-                        None
-                    };
-                    let (src, len, entry) = match parsed {
-                        Some((len, entry)) => {
-                            let s = used;
-                            used += len;
-                            (Src::Input(s), len, entry)
+                        match parse_entry(&avail[..avail.len().min(CAP)], avail.len() < CAP)
+                            .map_err(|e| e.offset_by(at))?
+                        {
+                            Some((len, entry)) => {
+                                let s = used;
+                                used += len;
+                                (Src::Input(s), len, entry)
+                            }
+                            None => {
+                                self.fill_stage(input, &mut used, CAP);
+                                return Ok((used, Ev::NeedMore));
+                            }
                         }
-                        None => {
-                            self.fill_stage(input, &mut used, CAP);
+                    } else {
+                        loop {
                             let more_possible = self.stage.len() < CAP;
                             match parse_entry(&self.stage, more_possible)
-                                .map_err(|e| e.offset_by(self.offset))?
+                                .map_err(|e| e.offset_by(at))?
                             {
-                                Some((len, entry)) => (Src::Stage, len, entry),
-                                None => return Ok((used, Ev::NeedMore)),
+                                Some((len, entry)) => break (Src::Stage, len, entry),
+                                None => {
+                                    if used == input.len() {
+                                        return Ok((used, Ev::NeedMore));
+                                    }
+                                    let n = self.stage.len() + 1;
+                                    self.fill_stage(input, &mut used, n);
+                                }
                             }
                         }
                     };

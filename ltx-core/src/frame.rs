@@ -176,7 +176,7 @@ pub fn decode_frame(frame: &[u8], page_size: PageSize, out: &mut [u8]) -> Result
         let len = match scan_legacy(body, page_size)
             .map_err(|e| e.page(header.pgno).offset_by(PAGE_HEADER_SIZE as u64))?
         {
-            Scan::NeedMore => {
+            Scan::NeedMore(_) => {
                 return Err(Error::new(ErrorKind::Truncated {
                     expected: "LZ4 frame",
                 })
@@ -261,8 +261,9 @@ pub fn compress_frame(pgno: Pgno, page: &[u8], out: &mut Vec<u8>) -> FrameDigest
 /// Result of scanning a buffer for a complete LZ4 frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scan {
-    /// The frame continues past the end of the buffer.
-    NeedMore,
+    /// The frame continues past the end of the buffer, which must grow to
+    /// at least this many bytes before scanning can make progress.
+    NeedMore(usize),
     /// The frame is complete and this many bytes long.
     Complete(usize),
 }
@@ -277,9 +278,10 @@ struct FrameDesc {
     desc_len: usize,
 }
 
-fn parse_desc(buf: &[u8], page_size: PageSize) -> Result<Option<FrameDesc>> {
+/// `Ok(Err(n))`: the descriptor needs at least `n` bytes.
+fn parse_desc(buf: &[u8], page_size: PageSize) -> Result<Result<FrameDesc, usize>> {
     if buf.len() < 4 {
-        return Ok(None);
+        return Ok(Err(4));
     }
     let magic = u32::from_le_bytes(buf[0..4].try_into().unwrap());
     if magic != LZ4_MAGIC {
@@ -289,7 +291,7 @@ fn parse_desc(buf: &[u8], page_size: PageSize) -> Result<Option<FrameDesc>> {
         .at(0));
     }
     if buf.len() < 7 {
-        return Ok(None);
+        return Ok(Err(7));
     }
     let flg = buf[4];
     let bd = buf[5];
@@ -319,7 +321,7 @@ fn parse_desc(buf: &[u8], page_size: PageSize) -> Result<Option<FrameDesc>> {
     let has_size = flg & 0b1000 != 0;
     let desc_len = 4 + 2 + if has_size { 8 } else { 0 } + 1;
     if buf.len() < desc_len {
-        return Ok(None);
+        return Ok(Err(desc_len));
     }
     let content_size = has_size.then(|| u64::from_le_bytes(buf[6..14].try_into().unwrap()));
     let hc = ((xxhash_rust::xxh32::xxh32(&buf[4..desc_len - 1], 0) >> 8) & 0xff) as u8;
@@ -338,7 +340,7 @@ fn parse_desc(buf: &[u8], page_size: PageSize) -> Result<Option<FrameDesc>> {
             .at(6));
         }
     }
-    Ok(Some(FrameDesc {
+    Ok(Ok(FrameDesc {
         block_checksum: flg & 0b1_0000 != 0,
         content_checksum: flg & 0b100 != 0,
         content_size,
@@ -354,14 +356,15 @@ fn parse_desc(buf: &[u8], page_size: PageSize) -> Result<Option<FrameDesc>> {
 /// # Errors
 /// [`ErrorKind::Lz4Corrupt`] / [`ErrorKind::FrameTooLarge`], offsets relative to `buf`.
 pub fn scan_legacy(buf: &[u8], page_size: PageSize) -> Result<Scan> {
-    let Some(desc) = parse_desc(buf, page_size)? else {
-        return Ok(Scan::NeedMore);
+    let desc = match parse_desc(buf, page_size)? {
+        Ok(d) => d,
+        Err(need) => return Ok(Scan::NeedMore(need)),
     };
     let max = lz4_bound(page_size.bytes()) + LEGACY_FRAME_OVERHEAD;
     let mut pos = desc.desc_len;
     loop {
         if pos + 4 > buf.len() {
-            return Ok(Scan::NeedMore);
+            return Ok(Scan::NeedMore(pos + 4));
         }
         let raw = u32::from_le_bytes(buf[pos..pos + 4].try_into().unwrap());
         pos += 4;
@@ -370,7 +373,7 @@ pub fn scan_legacy(buf: &[u8], page_size: PageSize) -> Result<Scan> {
                 pos += 4;
             }
             if pos > buf.len() {
-                return Ok(Scan::NeedMore);
+                return Ok(Scan::NeedMore(pos));
             }
             return Ok(Scan::Complete(pos));
         }
@@ -406,7 +409,7 @@ pub fn scan_legacy(buf: &[u8], page_size: PageSize) -> Result<Scan> {
 pub fn decode_legacy(frame: &[u8], out: &mut [u8]) -> Result<()> {
     let page_size = PageSize::try_new(out.len() as u32)?;
     let desc =
-        parse_desc(frame, page_size)?.ok_or_else(|| lz4_err("incomplete LZ4 frame descriptor"))?;
+        parse_desc(frame, page_size)?.map_err(|_| lz4_err("incomplete LZ4 frame descriptor"))?;
     let mut pos = desc.desc_len;
     let mut filled = 0usize;
     let need = |pos: usize, n: usize| -> Result<()> {

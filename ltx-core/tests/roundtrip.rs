@@ -42,51 +42,64 @@ fn page_content(seed: u64, size: usize, kind: u8) -> Vec<u8> {
 fn spec_strategy() -> impl Strategy<Value = Spec> {
     (
         prop::sample::select(vec![512u32, 1024, 4096, 65536]),
-        any::<bool>(),             // snapshot
-        any::<bool>(),             // no checksum
-        1u64..1_000_000,           // min txid (for incrementals)
-        0u64..5,                   // txid span
-        1u32..40,                  // commit
+        any::<bool>(),   // snapshot
+        any::<bool>(),   // no checksum
+        1u64..1_000_000, // min txid (for incrementals)
+        0u64..5,         // txid span
+        1u32..40,        // commit
         prop::collection::vec((any::<bool>(), any::<u64>(), any::<u8>()), 40),
-        (any::<i64>(), any::<u64>(), any::<u32>(), any::<u32>(), any::<u64>(), 0i64..1 << 40),
+        (
+            any::<i64>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u64>(),
+            0i64..1 << 40,
+        ),
     )
-        .prop_map(|(ps, snapshot, nock, min, span, commit, picks, (ts, pre, s1, s2, node, walo))| {
-            let page_size = PageSize::new(ps).unwrap();
-            let min = if snapshot { 1 } else { min.max(2) };
-            let mut h = Header::new(page_size, TxId(min), TxId(min + span));
-            h.commit = commit;
-            h.timestamp = ts;
-            h.node_id = node;
-            if walo > 0 {
-                h.wal_offset = walo;
-                h.wal_size = walo / 3;
-                h.wal_salt1 = s1;
-                h.wal_salt2 = s2;
-            }
-            if nock {
-                h.flags = HEADER_FLAG_NO_CHECKSUM;
-            } else if !snapshot {
-                h.pre_apply_checksum = Checksum(pre | 1 << 63);
-            }
-            let mut pages = Vec::new();
-            let mut sum = DbChecksum::new(page_size);
-            for pgno in 1..=commit {
-                let (take, seed, kind) = picks[(pgno - 1) as usize];
-                if snapshot || take {
-                    let data = page_content(seed, ps as usize, kind);
-                    sum.add(pgno, &data);
-                    pages.push((pgno, data));
+        .prop_map(
+            |(ps, snapshot, nock, min, span, commit, picks, (ts, pre, s1, s2, node, walo))| {
+                let page_size = PageSize::new(ps).unwrap();
+                let min = if snapshot { 1 } else { min.max(2) };
+                let mut h = Header::new(page_size, TxId(min), TxId(min + span));
+                h.commit = commit;
+                h.timestamp = ts;
+                h.node_id = node;
+                if walo > 0 {
+                    h.wal_offset = walo;
+                    h.wal_size = walo / 3;
+                    h.wal_salt1 = s1;
+                    h.wal_salt2 = s2;
                 }
-            }
-            let post_apply = if nock {
-                Checksum(0)
-            } else if snapshot {
-                Checksum(sum.value().get() | 1 << 63)
-            } else {
-                Checksum(pre | 1 << 63 | 0x55)
-            };
-            Spec { header: h, pages, post_apply }
-        })
+                if nock {
+                    h.flags = HEADER_FLAG_NO_CHECKSUM;
+                } else if !snapshot {
+                    h.pre_apply_checksum = Checksum(pre | 1 << 63);
+                }
+                let mut pages = Vec::new();
+                let mut sum = DbChecksum::new(page_size);
+                for pgno in 1..=commit {
+                    let (take, seed, kind) = picks[(pgno - 1) as usize];
+                    if snapshot || take {
+                        let data = page_content(seed, ps as usize, kind);
+                        sum.add(pgno, &data);
+                        pages.push((pgno, data));
+                    }
+                }
+                let post_apply = if nock {
+                    Checksum(0)
+                } else if snapshot {
+                    Checksum(sum.value().get() | 1 << 63)
+                } else {
+                    Checksum(pre | 1 << 63 | 0x55)
+                };
+                Spec {
+                    header: h,
+                    pages,
+                    post_apply,
+                }
+            },
+        )
 }
 
 fn encode(s: &Spec) -> Vec<u8> {
@@ -121,7 +134,10 @@ fn events(bytes: &[u8], cuts: &[usize]) -> (Vec<String>, Result<u64, ErrorKind>)
                             break;
                         }
                         Decoded::Header(h) => evs.push(format!("header {h:?}")),
-                        Decoded::Page { info, data } => evs.push(format!("page {info:?} {:016x}", ltx_core::checksum::crc64(data))),
+                        Decoded::Page { info, data } => evs.push(format!(
+                            "page {info:?} {:016x}",
+                            ltx_core::checksum::crc64(data)
+                        )),
                         Decoded::Done(s) => {
                             evs.push(format!("done {s:?}"));
                             break;
@@ -131,7 +147,12 @@ fn events(bytes: &[u8], cuts: &[usize]) -> (Vec<String>, Result<u64, ErrorKind>)
             }
         }
     }
-    (evs, dec.finish().map(|s| s.file_size).map_err(|e| e.kind().clone()))
+    (
+        evs,
+        dec.finish()
+            .map(|s| s.file_size)
+            .map_err(|e| e.kind().clone()),
+    )
 }
 
 proptest! {
@@ -197,11 +218,17 @@ fn every_split_point() {
     let mut h = Header::new(ps, TxId(1), TxId(3));
     h.commit = 4;
     let mut sum = DbChecksum::new(ps);
-    let pages: Vec<(u32, Vec<u8>)> = (1..=4).map(|p| (p, page_content(p as u64 * 77, 512, p as u8))).collect();
+    let pages: Vec<(u32, Vec<u8>)> = (1..=4)
+        .map(|p| (p, page_content(p as u64 * 77, 512, p as u8)))
+        .collect();
     for (p, d) in &pages {
         sum.add(*p, d);
     }
-    let s = Spec { header: h, pages, post_apply: sum.value() };
+    let s = Spec {
+        header: h,
+        pages,
+        post_apply: sum.value(),
+    };
     let bytes = encode(&s);
     let whole = events(&bytes, &[]);
     assert!(whole.1.is_ok());
@@ -212,14 +239,25 @@ fn every_split_point() {
     assert_eq!(events(&bytes, &all), whole);
     // Truncation at every length is an error (never a panic).
     for n in 0..bytes.len() {
-        assert!(matches!(events(&bytes[..n], &[]).1, Err(ErrorKind::Truncated { .. })), "truncated to {n}");
-        assert!(LtxFile::parse(&bytes[..n]).and_then(|f| f.verify()).is_err());
+        assert!(
+            matches!(events(&bytes[..n], &[]).1, Err(ErrorKind::Truncated { .. })),
+            "truncated to {n}"
+        );
+        assert!(LtxFile::parse(&bytes[..n])
+            .and_then(|f| f.verify())
+            .is_err());
     }
     // One extra byte after the trailer is rejected.
     let mut extra = bytes.clone();
     extra.push(0);
-    assert!(matches!(events(&extra, &[]).1, Err(ErrorKind::TrailingBytes { .. })));
-    assert!(matches!(events(&extra, &[bytes.len()]).1, Err(ErrorKind::TrailingBytes { .. })));
+    assert!(matches!(
+        events(&extra, &[]).1,
+        Err(ErrorKind::TrailingBytes { .. })
+    ));
+    assert!(matches!(
+        events(&extra, &[bytes.len()]).1,
+        Err(ErrorKind::TrailingBytes { .. })
+    ));
 }
 
 #[test]
@@ -227,9 +265,18 @@ fn decoder_stays_failed() {
     let mut bytes = ltx_core::doc_example_file();
     bytes[0] = b'X';
     let mut dec = Decoder::new();
-    assert!(matches!(dec.decode(&bytes).unwrap_err().kind(), ErrorKind::BadMagic(_)));
-    assert!(matches!(dec.decode(&bytes).unwrap_err().kind(), ErrorKind::Poisoned));
-    assert!(matches!(dec.finish().unwrap_err().kind(), ErrorKind::BadMagic(_)));
+    assert!(matches!(
+        dec.decode(&bytes).unwrap_err().kind(),
+        ErrorKind::BadMagic(_)
+    ));
+    assert!(matches!(
+        dec.decode(&bytes).unwrap_err().kind(),
+        ErrorKind::Poisoned
+    ));
+    assert!(matches!(
+        dec.finish().unwrap_err().kind(),
+        ErrorKind::BadMagic(_)
+    ));
 }
 
 #[test]
@@ -244,14 +291,36 @@ fn encoder_enforces_reference_rules() {
     let mut out = Vec::new();
     let mut enc = Encoder::new(h, &mut out).unwrap();
     enc.write_page(&mut out, 3, &page).unwrap();
-    assert!(matches!(enc.write_page(&mut out, 3, &page).unwrap_err().kind(), ErrorKind::PageOrder(_)));
-    assert!(matches!(enc.write_page(&mut out, 2, &page).unwrap_err().kind(), ErrorKind::PageOrder(_)));
-    assert!(matches!(enc.write_page(&mut out, lock, &page).unwrap_err().kind(), ErrorKind::LockPage(_)));
-    assert!(matches!(enc.write_page(&mut out, lock + 6, &page).unwrap_err().kind(), ErrorKind::PageOutOfRange { .. }));
-    assert!(matches!(enc.write_page(&mut out, 4, &page[..100]).unwrap_err().kind(), ErrorKind::BadPageLength { .. }));
+    assert!(matches!(
+        enc.write_page(&mut out, 3, &page).unwrap_err().kind(),
+        ErrorKind::PageOrder(_)
+    ));
+    assert!(matches!(
+        enc.write_page(&mut out, 2, &page).unwrap_err().kind(),
+        ErrorKind::PageOrder(_)
+    ));
+    assert!(matches!(
+        enc.write_page(&mut out, lock, &page).unwrap_err().kind(),
+        ErrorKind::LockPage(_)
+    ));
+    assert!(matches!(
+        enc.write_page(&mut out, lock + 6, &page)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::PageOutOfRange { .. }
+    ));
+    assert!(matches!(
+        enc.write_page(&mut out, 4, &page[..100])
+            .unwrap_err()
+            .kind(),
+        ErrorKind::BadPageLength { .. }
+    ));
     enc.write_page(&mut out, lock + 1, &page).unwrap();
     // Post-apply must carry bit 63 when checksums are tracked.
-    assert!(matches!(enc.finish(&mut Vec::new(), Checksum(5)).unwrap_err().kind(), ErrorKind::BadChecksumFormat { .. }));
+    assert!(matches!(
+        enc.finish(&mut Vec::new(), Checksum(5)).unwrap_err().kind(),
+        ErrorKind::BadChecksumFormat { .. }
+    ));
 
     // Snapshots must be contiguous and complete.
     let mut h = Header::new(ps, TxId(1), TxId(1));
@@ -259,9 +328,15 @@ fn encoder_enforces_reference_rules() {
     let mut out = Vec::new();
     let mut enc = Encoder::new(h, &mut out).unwrap();
     enc.write_page(&mut out, 1, &page).unwrap();
-    assert!(matches!(enc.write_page(&mut out, 3, &page).unwrap_err().kind(), ErrorKind::PageOrder(_)));
+    assert!(matches!(
+        enc.write_page(&mut out, 3, &page).unwrap_err().kind(),
+        ErrorKind::PageOrder(_)
+    ));
     enc.write_page(&mut out, 2, &page).unwrap();
-    assert!(matches!(enc.finish(&mut out, Checksum(1 << 63)).unwrap_err().kind(), ErrorKind::PageOrder(_)));
+    assert!(matches!(
+        enc.finish(&mut out, Checksum(1 << 63)).unwrap_err().kind(),
+        ErrorKind::PageOrder(_)
+    ));
 
     // A snapshot spanning the lock page skips it.
     let ps = PageSize::new(65536).unwrap();
@@ -296,7 +371,14 @@ fn encoder_enforces_reference_rules() {
 }
 
 /// Builds a file with the given pages (None = absent) over a base state.
-fn incremental(ps: PageSize, txid: u64, commit: u32, pages: &[(u32, u8)], pre: Checksum, post: Checksum) -> Vec<u8> {
+fn incremental(
+    ps: PageSize,
+    txid: u64,
+    commit: u32,
+    pages: &[(u32, u8)],
+    pre: Checksum,
+    post: Checksum,
+) -> Vec<u8> {
     let mut h = Header::new(ps, TxId(txid), TxId(txid));
     h.commit = commit;
     h.timestamp = txid as i64 * 1000;
@@ -304,7 +386,8 @@ fn incremental(ps: PageSize, txid: u64, commit: u32, pages: &[(u32, u8)], pre: C
     let mut out = Vec::new();
     let mut enc = Encoder::new(h, &mut out).unwrap();
     for &(p, fill) in pages {
-        enc.write_page(&mut out, p, &vec![fill; ps.bytes()]).unwrap();
+        enc.write_page(&mut out, p, &vec![fill; ps.bytes()])
+            .unwrap();
     }
     enc.finish(&mut out, post).unwrap();
     out
@@ -317,13 +400,19 @@ fn merge_newest_wins_and_drops_pages_above_commit() {
     let a = incremental(ps, 2, 5, &[(1, 1), (2, 1), (5, 1)], c(1), c(2));
     let b = incremental(ps, 3, 6, &[(2, 2), (6, 2)], c(2), c(3));
     let d = incremental(ps, 4, 4, &[(3, 3)], c(3), c(4));
-    let files: Vec<LtxFile> = [&a, &b, &d].iter().map(|x| LtxFile::parse(x).unwrap()).collect();
+    let files: Vec<LtxFile> = [&a, &b, &d]
+        .iter()
+        .map(|x| LtxFile::parse(x).unwrap())
+        .collect();
     let mut out = Vec::new();
     merge_files(&files, &MergeOptions::default(), &mut out).unwrap();
     let f = LtxFile::parse(&out).unwrap();
     f.verify().unwrap();
     let h = f.header();
-    assert_eq!((h.min_txid, h.max_txid, h.commit, h.timestamp), (TxId(2), TxId(4), 4, 4000));
+    assert_eq!(
+        (h.min_txid, h.max_txid, h.commit, h.timestamp),
+        (TxId(2), TxId(4), 4, 4000)
+    );
     assert_eq!(h.pre_apply_checksum, c(1));
     assert_eq!(f.trailer().post_apply_checksum, c(4));
     let pgnos: Vec<u32> = f.index().entries().iter().map(|e| e.pgno).collect();
@@ -335,15 +424,35 @@ fn merge_newest_wins_and_drops_pages_above_commit() {
     }
     // Frames are copied unchanged.
     for e in f.index().entries() {
-        let src = if e.pgno == 1 { &files[0] } else if e.pgno == 2 { &files[1] } else { &files[2] };
+        let src = if e.pgno == 1 {
+            &files[0]
+        } else if e.pgno == 2 {
+            &files[1]
+        } else {
+            &files[2]
+        };
         assert_eq!(f.frame(e), src.frame(src.index().get(e.pgno).unwrap()));
     }
     // NoChecksum output.
     let mut out = Vec::new();
-    merge_files(&files, &MergeOptions { flags: HEADER_FLAG_NO_CHECKSUM, allow_gaps: false }, &mut out).unwrap();
+    merge_files(
+        &files,
+        &MergeOptions {
+            flags: HEADER_FLAG_NO_CHECKSUM,
+            allow_gaps: false,
+        },
+        &mut out,
+    )
+    .unwrap();
     let f = LtxFile::parse(&out).unwrap();
     f.verify().unwrap();
-    assert_eq!((f.header().pre_apply_checksum, f.trailer().post_apply_checksum), (Checksum(0), Checksum(0)));
+    assert_eq!(
+        (
+            f.header().pre_apply_checksum,
+            f.trailer().post_apply_checksum
+        ),
+        (Checksum(0), Checksum(0))
+    );
 }
 
 #[test]
@@ -355,11 +464,62 @@ fn merge_rejects_gaps_overlaps_and_page_size_mismatch() {
     let same = incremental(ps, 2, 1, &[(1, 1)], c(1), c(2));
     let other = incremental(PageSize::new(1024).unwrap(), 3, 1, &[(1, 1)], c(2), c(3));
     let fa = LtxFile::parse(&a).unwrap();
-    for (bad, what) in [(&gap, "gap"), (&same, "does not advance"), (&other, "page size")] {
+    for (bad, what) in [
+        (&gap, "gap"),
+        (&same, "does not advance"),
+        (&other, "page size"),
+    ] {
         let fb = LtxFile::parse(bad).unwrap();
-        let err = merge_files(&[fa.clone(), fb.clone()], &MergeOptions::default(), &mut Vec::new()).unwrap_err();
-        assert!(matches!(err.kind(), ErrorKind::Merge(m) if m.contains(what)), "{what}: {err}");
+        let err = merge_files(
+            &[fa.clone(), fb.clone()],
+            &MergeOptions::default(),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::Merge(m) if m.contains(what)),
+            "{what}: {err}"
+        );
     }
     let fb = LtxFile::parse(&gap).unwrap();
-    merge_files(&[fa, fb], &MergeOptions { flags: 0, allow_gaps: true }, &mut Vec::new()).unwrap();
+    merge_files(
+        &[fa, fb],
+        &MergeOptions {
+            flags: 0,
+            allow_gaps: true,
+        },
+        &mut Vec::new(),
+    )
+    .unwrap();
+}
+
+/// A caller that stops as soon as its input is consumed (and only then reads
+/// more) sees the whole file, whatever the chunk size: the decoder never
+/// holds back bytes it could have processed. Legacy-frame files exercise the
+/// scanning path.
+#[test]
+fn consumed_input_means_nothing_pending() {
+    let root =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/conformance/valid");
+    for name in [
+        "legacy-incremental-db-512.ltx",
+        "legacy-snapshot-db-512.ltx",
+        "snapshot-db-512.ltx",
+    ] {
+        let bytes = std::fs::read(root.join(name)).unwrap();
+        for chunk in [1usize, 2, 3, 5, 7, 13, 64, 100, 999, 1000, 4096, 65536] {
+            let mut dec = Decoder::new();
+            for piece in bytes.chunks(chunk) {
+                let mut input = piece;
+                while !input.is_empty() {
+                    let (n, _) = dec
+                        .decode(input)
+                        .unwrap_or_else(|e| panic!("{name} chunk {chunk}: {e}"));
+                    input = &input[n..];
+                }
+            }
+            dec.finish()
+                .unwrap_or_else(|e| panic!("{name} chunk {chunk}: {e}"));
+        }
+    }
 }
