@@ -89,7 +89,7 @@ pub use frame::{compress_frame, decode_frame, FrameDigest, PageHeader};
 pub use header::{Header, Trailer};
 pub use index::{IndexEntry, PageIndex};
 pub use merge::{plan_merge, MergeInput, MergeOptions, MergePlan};
-pub use types::{format_filename, lock_pgno, parse_filename, Checksum, PageSize, Pgno, TxId};
+pub use types::{format_filename, lock_pgno, parse_filename, Checksum, PageSize, Pgno, TxId, CHECKSUM_FLAG};
 
 /// A small valid snapshot (2 pages of 512 bytes) for documentation examples.
 #[doc(hidden)]
