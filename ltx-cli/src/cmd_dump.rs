@@ -1,14 +1,420 @@
-//! `ltx dump` (to be implemented).
+//! `ltx dump`: everything in one file, decoded with the streaming decoder so
+//! that a damaged file shows all that is readable before the damage.
 
 use std::io::Write;
+use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use ltx_core::file::{parse_tail, TAIL_SIZE};
+use ltx_core::header::TRAILER_SIZE;
+use ltx_core::{IndexEntry, PageIndex, Summary, Trailer};
+use serde_json::{json, Value};
+
+use crate::check::{Event, Streamer};
+use crate::input;
+use crate::output::{self, error_json, RawHeader};
 
 /// Arguments of `ltx dump`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+#[command(after_help = "\
+Decodes the whole file with the streaming decoder and verifies it. On a damaged
+file everything decoded before the damage is printed, then the error (with its
+byte offset) goes to standard error and the exit code is 1.
+
+Examples:
+  ltx dump 0000000000000001-0000000000000064.ltx
+  ltx dump --page 1 --hexdump FILE.ltx
+  ltx dump --json FILE.ltx | jq .header
+  aws s3 cp s3://bucket/db/0000/0000000000000001-0000000000000064.ltx - | ltx dump -")]
+pub struct Args {
+    /// LTX file to dump (`-` reads standard input, streaming).
+    pub file: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Show only page PGNO in the page list and page index (exit 1 if the file
+    /// does not hold it).
+    #[arg(long, value_name = "PGNO")]
+    pub page: Option<u32>,
+    /// Hexdump the decompressed content of the selected page (every page
+    /// without --page). In JSON: a `data_hex` string per page.
+    #[arg(long)]
+    pub hexdump: bool,
+    /// In hexdumps, print runs of all-zero lines instead of one `*`.
+    #[arg(long)]
+    pub no_squeeze: bool,
+    /// Header, trailer and totals only: no page list, no page index.
+    #[arg(long, conflicts_with = "page")]
+    pub summary: bool,
+}
+
+/// Fixed-width columns, so that rows can be printed as pages are decoded.
+fn page_cols() -> String {
+    format!(
+        "  {:>8}  {:<6}  {:<12}  {:>12}  {:>10}",
+        "PGNO", "FLAGS", "ENCODING", "OFFSET", "FRAME_SIZE"
+    )
+}
+
+fn index_cols() -> String {
+    format!(
+        "  {:>8}  {:>12}  {:>10}  {:>6}",
+        "PGNO", "OFFSET", "FRAME_SIZE", "RATIO"
+    )
+}
+
+struct Dump<'w> {
+    args: Args,
+    out: &'w mut dyn Write,
+    /// Pages seen, and the selected page found.
+    pages: u64,
+    found: bool,
+    page_size: u32,
+    header_printed: bool,
+    pages_json: Vec<Value>,
+}
+
+impl Dump<'_> {
+    fn selected(&self, pgno: u32) -> bool {
+        !self.args.summary && self.args.page.is_none_or(|p| p == pgno)
+    }
+
+    fn on_event(&mut self, ev: Event<'_>) -> Result<()> {
+        match ev {
+            Event::Header(h) => {
+                self.page_size = h.page_size.get();
+                self.header_printed = true;
+                if !self.args.json {
+                    writeln!(self.out, "header:")?;
+                    RawHeader::from_header(&h).write_text(self.out, "  ")?;
+                    if !self.args.summary {
+                        writeln!(self.out, "pages:")?;
+                        writeln!(self.out, "{}", page_cols())?;
+                    }
+                }
+            }
+            Event::Page(info, data) => {
+                self.pages += 1;
+                if !self.selected(info.pgno) {
+                    return Ok(());
+                }
+                self.found = true;
+                let enc = output::page_encoding(info.flags);
+                if self.args.json {
+                    let mut v = json!({
+                        "pgno": info.pgno,
+                        "flags": info.flags,
+                        "encoding": enc,
+                        "frame_offset": info.offset,
+                        "frame_size": info.frame_len,
+                        "ratio": output::ratio_json(self.page_size, info.frame_len),
+                    });
+                    if self.args.hexdump {
+                        v["data_hex"] = json!(output::hex(data));
+                    }
+                    self.pages_json.push(v);
+                } else {
+                    writeln!(
+                        self.out,
+                        "  {:>8}  0x{:04x}  {:<12}  {:>12}  {:>10}",
+                        info.pgno, info.flags, enc, info.offset, info.frame_len
+                    )?;
+                    if self.args.hexdump {
+                        output::hexdump(self.out, data, !self.args.no_squeeze)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Runs the command.
-pub fn run(_args: Args, _out: &mut dyn Write) -> Result<()> {
-    bail!("ltx dump: not implemented yet")
+pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
+    let path = args.file.clone();
+    let name = path.display().to_string();
+    let stdin = input::is_stdin(&path);
+    let source = if stdin {
+        None
+    } else {
+        Some(input::open(&path)?)
+    };
+    let file_len = source.as_ref().map(|s| s.len() as u64);
+    let json = args.json;
+    let selected_page = args.page;
+
+    if !json {
+        writeln!(out, "file: {name}")?;
+        writeln!(out, "version: 3")?;
+        if let Some(n) = file_len {
+            writeln!(out, "size: {n} bytes")?;
+        }
+    }
+
+    // Text on a terminal shows its own progress; small files need no bar.
+    let show = (json || !output::stdout_is_tty()) && file_len.is_none_or(|n| n >= 32 << 20);
+    let pb = output::progress(show, file_len, "dump");
+    let mut d = Dump {
+        args,
+        out,
+        pages: 0,
+        found: false,
+        page_size: 0,
+        header_printed: false,
+        pages_json: Vec::new(),
+    };
+    let mut st = Streamer::new();
+    let tick = |n: u64| pb.inc(n);
+    let result = match &source {
+        Some(bytes) => st.run_slice(bytes, 1 << 20, &mut |e| d.on_event(e), &tick)?,
+        None => st.run(
+            &mut std::io::stdin().lock(),
+            "standard input",
+            &mut |e| d.on_event(e),
+            &tick,
+        )?,
+    };
+    pb.finish_and_clear();
+    // Trailing bytes fail the file, but everything up to the trailer was verified.
+    let summary: Option<Summary> = st.summary().copied();
+    let error = result.as_ref().err();
+    let raw_header = RawHeader::from_bytes(st.head());
+    let total_len = file_len.unwrap_or(st.fed());
+
+    // The page index: verified (the decoder matched it against the frames),
+    // or as stored at the end of a damaged local file.
+    let verified_index: Option<(u64, &[IndexEntry])> =
+        summary.map(|s| (s.index_size, st.decoder().frames()));
+    let stored_index: Option<Result<(u64, PageIndex), String>> = match (&summary, &source) {
+        (None, Some(bytes)) => Some(stored_index(bytes)),
+        _ => None,
+    };
+    // Only believe the last 16 bytes are a trailer if an index precedes them.
+    let stored_trailer: Option<Trailer> = match (&summary, &source, &stored_index) {
+        (None, Some(bytes), Some(Ok(_))) => Some(Trailer::from_bytes(
+            bytes[bytes.len() - TRAILER_SIZE..].try_into().unwrap(),
+        )),
+        _ => None,
+    };
+    let Dump {
+        out,
+        pages,
+        found,
+        page_size,
+        header_printed,
+        pages_json,
+        args,
+        ..
+    } = d;
+    let page_size = if page_size != 0 {
+        page_size
+    } else {
+        raw_header.map_or(0, |h| h.page_size)
+    };
+    let keep = |pgno: u32| !args.summary && selected_page.is_none_or(|p| p == pgno);
+
+    let missing_page = summary.is_some() && selected_page.is_some() && !found;
+
+    if json {
+        let index_json = |size: u64, entries: &[IndexEntry], verified: bool| {
+            json!({
+                "size": size,
+                "verified": verified,
+                "entry_count": entries.len(),
+                "entries": entries.iter().filter(|e| keep(e.pgno)).map(|e| json!({
+                    "pgno": e.pgno,
+                    "offset": e.offset,
+                    "size": e.size,
+                    "ratio": output::ratio_json(page_size, e.size),
+                })).collect::<Vec<_>>(),
+            })
+        };
+        let page_index = match (&verified_index, &stored_index) {
+            (Some((size, entries)), _) => index_json(*size, entries, true),
+            (None, Some(Ok((size, idx)))) => index_json(*size, idx.entries(), false),
+            (None, Some(Err(e))) => json!({ "verified": false, "unreadable": e }),
+            _ => Value::Null,
+        };
+        let trailer = match (&summary, &stored_trailer) {
+            (Some(s), _) => json!({
+                "post_apply_checksum": s.trailer.post_apply_checksum.to_string(),
+                "file_checksum": s.trailer.file_checksum.to_string(),
+                "verified": true,
+            }),
+            (None, Some(t)) => json!({
+                "post_apply_checksum": t.post_apply_checksum.to_string(),
+                "file_checksum": t.file_checksum.to_string(),
+                "verified": false,
+            }),
+            _ => Value::Null,
+        };
+        let mut v = json!({
+            "path": name,
+            "format_version": 3,
+            "file_size": total_len,
+            "header": raw_header.map(|h| h.to_json()),
+            "header_valid": header_printed,
+            "page_count": pages,
+            "page_index_size": summary.map(|s| s.index_size),
+            "page_index": page_index,
+            "trailer": trailer,
+            "computed_post_apply_checksum": summary.and_then(|s| s.computed_post_apply).map(|c| c.to_string()),
+            "ok": error.is_none() && !missing_page,
+            "error": error.map(error_json),
+        });
+        if !args.summary {
+            v["pages"] = Value::Array(pages_json);
+        }
+        serde_json::to_writer_pretty(&mut *out, &v)?;
+        writeln!(out)?;
+    } else {
+        if !header_printed {
+            match raw_header {
+                Some(h) => {
+                    writeln!(out, "header (INVALID, as stored):")?;
+                    h.write_text(out, "  ")?;
+                }
+                None => writeln!(out, "header: incomplete ({} of 100 bytes)", st.head().len())?,
+            }
+        } else if !args.summary {
+            writeln!(
+                out,
+                "  ({pages} frame{})",
+                if pages == 1 { "" } else { "s" }
+            )?;
+        }
+        if !args.summary {
+            let mut index_table = |title: String, entries: &[IndexEntry]| -> Result<()> {
+                writeln!(out, "{title}")?;
+                writeln!(out, "{}", index_cols())?;
+                for e in entries.iter().filter(|e| keep(e.pgno)) {
+                    writeln!(
+                        out,
+                        "  {:>8}  {:>12}  {:>10}  {:>6.2}",
+                        e.pgno,
+                        e.offset,
+                        e.size,
+                        output::ratio(page_size, e.size)
+                    )?;
+                }
+                Ok(())
+            };
+            match (&verified_index, &stored_index) {
+                (Some((size, entries)), _) => index_table(
+                    format!(
+                        "page index: {} entries, {size} bytes, matches the frames",
+                        entries.len()
+                    ),
+                    entries,
+                )?,
+                (None, Some(Ok((size, idx)))) => index_table(
+                    format!(
+                        "page index (as stored at the end of the file, NOT verified): {} entries, {size} bytes",
+                        idx.len()
+                    ),
+                    idx.entries(),
+                )?,
+                (None, Some(Err(e))) => writeln!(out, "page index: unreadable: {e}")?,
+                _ => writeln!(out, "page index: not reached")?,
+            }
+        }
+        match (&summary, &stored_trailer) {
+            (Some(s), _) => {
+                writeln!(out, "trailer:")?;
+                writeln!(
+                    out,
+                    "  post_apply_checksum: {}",
+                    s.trailer.post_apply_checksum
+                )?;
+                writeln!(
+                    out,
+                    "  file_checksum: {} (verified)",
+                    s.trailer.file_checksum
+                )?;
+            }
+            (None, Some(t)) => {
+                writeln!(out, "trailer (last 16 bytes of the file, NOT verified):")?;
+                writeln!(out, "  post_apply_checksum: {}", t.post_apply_checksum)?;
+                writeln!(out, "  file_checksum: {}", t.file_checksum)?;
+            }
+            _ => writeln!(out, "trailer: not reached")?,
+        }
+        writeln!(out, "summary:")?;
+        writeln!(out, "  file_size: {total_len}")?;
+        writeln!(out, "  page_count: {pages}")?;
+        if let Some(s) = &summary {
+            writeln!(out, "  page_index_size: {}", s.index_size)?;
+            if let Some(c) = s.computed_post_apply {
+                writeln!(out, "  computed_post_apply_checksum: {c} (matches)")?;
+            }
+        }
+        match error {
+            None => writeln!(
+                out,
+                "  result: ok (every frame decoded, file checksum verified)"
+            )?,
+            Some(e) => writeln!(
+                out,
+                "  result: FAILED ({}){}",
+                e.category().unwrap_or("error"),
+                match (e.offset(), e.pgno()) {
+                    (Some(o), Some(p)) => format!(" at byte offset {o}, page {p}"),
+                    (Some(o), None) => format!(" at byte offset {o}"),
+                    (None, Some(p)) => format!(" at page {p}"),
+                    (None, None) => String::new(),
+                }
+            )?,
+        }
+    }
+
+    if let Some(e) = error {
+        out.flush().ok();
+        eprintln!("ltx: {name}: {e}");
+        return Err(crate::Failed.into());
+    }
+    if missing_page {
+        out.flush().ok();
+        let pgnos: Vec<u32> = st.decoder().frames().iter().map(|e| e.pgno).collect();
+        eprintln!(
+            "ltx: {name}: page {} is not in this file; {}",
+            selected_page.unwrap_or(0),
+            describe_pages(&pgnos)
+        );
+        return Err(crate::Failed.into());
+    }
+    Ok(())
+}
+
+/// `it has 11 pages: 1-2, 4-8, 11` / `it has no pages`.
+pub fn describe_pages(pgnos: &[u32]) -> String {
+    match (pgnos.first(), pgnos.last()) {
+        (Some(a), Some(b)) => format!(
+            "it has {} page{} in {a}..={b}: {}",
+            pgnos.len(),
+            if pgnos.len() == 1 { "" } else { "s" },
+            output::ranges(pgnos, 12)
+        ),
+        _ => "it has no pages".to_string(),
+    }
+}
+
+/// The page index as stored at the end of `bytes`, without checking it
+/// against the frames.
+fn stored_index(bytes: &[u8]) -> Result<(u64, PageIndex), String> {
+    if bytes.len() < TAIL_SIZE {
+        return Err(format!("the file is only {} bytes", bytes.len()));
+    }
+    let tail = parse_tail(
+        bytes[bytes.len() - TAIL_SIZE..].try_into().unwrap(),
+        bytes.len() as u64,
+    )
+    .map_err(|e| e.to_string())?;
+    let r = tail.index_range.clone();
+    let idx = PageIndex::decode(&bytes[r.start as usize..r.end as usize]).map_err(|e| {
+        format!(
+            "{e} (offsets relative to the index start at byte {})",
+            r.start
+        )
+    })?;
+    Ok((tail.index_size, idx))
 }

@@ -1,14 +1,245 @@
-//! `ltx list` (to be implemented).
+//! `ltx list`: one row per file from its header, tail and page index (the
+//! pages themselves are not read).
 
 use std::io::Write;
+use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use ltx_core::LtxFile;
+use rayon::prelude::*;
+use serde_json::{json, Value};
+
+use crate::input::{self, LtxPath};
+use crate::output::{self, error_json, hex16, Align, RawHeader};
 
 /// Arguments of `ltx list`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+#[command(after_help = "\
+Reads only each file's header, page index and trailer (not the pages; use
+`ltx verify` for that). Rows are sorted by level, then TXID. The level comes
+from a Litestream replica layout (`ltx/<level>/...` or `<level as %04x>/...`),
+else `-`. A file that cannot be parsed gets an error in its row and the exit
+code is 1.
+
+Examples:
+  ltx list /backups/db                  # a replica: every level
+  ltx list --tsv /backups/db/ltx/0 | sort -k3
+  ltx list --json *.ltx | jq '.[] | select(.commit > 1000)'")]
+pub struct Args {
+    /// LTX files and directories (searched recursively for *.ltx); `-` reads standard input.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Print a JSON array of objects.
+    #[arg(long, conflicts_with = "tsv")]
+    pub json: bool,
+    /// Print tab-separated values with a header row.
+    #[arg(long)]
+    pub tsv: bool,
+}
+
+/// What one file says about itself.
+struct Row {
+    path: LtxPath,
+    size: u64,
+    header: Option<RawHeader>,
+    pages: Option<usize>,
+    post_apply: Option<u64>,
+    file_checksum: Option<u64>,
+    error: Option<RowError>,
+}
+
+enum RowError {
+    Format(ltx_core::Error),
+    Io(String),
+}
+
+impl RowError {
+    fn message(&self) -> String {
+        match self {
+            RowError::Format(e) => e.to_string(),
+            RowError::Io(m) => m.clone(),
+        }
+    }
+    fn json(&self) -> Value {
+        match self {
+            RowError::Format(e) => error_json(e),
+            RowError::Io(m) => {
+                json!({ "message": m, "category": "io", "offset": null, "pgno": null })
+            }
+        }
+    }
+}
+
+fn read_row(p: LtxPath) -> Row {
+    let mut row = Row {
+        path: p,
+        size: 0,
+        header: None,
+        pages: None,
+        post_apply: None,
+        file_checksum: None,
+        error: None,
+    };
+    let src = if input::is_stdin(&row.path.path) {
+        input::read_stdin()
+    } else {
+        input::open(&row.path.path)
+    };
+    let bytes = match src {
+        Ok(b) => b,
+        Err(e) => {
+            row.error = Some(RowError::Io(format!("{e:#}")));
+            return row;
+        }
+    };
+    row.size = bytes.len() as u64;
+    row.header = RawHeader::from_bytes(&bytes).filter(|h| &h.magic == b"LTX1");
+    match LtxFile::parse(&bytes) {
+        Ok(f) => {
+            row.pages = Some(f.index().len());
+            row.post_apply = Some(f.trailer().post_apply_checksum.0);
+            row.file_checksum = Some(f.trailer().file_checksum.0);
+        }
+        Err(e) => row.error = Some(RowError::Format(e)),
+    }
+    row
+}
 
 /// Runs the command.
-pub fn run(_args: Args, _out: &mut dyn Write) -> Result<()> {
-    bail!("ltx list: not implemented yet")
+pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
+    let paths = input::expand(&args.paths)?;
+    let mut rows: Vec<Row> = paths.into_par_iter().map(read_row).collect();
+    rows.sort_by_cached_key(sort_key);
+
+    if args.json {
+        let arr: Vec<Value> = rows.iter().map(row_json).collect();
+        serde_json::to_writer_pretty(&mut *out, &arr)?;
+        writeln!(out)?;
+    } else {
+        let any_error = rows.iter().any(|r| r.error.is_some());
+        let mut headers = vec![
+            "level",
+            "min_txid",
+            "max_txid",
+            "commit",
+            "pages",
+            "pre_apply_checksum",
+            "post_apply_checksum",
+            "timestamp",
+            "wal_offset",
+            "wal_size",
+            "wal_salt1",
+            "wal_salt2",
+            "file_size",
+            "path",
+        ];
+        if args.tsv || any_error {
+            headers.push("error");
+        }
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                let mut c = row_cells(r);
+                if args.tsv || any_error {
+                    c.push(r.error.as_ref().map(|e| e.message()).unwrap_or_default());
+                }
+                c
+            })
+            .collect();
+        if args.tsv {
+            writeln!(out, "{}", headers.join("\t"))?;
+            for c in &cells {
+                let c: Vec<String> = c.iter().map(|s| s.replace(['\t', '\n'], " ")).collect();
+                writeln!(out, "{}", c.join("\t"))?;
+            }
+        } else {
+            use Align::{Left, Right};
+            let mut align = vec![
+                Right, Left, Left, Right, Right, Left, Left, Left, Right, Right, Left, Left, Right,
+                Left,
+            ];
+            let upper: Vec<String> = headers.iter().map(|h| h.to_uppercase()).collect();
+            let upper: Vec<&str> = upper.iter().map(String::as_str).collect();
+            if any_error {
+                align.push(Left);
+            }
+            output::write_table(out, "", &upper, &align, &cells)?;
+        }
+    }
+
+    let io_errors = rows
+        .iter()
+        .filter(|r| matches!(r.error, Some(RowError::Io(_))))
+        .count();
+    let bad = rows.iter().filter(|r| r.error.is_some()).count();
+    if bad > 0 {
+        out.flush().ok();
+        for r in rows.iter() {
+            if let Some(e) = &r.error {
+                eprintln!("ltx: {}: {}", r.path.name(), e.message());
+            }
+        }
+        if io_errors > 0 {
+            anyhow::bail!("{io_errors} of {} files could not be read", rows.len());
+        }
+        return Err(crate::Failed.into());
+    }
+    Ok(())
+}
+
+fn sort_key(r: &Row) -> (Option<u32>, u64, u64, PathBuf) {
+    let (min, max) = match (&r.header, r.path.txids) {
+        (Some(h), _) => (h.min_txid, h.max_txid),
+        (None, Some((a, b))) => (a.0, b.0),
+        (None, None) => (0, 0),
+    };
+    (r.path.level, min, max, r.path.path.clone())
+}
+
+fn row_cells(r: &Row) -> Vec<String> {
+    let level = r.path.level.map_or("-".to_string(), |l| l.to_string());
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+    let h = r.header.as_ref();
+    vec![
+        level,
+        opt(h.map(|h| hex16(h.min_txid))),
+        opt(h.map(|h| hex16(h.max_txid))),
+        opt(h.map(|h| h.commit.to_string())),
+        opt(r.pages.map(|p| p.to_string())),
+        opt(h.map(|h| hex16(h.pre_apply_checksum))),
+        opt(r.post_apply.map(hex16)),
+        opt(h.map(|h| output::rfc3339_ms(h.timestamp))),
+        opt(h.map(|h| h.wal_offset.to_string())),
+        opt(h.map(|h| h.wal_size.to_string())),
+        opt(h.map(|h| format!("{:08x}", h.wal_salt1))),
+        opt(h.map(|h| format!("{:08x}", h.wal_salt2))),
+        r.size.to_string(),
+        r.path.name(),
+    ]
+}
+
+fn row_json(r: &Row) -> Value {
+    let h = r.header.as_ref();
+    json!({
+        "path": r.path.name(),
+        "level": r.path.level,
+        "flags": h.map(|h| h.flags),
+        "page_size": h.map(|h| h.page_size),
+        "commit": h.map(|h| h.commit),
+        "min_txid": h.map(|h| hex16(h.min_txid)),
+        "max_txid": h.map(|h| hex16(h.max_txid)),
+        "pages": r.pages,
+        "timestamp": h.map(|h| h.timestamp),
+        "timestamp_rfc3339": h.map(|h| output::rfc3339_ms(h.timestamp)),
+        "pre_apply_checksum": h.map(|h| hex16(h.pre_apply_checksum)),
+        "post_apply_checksum": r.post_apply.map(hex16),
+        "file_checksum": r.file_checksum.map(hex16),
+        "wal_offset": h.map(|h| h.wal_offset),
+        "wal_size": h.map(|h| h.wal_size),
+        "wal_salt1": h.map(|h| h.wal_salt1),
+        "wal_salt2": h.map(|h| h.wal_salt2),
+        "node_id": h.map(|h| h.node_id),
+        "file_size": r.size,
+        "error": r.error.as_ref().map(RowError::json),
+    })
 }

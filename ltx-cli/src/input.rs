@@ -47,6 +47,11 @@ pub fn open(path: &Path) -> Result<Source> {
     Ok(Source::Mmap(m))
 }
 
+/// Whether `path` means standard input (`-`).
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
 /// Reads all of standard input (for commands that need random access).
 pub fn read_stdin() -> Result<Source> {
     let mut v = Vec::new();

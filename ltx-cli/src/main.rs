@@ -20,8 +20,11 @@ mod cmd_list;
 mod cmd_page;
 mod cmd_quickstart;
 mod cmd_verify;
+mod db;
+mod encode;
 mod input;
 mod output;
+mod progress;
 
 const EXIT_CODES: &str =
     "Exit codes: 0 ok; 1 verification failed or differences found; 2 usage or I/O error.";
