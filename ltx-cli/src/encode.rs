@@ -1,5 +1,5 @@
 //! Writing LTX files from page images, in parallel: pages are compressed in
-//! batches by rayon tasks (`compress_frame`, which also hashes each frame),
+//! batches by rayon tasks (`FrameCompressor`, which also hashes each frame),
 //! then appended in page order with `Encoder::write_frame`. While one batch
 //! is written out, the next is compressed. Memory stays bounded by two
 //! batches, whatever the database size.
@@ -14,7 +14,7 @@ use indicatif::ProgressBar;
 use ltx_core::checksum::page_checksum;
 use ltx_core::frame::FrameDigest;
 use ltx_core::types::{lz4_bound, CHECKSUM_FLAG};
-use ltx_core::{compress_frame, Checksum, Encoder, Header, Pgno, Trailer, TxId};
+use ltx_core::{Checksum, Encoder, FrameCompressor, Header, Pgno, Trailer, TxId};
 use rayon::prelude::*;
 
 use crate::db::{DbImage, TempFile};
@@ -70,9 +70,10 @@ where
                 digests: Vec::with_capacity(pgnos.len()),
                 xor: 0,
             };
+            let mut compressor = FrameCompressor::new();
             for &p in pgnos {
                 let data = page(p);
-                c.digests.push(compress_frame(p, data, &mut c.bytes));
+                c.digests.push(compressor.compress(p, data, &mut c.bytes));
                 if sums {
                     c.xor ^= page_checksum(p, data).0;
                 }

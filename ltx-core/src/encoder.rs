@@ -2,7 +2,7 @@
 
 use crate::checksum::Crc64;
 use crate::error::{Error, ErrorKind, Result};
-use crate::frame::{compress_frame, FrameDigest, PageHeader, PAGE_HEADER_SIZE};
+use crate::frame::{FrameCompressor, FrameDigest, PageHeader, PAGE_HEADER_SIZE};
 use crate::header::{Header, Trailer, HEADER_SIZE};
 use crate::index::{IndexEntry, PageIndex};
 use crate::types::{Checksum, Pgno, CHECKSUM_FLAG};
@@ -46,6 +46,7 @@ pub struct Encoder {
     last_pgno: Pgno,
     failed: bool,
     scratch: Vec<u8>,
+    compressor: FrameCompressor,
 }
 
 impl Encoder {
@@ -67,6 +68,7 @@ impl Encoder {
             last_pgno: 0,
             failed: false,
             scratch: Vec::new(),
+            compressor: FrameCompressor::new(),
         })
     }
 
@@ -131,13 +133,13 @@ impl Encoder {
         self.check_next(pgno)?;
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
-        let digest = compress_frame(pgno, data, &mut scratch);
+        let digest = self.compressor.compress(pgno, data, &mut scratch);
         let r = self.write_frame(out, &scratch, &digest);
         self.scratch = scratch;
         r
     }
 
-    /// Appends an already encoded frame (from [`compress_frame`], or copied
+    /// Appends an already encoded frame (from [`crate::frame::compress_frame`], or copied
     /// from another LTX file) with its digest (from `compress_frame` or
     /// [`crate::frame::decode_frame`]). The frame bytes are copied unchanged;
     /// the digest supplies the checksum of its decompressed content, so the

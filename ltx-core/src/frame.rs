@@ -217,7 +217,8 @@ impl Error {
 
 /// Compresses one page into a block frame appended to `out` and returns its
 /// digest. Pure and thread-safe: callers may compress pages in parallel and
-/// hand the frames to [`crate::Encoder::write_frame`] in order.
+/// hand the frames to [`crate::Encoder::write_frame`] in order. To compress
+/// many pages, reuse a [`FrameCompressor`] (it keeps its LZ4 hash table).
 ///
 /// ```
 /// use ltx_core::frame::{compress_frame, decode_frame};
@@ -230,31 +231,77 @@ impl Error {
 /// assert_eq!(page, [42u8; 512]);
 /// ```
 pub fn compress_frame(pgno: Pgno, page: &[u8], out: &mut Vec<u8>) -> FrameDigest {
-    let start = out.len();
-    let header = PageHeader {
-        pgno,
-        flags: PAGE_FLAG_BLOCK,
-    };
-    out.extend_from_slice(&header.to_bytes());
-    out.extend_from_slice(&[0u8; SIZE_PREFIX]);
-    let payload_at = out.len();
-    // lz4_flex wants more room than the LZ4 bound; its output never exceeds the bound.
-    out.resize(
-        payload_at + lz4_flex::block::get_maximum_output_size(page.len()),
-        0,
-    );
-    let n = lz4_flex::block::compress_into(page, &mut out[payload_at..])
+    FrameCompressor::new().compress(pgno, page, out)
+}
+
+/// Compresses pages into block frames, reusing one LZ4 hash table. One per
+/// thread.
+///
+/// ```
+/// use ltx_core::frame::FrameCompressor;
+/// let mut c = FrameCompressor::new();
+/// let mut out = Vec::new();
+/// for pgno in 1..=3 {
+///     c.compress(pgno, &[pgno as u8; 4096], &mut out);
+/// }
+/// ```
+pub struct FrameCompressor {
+    table: lz4_flex::block::CompressTable,
+}
+
+impl Default for FrameCompressor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for FrameCompressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrameCompressor")
+    }
+}
+
+impl FrameCompressor {
+    /// A compressor with a fresh hash table.
+    pub fn new() -> FrameCompressor {
+        FrameCompressor {
+            table: lz4_flex::block::CompressTable::large(),
+        }
+    }
+
+    /// Appends the block frame of `page` (page number `pgno`) to `out`;
+    /// returns its digest (see [`compress_frame`]).
+    pub fn compress(&mut self, pgno: Pgno, page: &[u8], out: &mut Vec<u8>) -> FrameDigest {
+        let start = out.len();
+        let header = PageHeader {
+            pgno,
+            flags: PAGE_FLAG_BLOCK,
+        };
+        out.extend_from_slice(&header.to_bytes());
+        out.extend_from_slice(&[0u8; SIZE_PREFIX]);
+        let payload_at = out.len();
+        // lz4_flex wants more room than the LZ4 bound; its output never exceeds the bound.
+        out.resize(
+            payload_at + lz4_flex::block::get_maximum_output_size(page.len()),
+            0,
+        );
+        let n = lz4_flex::block::compress_into_with_table(
+            page,
+            &mut out[payload_at..],
+            &mut self.table,
+        )
         .expect("output sized by get_maximum_output_size");
-    out.truncate(payload_at + n);
-    out[payload_at - SIZE_PREFIX..payload_at].copy_from_slice(&(n as u32).to_be_bytes());
-    let mut crc = Crc64::new();
-    crc.update(&out[start..payload_at]);
-    crc.update(page);
-    FrameDigest {
-        header,
-        frame_len: (out.len() - start) as u64,
-        crc: crc.value(),
-        hashed_len: crc.len(),
+        out.truncate(payload_at + n);
+        out[payload_at - SIZE_PREFIX..payload_at].copy_from_slice(&(n as u32).to_be_bytes());
+        let mut crc = Crc64::new();
+        crc.update(&out[start..payload_at]);
+        crc.update(page);
+        FrameDigest {
+            header,
+            frame_len: (out.len() - start) as u64,
+            crc: crc.value(),
+            hashed_len: crc.len(),
+        }
     }
 }
 

@@ -85,11 +85,13 @@ pub use decoder::{Decoded, Decoder, PageInfo, Summary};
 pub use encoder::Encoder;
 pub use error::{Error, ErrorKind, Result};
 pub use file::LtxFile;
-pub use frame::{compress_frame, decode_frame, FrameDigest, PageHeader};
+pub use frame::{compress_frame, decode_frame, FrameCompressor, FrameDigest, PageHeader};
 pub use header::{Header, Trailer};
 pub use index::{IndexEntry, PageIndex};
 pub use merge::{plan_merge, MergeInput, MergeOptions, MergePlan};
-pub use types::{format_filename, lock_pgno, parse_filename, Checksum, PageSize, Pgno, TxId, CHECKSUM_FLAG};
+pub use types::{
+    format_filename, lock_pgno, parse_filename, Checksum, PageSize, Pgno, TxId, CHECKSUM_FLAG,
+};
 
 /// A small valid snapshot (2 pages of 512 bytes) for documentation examples.
 #[doc(hidden)]
