@@ -209,7 +209,7 @@ impl Error {
     /// Adds `base` to a relative offset (or sets it when absent).
     pub(crate) fn offset_by(self, base: u64) -> Error {
         let mut e = self;
-        let o = e.offset().map_or(base, |o| o + base);
+        let o = e.offset().map_or(base, |o| o.saturating_add(base));
         e.set_offset(o);
         e
     }
@@ -410,6 +410,9 @@ pub fn scan_legacy(buf: &[u8], page_size: PageSize) -> Result<Scan> {
     let max = lz4_bound(page_size.bytes()) + LEGACY_FRAME_OVERHEAD;
     let mut pos = desc.desc_len;
     loop {
+        if pos + 4 > max {
+            return Err(Error::new(ErrorKind::FrameTooLarge { size: (pos + 4) as u64, max: max as u64 }).at(0));
+        }
         if pos + 4 > buf.len() {
             return Ok(Scan::NeedMore(pos + 4));
         }
@@ -418,6 +421,9 @@ pub fn scan_legacy(buf: &[u8], page_size: PageSize) -> Result<Scan> {
         if raw == 0 {
             if desc.content_checksum {
                 pos += 4;
+            }
+            if pos > max {
+                return Err(Error::new(ErrorKind::FrameTooLarge { size: pos as u64, max: max as u64 }).at(0));
             }
             if pos > buf.len() {
                 return Ok(Scan::NeedMore(pos));
