@@ -411,7 +411,11 @@ pub fn scan_legacy(buf: &[u8], page_size: PageSize) -> Result<Scan> {
     let mut pos = desc.desc_len;
     loop {
         if pos + 4 > max {
-            return Err(Error::new(ErrorKind::FrameTooLarge { size: (pos + 4) as u64, max: max as u64 }).at(0));
+            return Err(Error::new(ErrorKind::FrameTooLarge {
+                size: (pos + 4) as u64,
+                max: max as u64,
+            })
+            .at(0));
         }
         if pos + 4 > buf.len() {
             return Ok(Scan::NeedMore(pos + 4));
@@ -423,7 +427,11 @@ pub fn scan_legacy(buf: &[u8], page_size: PageSize) -> Result<Scan> {
                 pos += 4;
             }
             if pos > max {
-                return Err(Error::new(ErrorKind::FrameTooLarge { size: pos as u64, max: max as u64 }).at(0));
+                return Err(Error::new(ErrorKind::FrameTooLarge {
+                    size: pos as u64,
+                    max: max as u64,
+                })
+                .at(0));
             }
             if pos > buf.len() {
                 return Ok(Scan::NeedMore(pos));
