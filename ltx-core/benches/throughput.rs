@@ -69,7 +69,7 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    for chunk in [65536usize] {
+    for chunk in [4096usize, 65536] {
         g.bench_with_input(
             BenchmarkId::new("decode_streaming_chunks", chunk),
             &chunk,
