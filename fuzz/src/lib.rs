@@ -17,10 +17,13 @@
 //! - [`merge`]: merging valid generated chains succeeds when it should, the
 //!   output verifies, and each page comes from the newest input holding it.
 //! - [`header`]: `Header::decode` / `to_bytes` round-trip; file names too.
+//! - [`old_formats`]: the v1/v2 streaming decoders are split-independent,
+//!   and `detect` agrees with them.
 
 pub mod decoder;
 pub mod header;
 pub mod merge;
+pub mod old_formats;
 pub mod page_index;
 pub mod random_access;
 

@@ -23,6 +23,14 @@ const TARGETS: &[(&str, Target, &[&str])] = &[
     ("page_index", ltx_fuzz::page_index::run, &[]),
     ("merge", ltx_fuzz::merge::run, &[]),
     ("header", ltx_fuzz::header::run, &[]),
+    (
+        "old_formats",
+        ltx_fuzz::old_formats::run,
+        &[
+            "../testdata/conformance-old/valid",
+            "../testdata/conformance-old/invalid",
+        ],
+    ),
 ];
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -122,6 +130,11 @@ fn replay_merge() {
 #[test]
 fn replay_header() {
     run_target("header");
+}
+
+#[test]
+fn replay_old_formats() {
+    run_target("old_formats");
 }
 
 /// The target bodies themselves on a few hand-made inputs (so the test

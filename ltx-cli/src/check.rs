@@ -6,7 +6,7 @@ use std::io::Read;
 use anyhow::Context;
 use ltx_core::error::ErrorKind;
 use ltx_core::file::FrameCheck;
-use ltx_core::{Decoded, Decoder, Error, Header, LtxFile, PageInfo, Summary};
+use ltx_core::{AnyDecoder, Decoded, Error, FormatVersion, Header, LtxFile, PageInfo, Summary};
 use rayon::prelude::*;
 
 /// Read size for streaming input.
@@ -69,12 +69,12 @@ pub enum Event<'a> {
     Page(PageInfo, &'a [u8]),
 }
 
-/// Drives a [`Decoder`] over input that arrives in pieces, keeping the first
+/// Drives a decoder ([`AnyDecoder`]) over input that arrives in pieces, keeping the first
 /// 100 bytes (to show a header that fails validation) and counting bytes
 /// after the trailer. A format error stops decoding; later input is ignored
 /// (except to count trailing bytes).
 pub struct Streamer {
-    dec: Decoder,
+    dec: AnyDecoder,
     head: Vec<u8>,
     fed: u64,
     summary: Option<Summary>,
@@ -89,10 +89,15 @@ impl Default for Streamer {
 }
 
 impl Streamer {
-    /// A streamer at the start of a file.
+    /// A streamer at the start of a (v3) file.
     pub fn new() -> Streamer {
+        Self::with_version(FormatVersion::V3)
+    }
+
+    /// A streamer for a file of format `version`.
+    pub fn with_version(version: FormatVersion) -> Streamer {
         Streamer {
-            dec: Decoder::new(),
+            dec: AnyDecoder::new(version),
             head: Vec::with_capacity(100),
             fed: 0,
             summary: None,
@@ -117,7 +122,7 @@ impl Streamer {
     }
 
     /// The decoder (for `frames()` once done).
-    pub fn decoder(&self) -> &Decoder {
+    pub fn decoder(&self) -> &AnyDecoder {
         &self.dec
     }
 

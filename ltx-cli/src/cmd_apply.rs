@@ -31,13 +31,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use ltx_core::checksum::page_checksum;
+use ltx_core::detect::for_each_page;
 use ltx_core::file::FrameCheck;
 use ltx_core::types::CHECKSUM_FLAG;
-use ltx_core::{Checksum, Header, LtxFile, PageSize, Pgno, Summary, TxId};
+use ltx_core::{Checksum, FormatVersion, Header, LtxFile, PageSize, Pgno, Summary, TxId};
 use rayon::prelude::*;
 
 use crate::db::{self, DbImage, TempFile};
 use crate::input::Source;
+use crate::version::VersionArg;
 use crate::Failed;
 
 /// Frames per rayon task when applying.
@@ -64,6 +66,8 @@ pub struct Args {
     /// LTX files to apply, in this order (a directory stands for its `*.ltx` files in TXID order).
     #[arg(required = true, value_name = "FILES")]
     pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub version: VersionArg,
 }
 
 /// The result of a successful apply.
@@ -82,7 +86,7 @@ pub struct Outcome {
 /// Runs the command.
 pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     let files = expand(&args.files)?;
-    let o = apply(&args.db, &files, out)?;
+    let o = apply_with(&args.db, &files, args.version.forced(), out)?;
     writeln!(
         out,
         "{}: TXID {}, commit {} pages ({} bytes), checksum {}",
@@ -130,6 +134,47 @@ fn fail(db: &Path, msg: String) -> anyhow::Error {
 /// that is in use (WAL frames, hot journal). The database is unchanged
 /// after any error.
 pub fn apply(db_path: &Path, files: &[PathBuf], out: &mut dyn Write) -> Result<Outcome> {
+    apply_with(db_path, files, None, out)
+}
+
+/// One input: a v3 file (random access, parallel), or a v1/v2 file decoded
+/// sequentially (already verified once by detection).
+enum Parsed<'a> {
+    V3(LtxFile<'a>),
+    Old {
+        version: FormatVersion,
+        bytes: &'a [u8],
+        summary: Summary,
+    },
+}
+
+impl Parsed<'_> {
+    fn header(&self) -> &Header {
+        match self {
+            Parsed::V3(f) => f.header(),
+            Parsed::Old { summary, .. } => &summary.header,
+        }
+    }
+    fn page_count(&self) -> u64 {
+        match self {
+            Parsed::V3(f) => f.index().len() as u64,
+            Parsed::Old { summary, .. } => summary.page_count,
+        }
+    }
+}
+
+/// As [`apply`]; `forced` reads every file as that format version (else each
+/// file's version is detected: v1 and v2 files are those their decoders
+/// validate, anything else is read as v3).
+///
+/// # Errors
+/// As [`apply`].
+pub fn apply_with(
+    db_path: &Path,
+    files: &[PathBuf],
+    forced: Option<FormatVersion>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
     if files.is_empty() {
         bail!("no LTX files to apply");
     }
@@ -154,18 +199,42 @@ pub fn apply(db_path: &Path, files: &[PathBuf], out: &mut dyn Write) -> Result<O
             crate::input::open(f)?
         });
     }
-    let mut parsed: Vec<LtxFile<'_>> = Vec::with_capacity(files.len());
+    let mut parsed: Vec<Parsed<'_>> = Vec::with_capacity(files.len());
     for (f, src) in files.iter().zip(&sources) {
+        if let Some((version, r)) = crate::version::old_version(src, forced) {
+            match r {
+                Ok(summary) => {
+                    parsed.push(Parsed::Old {
+                        version,
+                        bytes: src,
+                        summary,
+                    });
+                    continue;
+                }
+                Err(e) => {
+                    return Err(fail(
+                        db_path,
+                        format!(
+                            "{}: verification failed: {e} (read as format {version})",
+                            f.display()
+                        ),
+                    ))
+                }
+            }
+        }
         match LtxFile::parse(src) {
-            Ok(p) => parsed.push(p),
+            Ok(p) => parsed.push(Parsed::V3(p)),
             Err(_) => {
-                // The streaming decoder names the first bad byte.
-                let e = crate::check::verify_bytes(src)
-                    .err()
-                    .map_or_else(|| "cannot parse".to_string(), |e| e.to_string());
+                // Name what every layout found (the likeliest first).
+                let msg = match crate::version::detect(src, forced) {
+                    Ok(d) => d
+                        .error_message()
+                        .unwrap_or_else(|| "cannot parse".to_string()),
+                    Err(e) => format!("{e:#}"),
+                };
                 return Err(fail(
                     db_path,
-                    format!("{}: verification failed: {e}", f.display()),
+                    format!("{}: verification failed: {msg}", f.display()),
                 ));
             }
         }
@@ -254,7 +323,7 @@ pub fn apply(db_path: &Path, files: &[PathBuf], out: &mut dyn Write) -> Result<O
     }
     drop(image);
 
-    let total: u64 = parsed.iter().map(|p| p.index().len() as u64).sum();
+    let total: u64 = parsed.iter().map(|p| p.page_count()).sum();
     let pb = crate::progress::pages(total, "applying");
     for (f, file) in files.iter().zip(&parsed) {
         let h = *file.header();
@@ -272,7 +341,11 @@ pub fn apply(db_path: &Path, files: &[PathBuf], out: &mut dyn Write) -> Result<O
                 ));
             }
         }
-        let summary = match state.apply_file(tmp.file(), file, &pb) {
+        let applied = match file {
+            Parsed::V3(file) => state.apply_file(tmp.file(), file, &pb),
+            Parsed::Old { version, bytes, .. } => state.apply_old(tmp.file(), bytes, *version, &pb),
+        };
+        let summary = match applied {
             Ok(s) => s,
             Err(e) => {
                 return Err(match e.downcast::<ltx_core::Error>() {
@@ -306,7 +379,7 @@ pub fn apply(db_path: &Path, files: &[PathBuf], out: &mut dyn Write) -> Result<O
             f.display(),
             h.min_txid,
             h.max_txid,
-            file.index().len(),
+            file.page_count(),
             h.commit,
             cur,
             if h.no_checksum() {
@@ -433,8 +506,81 @@ impl State {
             c
         }))?;
         self.acc ^= delta;
+        let written: Vec<Pgno> = entries.iter().map(|e| e.pgno).collect();
+        self.resize(db, h.commit, cur, &written)?;
+        Ok(summary)
+    }
 
-        let commit = h.commit;
+    /// Verifies and writes every page of a v1 or v2 file (decoded in order),
+    /// then truncates or extends to its commit, like [`State::apply_file`].
+    fn apply_old(
+        &mut self,
+        db: &File,
+        bytes: &[u8],
+        version: FormatVersion,
+        pb: &indicatif::ProgressBar,
+    ) -> Result<Summary> {
+        let h = ltx_core::v1::decode_old_header(bytes, ltx_core::v1::V1_FLAG_MASK)?;
+        if h.page_size != self.ps {
+            bail!(
+                "page size {} but the database has {}-byte pages",
+                h.page_size,
+                self.ps
+            );
+        }
+        if h.is_snapshot() {
+            db.set_len(0)?;
+            self.pages = 0;
+            self.acc = 0;
+        }
+        let cur = self.pages;
+        let ps64 = u64::from(self.ps.get());
+        let mut old = vec![0u8; self.ps.bytes()];
+        let mut written: Vec<Pgno> = Vec::new();
+        let mut io_err: Option<anyhow::Error> = None;
+        let mut x = 0u64;
+        let r = for_each_page(bytes, version, |info, page| {
+            let p = info.pgno;
+            let off = u64::from(p - 1) * ps64;
+            let step = (|| -> Result<()> {
+                x ^= page_checksum(p, page).0;
+                if p <= cur {
+                    db.read_exact_at(&mut old, off)
+                        .with_context(|| format!("reading page {p}"))?;
+                    x ^= page_checksum(p, &old).0;
+                }
+                db.write_all_at(page, off)
+                    .with_context(|| format!("writing page {p}"))?;
+                Ok(())
+            })();
+            written.push(p);
+            pb.inc(1);
+            match step {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    io_err = Some(e);
+                    Err(ltx_core::Error::new(ltx_core::ErrorKind::Misuse(
+                        "I/O error",
+                    )))
+                }
+            }
+        });
+        if let Some(e) = io_err {
+            return Err(e);
+        }
+        let summary = r?;
+        self.acc ^= x;
+        self.resize(db, summary.header.commit, cur, &written)?;
+        Ok(summary)
+    }
+
+    /// After a file's pages were written over a database of `cur` pages:
+    /// truncates or extends it to `commit` pages, keeping the checksum.
+    /// `written` = the file's page numbers, ascending.
+    fn resize(&mut self, db: &File, commit: u32, cur: u32, written: &[Pgno]) -> Result<()> {
+        let psz = self.ps.bytes();
+        let ps64 = u64::from(self.ps.get());
+        let off = move |p: Pgno| u64::from(p - 1) * ps64;
         let lock = self.ps.lock_pgno();
         if commit < cur {
             // Truncation: XOR out the pages that go (none was just written: pgno <= commit).
@@ -453,18 +599,18 @@ impl State {
             self.acc ^= gone;
         } else if commit > cur {
             // Extension: pages above the old end that the file did not write are zeros.
-            let first_new = entries.partition_point(|e| e.pgno <= cur);
-            let written = &entries[first_new..];
+            let first_new = written.partition_point(|&p| p <= cur);
+            let written = &written[first_new..];
             let zeros = vec![0u8; psz];
             let added = ((cur + 1)..=commit)
                 .into_par_iter()
-                .filter(|&p| p != lock && written.binary_search_by_key(&p, |e| e.pgno).is_err())
+                .filter(|&p| p != lock && written.binary_search(&p).is_err())
                 .map(|p| page_checksum(p, &zeros).0)
                 .reduce(|| 0, |a, b| a ^ b);
             self.acc ^= added;
         }
         db.set_len(u64::from(commit) * psz as u64)?;
         self.pages = commit;
-        Ok(summary)
+        Ok(())
     }
 }

@@ -14,14 +14,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context, Result};
 use ltx_core::header::HEADER_FLAG_NO_CHECKSUM;
 use ltx_core::merge::{
-    plan_merge, prepare_frame, MergeInput, MergeOptions, MergePlan, PlannedFrame, PreparedFrame,
+    merge_any, plan_merge, prepare_frame, MergeInput, MergeOptions, MergePlan, PlannedFrame,
+    PreparedFrame,
 };
-use ltx_core::{format_filename, Encoder, LtxFile};
+use ltx_core::{format_filename, Encoder, FormatVersion, Header, LtxFile};
 use rayon::prelude::*;
 
 use crate::db::TempFile;
 use crate::encode::{Written, BATCH_PAGES};
 use crate::input::Source;
+use crate::version::VersionArg;
 use crate::Failed;
 
 /// Arguments of `ltx compact`.
@@ -29,6 +31,15 @@ use crate::Failed;
 #[command(
     after_help = "Exit codes: 0 written; 1 an input failed verification or the inputs do not fit \
 together (TXID gap, page sizes, checksums); 2 usage or I/O error.
+
+Inputs of format versions 1 and 2 (LiteFS, Litestream before v0.5) are
+detected (or forced with --format-version) and may be mixed with v3 inputs. The
+output is always format version 3: pages of v1/v2 inputs are decompressed and
+re-encoded as v3 block frames. From the inputs' headers the output takes the
+page size, min TXID and pre-apply checksum (first input), max TXID, commit,
+timestamp and post-apply checksum (last input); node ID and WAL fields are 0,
+the flags are 0 or NoChecksum (the v1 LZ4 flag has no v3 meaning); the file
+checksum is computed anew. With v1/v2 inputs the output is assembled in memory.
 
 Examples:
   ltx compact -o replica/ltx/1/ replica/ltx/0/
@@ -48,6 +59,8 @@ pub struct Args {
     /// Accept TXID gaps between inputs (when the missing range is known to be empty).
     #[arg(long)]
     pub allow_gaps: bool,
+    #[command(flatten)]
+    pub version: VersionArg,
 }
 
 /// Runs the command.
@@ -64,7 +77,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         },
         allow_gaps: args.allow_gaps,
     };
-    let (dest, w, inputs) = compact(&paths, &args.output, &opts)?;
+    let (dest, w, inputs) = compact_with(&paths, &args.output, &opts, args.version.forced())?;
     writeln!(
         out,
         "wrote {}: TXID {}-{} from {} files, {} pages, commit {}, flags 0x{:08x}, timestamp {}, {} bytes, pre-apply {}, post-apply {}, file checksum {}",
@@ -93,10 +106,26 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
 /// [`Failed`] (already reported on standard error) when an input fails
 /// verification or the inputs do not fit together; I/O errors. The output
 /// is not created on error.
+#[allow(dead_code)] // shared API (the CLI calls compact_with)
 pub fn compact(
     paths: &[PathBuf],
     output: &Path,
     opts: &MergeOptions,
+) -> Result<(PathBuf, Written, usize)> {
+    compact_with(paths, output, opts, None)
+}
+
+/// As [`compact`]; `forced` reads every input as that format version (else
+/// each input's version is detected). Any v1 or v2 input sends the merge
+/// through [`merge_any`] (pages decompressed and re-encoded as v3 blocks).
+///
+/// # Errors
+/// As [`compact`].
+pub fn compact_with(
+    paths: &[PathBuf],
+    output: &Path,
+    opts: &MergeOptions,
+    forced: Option<FormatVersion>,
 ) -> Result<(PathBuf, Written, usize)> {
     if paths.is_empty() {
         anyhow::bail!("no LTX files to compact");
@@ -105,11 +134,31 @@ pub fn compact(
         .iter()
         .map(|p| crate::input::open(p))
         .collect::<Result<_>>()?;
+    let mut versions = Vec::with_capacity(sources.len());
     for (p, s) in paths.iter().zip(&sources) {
+        if let Some((v, r)) = crate::version::old_version(s, forced) {
+            if let Err(e) = r {
+                eprintln!(
+                    "ltx: compact: {}: verification failed: {e} (read as format {v})",
+                    p.display()
+                );
+                return Err(Failed.into());
+            }
+            versions.push(v);
+            continue;
+        }
         if let Err(e) = crate::check::verify_bytes(s) {
-            eprintln!("ltx: compact: {}: verification failed: {e}", p.display());
+            let msg = match crate::version::detect(s, forced) {
+                Ok(d) if d.verdict.is_err() => d.error_message().unwrap_or_else(|| e.to_string()),
+                _ => e.to_string(),
+            };
+            eprintln!("ltx: compact: {}: verification failed: {msg}", p.display());
             return Err(Failed.into());
         }
+        versions.push(FormatVersion::V3);
+    }
+    if versions.iter().any(|&v| v != FormatVersion::V3) {
+        return compact_any(paths, &sources, &versions, output, opts);
     }
     let mut files: Vec<(&PathBuf, LtxFile<'_>)> = paths
         .iter()
@@ -153,6 +202,58 @@ pub fn compact(
         .with_context(|| format!("{}: cannot write", dest.display()))?;
     tmp.commit(&dest)?;
     Ok((dest, written, inputs.len()))
+}
+
+/// Compacts inputs of any format version (already verified) with
+/// [`merge_any`], in memory.
+fn compact_any(
+    paths: &[PathBuf],
+    sources: &[Source],
+    versions: &[FormatVersion],
+    output: &Path,
+    opts: &MergeOptions,
+) -> Result<(PathBuf, Written, usize)> {
+    let mut ins: Vec<(&PathBuf, &[u8], FormatVersion, Header)> = Vec::new();
+    for ((p, s), &v) in paths.iter().zip(sources).zip(versions) {
+        let h = Header::decode_unvalidated(s).map_err(|e| anyhow!("{}: {e}", p.display()))?;
+        ins.push((p, &s[..], v, h));
+    }
+    ins.sort_by_key(|(_, _, _, h)| (h.min_txid, h.max_txid));
+    let list: Vec<(&[u8], FormatVersion)> = ins.iter().map(|(_, b, v, _)| (*b, *v)).collect();
+    let mut out = Vec::new();
+    if let Err(e) = merge_any(&list, opts, &mut out) {
+        let mut msg = e.to_string();
+        for (i, (p, ..)) in ins.iter().enumerate().rev() {
+            msg = msg.replace(&format!("input {i} "), &format!("{} ", p.display()));
+            msg = msg.replace(&format!("input {i}:"), &format!("{}:", p.display()));
+        }
+        if msg.contains("NoChecksum") {
+            msg.push_str(" (pass --no-checksum)");
+        }
+        eprintln!("ltx: compact: {msg}");
+        return Err(Failed.into());
+    }
+    let f = LtxFile::parse(&out).context("internal error: the merged output does not parse")?;
+    let written = Written {
+        header: *f.header(),
+        trailer: *f.trailer(),
+        pages: f.index().len() as u64,
+        bytes: out.len() as u64,
+    };
+    let dest = if output.is_dir() {
+        output.join(format_filename(
+            written.header.min_txid,
+            written.header.max_txid,
+        ))
+    } else {
+        output.to_path_buf()
+    };
+    let tmp = TempFile::beside(&dest, "compact")?;
+    tmp.file()
+        .write_all(&out)
+        .with_context(|| format!("{}: cannot write", dest.display()))?;
+    tmp.commit(&dest)?;
+    Ok((dest, written, ins.len()))
 }
 
 type Prepared = Vec<ltx_core::Result<PreparedFrame>>;

@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 use crate::check::{Event, Streamer};
 use crate::input;
 use crate::output::{self, error_json, RawHeader};
+use crate::version::{self, VersionArg};
+use ltx_core::v1::V1_FLAG_LZ4;
+use ltx_core::FormatVersion;
 
 /// Arguments of `ltx dump`.
 #[derive(clap::Args, Debug)]
@@ -20,6 +23,13 @@ use crate::output::{self, error_json, RawHeader};
 Decodes the whole file with the streaming decoder and verifies it. On a damaged
 file everything decoded before the damage is printed, then the error (with its
 byte offset) goes to standard error and the exit code is 1.
+
+Format versions 1 (LiteFS, Litestream before v0.5) and 2 are detected
+automatically (the layout that validates is used; `version:` shows it) or forced
+with --format-version. v1 has no page index; in a v1 file with an LZ4-compressed
+page block, page offsets are offsets inside the decompressed page block.
+Standard input is read into memory for detection unless --format-version is
+given (then it streams).
 
 Examples:
   ltx dump 0000000000000001-0000000000000064.ltx
@@ -46,6 +56,8 @@ pub struct Args {
     /// Header, trailer and totals only: no page list, no page index.
     #[arg(long, conflicts_with = "page")]
     pub summary: bool,
+    #[command(flatten)]
+    pub version: VersionArg,
 }
 
 /// Fixed-width columns, so that rows can be printed as pages are decoded.
@@ -72,6 +84,8 @@ struct Dump<'w> {
     page_size: u32,
     header_printed: bool,
     pages_json: Vec<Value>,
+    version: FormatVersion,
+    lz4_stream: bool,
 }
 
 impl Dump<'_> {
@@ -83,6 +97,7 @@ impl Dump<'_> {
         match ev {
             Event::Header(h) => {
                 self.page_size = h.page_size.get();
+                self.lz4_stream = self.version == FormatVersion::V1 && h.flags & V1_FLAG_LZ4 != 0;
                 self.header_printed = true;
                 if !self.args.json {
                     writeln!(self.out, "header:")?;
@@ -99,13 +114,23 @@ impl Dump<'_> {
                     return Ok(());
                 }
                 self.found = true;
-                let enc = output::page_encoding(info.flags);
+                let enc = match self.version {
+                    FormatVersion::V3 => output::page_encoding(info.flags),
+                    FormatVersion::V2 => "lz4-frame",
+                    FormatVersion::V1 if self.lz4_stream => "lz4-stream",
+                    FormatVersion::V1 => "raw",
+                };
                 if self.args.json {
+                    let offset_key = if self.lz4_stream {
+                        "stream_offset"
+                    } else {
+                        "frame_offset"
+                    };
                     let mut v = json!({
                         "pgno": info.pgno,
                         "flags": info.flags,
                         "encoding": enc,
-                        "frame_offset": info.offset,
+                        offset_key: info.offset,
                         "frame_size": info.frame_len,
                         "ratio": output::ratio_json(self.page_size, info.frame_len),
                     });
@@ -134,18 +159,53 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     let path = args.file.clone();
     let name = path.display().to_string();
     let stdin = input::is_stdin(&path);
-    let source = if stdin {
+    let forced = args.version.forced();
+    let source = if stdin && forced.is_none() {
+        Some(input::read_stdin()?)
+    } else if stdin {
         None
     } else {
         Some(input::open(&path)?)
     };
-    let file_len = source.as_ref().map(|s| s.len() as u64);
+    let detected = match &source {
+        Some(bytes) => {
+            Some(version::detect(bytes, forced).map_err(|e| anyhow::anyhow!("{name}: {e}"))?)
+        }
+        None => None,
+    };
+    let fversion = detected
+        .as_ref()
+        .map(|d| d.version)
+        .or(forced)
+        .unwrap_or(FormatVersion::V3);
+    let version_source = match &detected {
+        _ if forced.is_some() => "forced",
+        Some(d) if d.none.is_some() => "likeliest",
+        _ => "detected",
+    };
+    let file_len = if stdin {
+        None
+    } else {
+        source.as_ref().map(|s| s.len() as u64)
+    };
     let json = args.json;
     let selected_page = args.page;
 
     if !json {
         writeln!(out, "file: {name}")?;
-        writeln!(out, "version: 3")?;
+        match version_source {
+            "forced" => writeln!(
+                out,
+                "version: {} (forced with --format-version)",
+                fversion.number()
+            )?,
+            "likeliest" => writeln!(
+                out,
+                "version: {} (likeliest layout; no format version validates this file)",
+                fversion.number()
+            )?,
+            _ => writeln!(out, "version: {}", fversion.number())?,
+        }
         if let Some(n) = file_len {
             writeln!(out, "size: {n} bytes")?;
         }
@@ -162,8 +222,10 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         page_size: 0,
         header_printed: false,
         pages_json: Vec::new(),
+        version: fversion,
+        lz4_stream: false,
     };
-    let mut st = Streamer::new();
+    let mut st = Streamer::with_version(fversion);
     let tick = |n: u64| pb.inc(n);
     let result = match &source {
         Some(bytes) => st.run_slice(bytes, 1 << 20, &mut |e| d.on_event(e), &tick)?,
@@ -186,6 +248,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     let verified_index: Option<(u64, &[IndexEntry])> =
         summary.map(|s| (s.index_size, st.decoder().frames()));
     let stored_index: Option<Result<(u64, PageIndex), String>> = match (&summary, &source) {
+        _ if fversion == FormatVersion::V1 => None,
         (None, Some(bytes)) => Some(stored_index(bytes)),
         _ => None,
     };
@@ -204,6 +267,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         header_printed,
         pages_json,
         args,
+        lz4_stream: d_lz4_stream,
         ..
     } = d;
     let page_size = if page_size != 0 {
@@ -230,6 +294,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
             })
         };
         let page_index = match (&verified_index, &stored_index) {
+            _ if fversion == FormatVersion::V1 => Value::Null,
             (Some((size, entries)), _) => index_json(*size, entries, true),
             (None, Some(Ok((size, idx)))) => index_json(*size, idx.entries(), false),
             (None, Some(Err(e))) => json!({ "verified": false, "unreadable": e }),
@@ -250,7 +315,9 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         };
         let mut v = json!({
             "path": name,
-            "format_version": 3,
+            "format_version": fversion.number(),
+            "format_version_source": version_source,
+            "lz4_page_block": d_lz4_stream,
             "file_size": total_len,
             "header": raw_header.map(|h| h.to_json()),
             "header_valid": header_printed,
@@ -300,6 +367,9 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
                 Ok(())
             };
             match (&verified_index, &stored_index) {
+                _ if fversion == FormatVersion::V1 => {
+                    writeln!(out, "page index: none (format version 1 has no page index)")?
+                }
                 (Some((size, entries)), _) => index_table(
                     format!(
                         "page index: {} entries, {size} bytes, matches the frames",
@@ -369,7 +439,10 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
 
     if let Some(e) = error {
         out.flush().ok();
-        eprintln!("ltx: {name}: {e}");
+        match detected.as_ref().and_then(|d| d.none.as_ref()) {
+            Some(none) => eprintln!("ltx: {name}: {e} [{none}]"),
+            None => eprintln!("ltx: {name}: {e}"),
+        }
         return Err(crate::Failed.into());
     }
     if missing_page {

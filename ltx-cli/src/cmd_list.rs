@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 
 use crate::input::{self, LtxPath};
 use crate::output::{self, error_json, hex16, Align, RawHeader};
+use crate::version::VersionArg;
+use ltx_core::FormatVersion;
 
 /// Arguments of `ltx list`.
 #[derive(clap::Args, Debug)]
@@ -20,6 +22,12 @@ Reads only each file's header, page index and trailer (not the pages; use
 from a Litestream replica layout (`ltx/<level>/...` or `<level as %04x>/...`),
 else `-`. A file that cannot be parsed gets an error in its row and the exit
 code is 1.
+
+The VERSION column is the LTX format version. Files of format versions 1 and 2
+(LiteFS, Litestream before v0.5; no page index in v1) are recognised by decoding
+them completely under those layouts (their structure and file checksum must
+validate); a file that is neither is read as version 3 (header, index and
+trailer only). --format-version N reads every file as version N.
 
 Examples:
   ltx list /backups/db                  # a replica: every level
@@ -35,6 +43,8 @@ pub struct Args {
     /// Print tab-separated values with a header row.
     #[arg(long)]
     pub tsv: bool,
+    #[command(flatten)]
+    pub version: VersionArg,
 }
 
 /// What one file says about itself.
@@ -45,6 +55,7 @@ struct Row {
     pages: Option<usize>,
     post_apply: Option<u64>,
     file_checksum: Option<u64>,
+    version: Option<FormatVersion>,
     error: Option<RowError>,
 }
 
@@ -70,7 +81,7 @@ impl RowError {
     }
 }
 
-fn read_row(p: LtxPath) -> Row {
+fn read_row(p: LtxPath, forced: Option<FormatVersion>) -> Row {
     let mut row = Row {
         path: p,
         size: 0,
@@ -78,6 +89,7 @@ fn read_row(p: LtxPath) -> Row {
         pages: None,
         post_apply: None,
         file_checksum: None,
+        version: None,
         error: None,
     };
     let src = if input::is_stdin(&row.path.path) {
@@ -94,6 +106,22 @@ fn read_row(p: LtxPath) -> Row {
     };
     row.size = bytes.len() as u64;
     row.header = RawHeader::from_bytes(&bytes).filter(|h| &h.magic == b"LTX1");
+    // v1 and v2 have to be decoded completely (v1 has no index); they reject
+    // a v3 file within its first frames.
+    let old = crate::version::old_version(&bytes, forced);
+    if let Some((v, r)) = old {
+        row.version = Some(v);
+        match r {
+            Ok(s) => {
+                row.pages = Some(s.page_count as usize);
+                row.post_apply = Some(s.trailer.post_apply_checksum.0);
+                row.file_checksum = Some(s.trailer.file_checksum.0);
+            }
+            Err(e) => row.error = Some(RowError::Format(e)),
+        }
+        return row;
+    }
+    row.version = Some(FormatVersion::V3);
     match LtxFile::parse(&bytes) {
         Ok(f) => {
             row.pages = Some(f.index().len());
@@ -108,7 +136,8 @@ fn read_row(p: LtxPath) -> Row {
 /// Runs the command.
 pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     let paths = input::expand(&args.paths)?;
-    let mut rows: Vec<Row> = paths.into_par_iter().map(read_row).collect();
+    let forced = args.version.forced();
+    let mut rows: Vec<Row> = paths.into_par_iter().map(|p| read_row(p, forced)).collect();
     rows.sort_by_cached_key(sort_key);
 
     if args.json {
@@ -131,6 +160,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
             "wal_salt1",
             "wal_salt2",
             "file_size",
+            "version",
             "path",
         ];
         if args.tsv || any_error {
@@ -156,7 +186,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
             use Align::{Left, Right};
             let mut align = vec![
                 Right, Left, Left, Right, Right, Left, Left, Left, Right, Right, Left, Left, Right,
-                Left,
+                Right, Left,
             ];
             let upper: Vec<String> = headers.iter().map(|h| h.to_uppercase()).collect();
             let upper: Vec<&str> = upper.iter().map(String::as_str).collect();
@@ -214,6 +244,7 @@ fn row_cells(r: &Row) -> Vec<String> {
         opt(h.map(|h| format!("{:08x}", h.wal_salt1))),
         opt(h.map(|h| format!("{:08x}", h.wal_salt2))),
         r.size.to_string(),
+        opt(r.version.map(|v| v.number().to_string())),
         r.path.name(),
     ]
 }
@@ -222,6 +253,7 @@ fn row_json(r: &Row) -> Value {
     let h = r.header.as_ref();
     json!({
         "path": r.path.name(),
+        "format_version": r.version.map(|v| v.number()),
         "level": r.path.level,
         "flags": h.map(|h| h.flags),
         "page_size": h.map(|h| h.page_size),

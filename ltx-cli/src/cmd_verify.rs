@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 use crate::check::{self, Streamer};
 use crate::input::{self, LtxPath};
 use crate::output::{self, hex16};
+use crate::version::{self, VersionArg};
+use ltx_core::FormatVersion;
 
 /// Arguments of `ltx verify`.
 #[derive(clap::Args, Debug)]
@@ -34,6 +36,11 @@ checked as a chain, in TXID order:
   name-mismatch    the file name's TXIDs differ from its header's
 A snapshot (min TXID 1) starts a new chain.
 
+Format versions 1 and 2 (LiteFS, Litestream before v0.5) are detected per file
+(the layout whose structure and file checksum validate) or forced with
+--format-version; a file that validates under no layout (or under several)
+fails, naming what each layout found. Chains may mix versions.
+
 Output: `ok   PATH` or `FAIL PATH: error` per file, chain problems, then a
 summary line. Exit code 1 if anything failed.")]
 pub struct Args {
@@ -49,6 +56,8 @@ pub struct Args {
     /// Print only failures and the summary.
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub version: VersionArg,
 }
 
 /// The verdict on one file, and what the chain check needs from it.
@@ -64,6 +73,10 @@ struct FileResult {
     pgnos: Option<Vec<Pgno>>,
     /// The verified summary.
     summary: Option<Summary>,
+    /// The format version the file was read as.
+    version: Option<FormatVersion>,
+    /// Detection's account when no (or more than one) layout validates.
+    detect_note: Option<String>,
 }
 
 enum Outcome {
@@ -79,7 +92,10 @@ impl FileResult {
     fn error_message(&self) -> Option<String> {
         match &self.outcome {
             Outcome::Ok => None,
-            Outcome::Format(e) => Some(e.to_string()),
+            Outcome::Format(e) => Some(match &self.detect_note {
+                Some(n) => format!("{e} [{n}]"),
+                None => e.to_string(),
+            }),
             Outcome::Io(m) => Some(m.clone()),
         }
     }
@@ -95,7 +111,12 @@ struct ChainProblem {
     message: String,
 }
 
-fn verify_local(p: LtxPath, in_dir: bool, tick: &(dyn Fn(u64) + Sync)) -> FileResult {
+fn verify_local(
+    p: LtxPath,
+    in_dir: bool,
+    tick: &(dyn Fn(u64) + Sync),
+    forced: Option<FormatVersion>,
+) -> FileResult {
     let mut r = FileResult {
         path: p,
         in_dir,
@@ -104,6 +125,8 @@ fn verify_local(p: LtxPath, in_dir: bool, tick: &(dyn Fn(u64) + Sync)) -> FileRe
         header: None,
         pgnos: None,
         summary: None,
+        version: None,
+        detect_note: None,
     };
     let bytes = match input::open(&r.path.path) {
         Ok(b) => b,
@@ -112,26 +135,95 @@ fn verify_local(p: LtxPath, in_dir: bool, tick: &(dyn Fn(u64) + Sync)) -> FileRe
             return r;
         }
     };
+    verify_source(r, &bytes, tick, forced)
+}
+
+/// Verifies the bytes of `r`'s file (detecting its format version).
+fn verify_source(
+    mut r: FileResult,
+    bytes: &[u8],
+    tick: &(dyn Fn(u64) + Sync),
+    forced: Option<FormatVersion>,
+) -> FileResult {
     r.size = bytes.len() as u64;
-    r.header = Header::decode(&bytes).ok();
-    let verdict = match LtxFile::parse(&bytes) {
+    let mut v3_pgnos = None;
+    let detected = version::detect_with(bytes, forced, |bytes| match LtxFile::parse(bytes) {
         Ok(f) => {
             let mut pgnos: Vec<Pgno> = f.index().entries().iter().map(|e| e.pgno).collect();
             pgnos.sort_unstable();
-            r.pgnos = Some(pgnos);
+            v3_pgnos = Some(pgnos);
             check::verify_with(&f, tick)
         }
-        Err(parse_err) => Err(check::stream_error(&bytes).unwrap_or(parse_err)),
+        Err(parse_err) => Err(check::stream_error(bytes).unwrap_or(parse_err)),
+    });
+    let d = match detected {
+        Ok(d) => d,
+        Err(e) => {
+            // Ambiguous: more than one layout validates.
+            r.outcome = Outcome::Io(format!("{e:#}"));
+            return r;
+        }
     };
-    match verdict {
+    r.version = Some(d.version);
+    r.detect_note = match &d.none {
+        Some(n) => Some(n.to_string()),
+        None if d.forced && d.verdict.is_err() => Some(format!("read as format {}", d.version)),
+        None => None,
+    };
+    r.header = match d.version {
+        FormatVersion::V1 => {
+            ltx_core::v1::decode_old_header(bytes, ltx_core::v1::V1_FLAG_MASK).ok()
+        }
+        FormatVersion::V2 => {
+            ltx_core::v1::decode_old_header(bytes, ltx_core::v2::V2_FLAG_MASK).ok()
+        }
+        FormatVersion::V3 => Header::decode(bytes).ok(),
+    };
+    r.pgnos = match d.version {
+        FormatVersion::V3 => v3_pgnos,
+        v => {
+            let mut pgnos = Vec::new();
+            let _ = ltx_core::detect::for_each_page(bytes, v, |info, _| {
+                pgnos.push(info.pgno);
+                Ok(())
+            });
+            pgnos.sort_unstable();
+            Some(pgnos)
+        }
+    };
+    if d.version != FormatVersion::V3 {
+        tick(r.size);
+    }
+    match d.verdict {
         Ok(s) => r.summary = Some(s),
         Err(e) => r.outcome = Outcome::Format(e),
     }
     r
 }
 
-fn verify_stdin(tick: &dyn Fn(u64)) -> Result<FileResult> {
-    let mut st = Streamer::new();
+fn verify_stdin(tick: &dyn Fn(u64), forced: Option<FormatVersion>) -> Result<FileResult> {
+    let Some(v) = forced else {
+        // Detection needs the whole file: read it, then verify it like a file.
+        let bytes = input::read_stdin()?;
+        tick(bytes.len() as u64);
+        let r = FileResult {
+            path: LtxPath {
+                path: PathBuf::from("-"),
+                level: None,
+                txids: None,
+            },
+            in_dir: false,
+            size: 0,
+            outcome: Outcome::Ok,
+            header: None,
+            pgnos: None,
+            summary: None,
+            version: None,
+            detect_note: None,
+        };
+        return Ok(verify_source(r, &bytes, &|_| {}, None));
+    };
+    let mut st = Streamer::with_version(v);
     let mut header = None;
     let mut pgnos = Vec::new();
     let verdict = st.run(
@@ -161,6 +253,8 @@ fn verify_stdin(tick: &dyn Fn(u64)) -> Result<FileResult> {
             pgnos
         }),
         summary: None,
+        version: Some(v),
+        detect_note: None,
     };
     match verdict {
         Ok(s) => r.summary = Some(s),
@@ -224,12 +318,12 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
 
     let mut results: Vec<FileResult> = local
         .into_par_iter()
-        .map(|(p, in_dir)| verify_local(p, in_dir, &tick))
+        .map(|(p, in_dir)| verify_local(p, in_dir, &tick, args.version.forced()))
         .collect();
     pb.finish_and_clear();
     if stdin {
         let spb = output::progress(true, None, "verify -");
-        results.push(verify_stdin(&|n| spb.inc(n))?);
+        results.push(verify_stdin(&|n| spb.inc(n), args.version.forced())?);
         spb.finish_and_clear();
     }
 
@@ -320,6 +414,7 @@ fn file_json(r: &FileResult) -> Value {
     let h = r.header.as_ref();
     json!({
         "path": r.path.name(),
+        "format_version": r.version.map(|v| v.number()),
         "ok": r.ok(),
         "error": r.error_message(),
         "category": category,

@@ -25,6 +25,7 @@ mod encode;
 mod input;
 mod output;
 mod progress;
+mod version;
 
 const EXIT_CODES: &str =
     "Exit codes: 0 ok; 1 verification failed or differences found; 2 usage or I/O error.";

@@ -1,6 +1,7 @@
 //! The streaming, sans-I/O decoder.
 
 use crate::checksum::{page_checksum, Crc64};
+use crate::detect::FormatVersion;
 use crate::encoder::next_snapshot_pgno;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{
@@ -39,6 +40,8 @@ pub struct Summary {
     pub index_size: u64,
     /// Rolling checksum of the pages, when computed (snapshots that track checksums).
     pub computed_post_apply: Option<Checksum>,
+    /// The layout the file was decoded with (v3 for [`Decoder`] and [`crate::LtxFile`]).
+    pub format_version: FormatVersion,
 }
 
 /// One step of decoding.
@@ -560,6 +563,7 @@ impl Decoder {
                     file_size: at + TRAILER_SIZE as u64,
                     index_size: self.index_bytes,
                     computed_post_apply: page_sum,
+                    format_version: FormatVersion::V3,
                 });
                 self.state = State::Done;
                 Ok(Ev::Done)
@@ -676,7 +680,10 @@ impl Decoder {
 
 /// Parses one index entry or the terminator from `b`. `Ok(None)`: need more bytes
 /// (only when `more_possible`).
-fn parse_entry(b: &[u8], more_possible: bool) -> Result<Option<(usize, Option<IndexEntry>)>> {
+pub(crate) fn parse_entry(
+    b: &[u8],
+    more_possible: bool,
+) -> Result<Option<(usize, Option<IndexEntry>)>> {
     let mut pos = 0;
     let r = (|| -> Result<Option<(usize, Option<IndexEntry>)>> {
         let Some(pgno) = get_uvarint(b, &mut pos)? else {

@@ -6,6 +6,21 @@
 //! [`std::panic::catch_unwind`], so a panic in `ltx-core` (or here) is
 //! reported as that case failing, never as a crash of the runner.
 //!
+//! Every case is read as the format version its `format_version` field (or
+//! the manifest's top-level one) names, 3 when absent; versions 1 and 2 use
+//! the layouts of `testdata/conformance-old/README.md`. For v1/v2 files the
+//! streaming decoder is [`AnyDecoder`] with that version, and the second
+//! decoding path (instead of `LtxFile`) is version detection over the whole
+//! file, which must name the case's version for valid files and find no
+//! valid layout for invalid ones. Pages of v1 LZ4 files are located by
+//! `stream_offset` (offset in the decompressed page block) instead of
+//! `frame_offset`; the encodings `v1-raw`, `v1-lz4`, `v2-lz4-frames` are
+//! checked against the version and the header's LZ4 flag. Compactions of
+//! v1/v2 inputs are merged into v3 with [`merge_any`] (the v1 LZ4 output flag
+//! does not carry over), re-encodes write v3. An incremental file with
+//! `db_after` but no base state (no `applies_to`) is checked against a `db`
+//! case holding the resulting database, if any.
+//!
 //! What is checked, per kind:
 //!
 //! - `valid`: the file decodes with the streaming [`Decoder`] (whole, and fed
@@ -33,14 +48,23 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use ltx_core::checksum::database_checksum;
+use ltx_core::detect::{detect_summary, for_each_page, DetectError};
+use ltx_core::merge::merge_any;
 use ltx_core::merge::{merge_files, MergeOptions};
 use ltx_core::types::CHECKSUM_FLAG;
-use ltx_core::{Decoded, Decoder, Encoder, Error, Header, LtxFile, PageSize, Trailer};
+use ltx_core::v1::V1_FLAG_LZ4;
+use ltx_core::{
+    AnyDecoder, Decoded, Encoder, Error, FormatVersion, Header, LtxFile, PageSize, Trailer,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// The only LTX format version this runner checks.
+/// The LTX format version of cases that do not say (`format_version` on the
+/// case or at the top of the manifest overrides it).
 pub const FORMAT_VERSION: u64 = 3;
+
+/// The format versions this runner checks.
+pub const FORMAT_VERSIONS: [u64; 3] = [1, 2, 3];
 
 /// Files up to this size are also streamed one byte at a time.
 const ONE_BYTE_LIMIT: usize = 64 * 1024;
@@ -258,19 +282,19 @@ impl<'m> Ctx<'m> {
             res.failures.push("case has no \"kind\"".into());
             return res;
         };
-        if let Some(v) = case.get("format_version").or(self.top_version) {
-            if v.as_u64() != Some(FORMAT_VERSION) {
-                res.failures
-                    .push(format!("format version {} not supported", show_json(v)));
+        let version = match self.version_of(case) {
+            Ok(v) => v,
+            Err(e) => {
+                res.failures.push(e);
                 return res;
             }
-        }
+        };
         let out = guarded(&res.name, |out| match kind {
-            "valid" => self.check_valid(case, out),
-            "invalid" | "reference-accepts" => self.check_rejected(case, out),
+            "valid" => self.check_valid(case, out, version),
+            "invalid" | "reference-accepts" => self.check_rejected(case, out, version),
             "db" => self.check_db(case, out),
-            "chain" => self.check_chain(case, out),
-            "compaction" => self.check_compaction(case, out),
+            "chain" => self.check_chain(case, out, version),
+            "compaction" => self.check_compaction(case, out, version),
             other => out.fail(format!(
                 "unknown kind \"{other}\": this runner cannot check it"
             )),
@@ -280,17 +304,34 @@ impl<'m> Ctx<'m> {
         res
     }
 
+    /// The case's format version: its own `format_version`, else the
+    /// manifest's top-level one, else 3.
+    fn version_of(&self, case: &Value) -> Result<FormatVersion, String> {
+        match case.get("format_version").or(self.top_version) {
+            None => Ok(FormatVersion::V3),
+            Some(v) => v
+                .as_u64()
+                .filter(|n| FORMAT_VERSIONS.contains(n))
+                .and_then(FormatVersion::from_number)
+                .ok_or_else(|| format!("format version {} not supported", show_json(v))),
+        }
+    }
+
     // -- kinds ---------------------------------------------------------------
 
-    fn check_valid(&self, case: &Value, out: &mut Out) {
+    fn check_valid(&self, case: &Value, out: &mut Out, version: FormatVersion) {
         let Some(bytes) = self.read_field(case, "file", "", out) else {
             return;
         };
-        let Some(full) = check_description(&bytes, case, "", out) else {
+        let Some(full) = check_description(&bytes, case, "", out, version) else {
             return;
         };
         if let Some(after) = case.get("db_after") {
             let name = case.get("name").and_then(Value::as_str).unwrap_or("");
+            if !full.header.is_snapshot() && case.get("applies_to").is_none() {
+                self.check_unanchored(&full, after, out);
+                return;
+            }
             match self.db_for_valid(name, &mut Vec::new()) {
                 Ok(db) => out.fail_all(
                     "db_after: ",
@@ -308,7 +349,7 @@ impl<'m> Ctx<'m> {
         }
     }
 
-    fn check_rejected(&self, case: &Value, out: &mut Out) {
+    fn check_rejected(&self, case: &Value, out: &mut Out, version: FormatVersion) {
         let Some(bytes) = self.read_field(case, "file", "", out) else {
             return;
         };
@@ -316,7 +357,7 @@ impl<'m> Ctx<'m> {
         let mut stream_cat = None;
         let mut accepted = Vec::new();
         for chunk in chunk_sizes(bytes.len()) {
-            match stream_decode(&bytes, chunk, false) {
+            match stream_decode(&bytes, chunk, false, version) {
                 Ok(_) => accepted.push(chunk_label(chunk, bytes.len())),
                 Err(StreamError::Contract(m)) => out.fail(format!(
                     "streaming decoder ({}) broke its contract: {m}",
@@ -333,15 +374,21 @@ impl<'m> Ctx<'m> {
                 accepted.join(", ")
             ));
         }
-        let file_cat = match file_decode(&bytes) {
+        let file_cat = match file_decode(&bytes, version) {
             Ok(_) => {
-                out.fail(format!(
-                    "accepted by LtxFile::parse+verify, expected a {want} error"
-                ));
+                let by = if version == FormatVersion::V3 {
+                    "LtxFile::parse+verify"
+                } else {
+                    "detect (some format version validates it)"
+                };
+                out.fail(format!("accepted by {by}, expected a {want} error"));
                 None
             }
             Err(StreamError::Contract(m)) => {
-                out.fail(format!("LtxFile broke its contract: {m}"));
+                out.fail(format!(
+                    "{} broke its contract: {m}",
+                    file_path_label(version)
+                ));
                 None
             }
             Err(StreamError::Ltx(e)) => Some(describe_err(&e)),
@@ -377,7 +424,7 @@ impl<'m> Ctx<'m> {
         );
     }
 
-    fn check_chain(&self, case: &Value, out: &mut Out) {
+    fn check_chain(&self, case: &Value, out: &mut Out, version: FormatVersion) {
         let steps = case.get("steps").and_then(Value::as_array);
         let files = case.get("files").and_then(Value::as_array);
         let step_files: Vec<Option<&str>> = match (steps, files) {
@@ -422,8 +469,8 @@ impl<'m> Ctx<'m> {
                 }
             };
             let full = match steps.map(|s| &s[i]) {
-                Some(step) => check_description(&bytes, step, &label, out),
-                None => match decode_full(&bytes) {
+                Some(step) => check_description(&bytes, step, &label, out, version),
+                None => match decode_full(&bytes, version) {
                     Ok(f) => Some(f),
                     Err(e) => {
                         out.fail(format!("{label}{e}"));
@@ -507,7 +554,7 @@ impl<'m> Ctx<'m> {
         }
     }
 
-    fn check_compaction(&self, case: &Value, out: &mut Out) {
+    fn check_compaction(&self, case: &Value, out: &mut Out, version: FormatVersion) {
         let Some(inputs) = case.get("inputs").and_then(Value::as_array) else {
             out.fail("manifest: compaction has no \"inputs\" array");
             return;
@@ -527,12 +574,14 @@ impl<'m> Ctx<'m> {
             }
         }
         let mut files = Vec::new();
-        for (p, b) in &datas {
-            match LtxFile::parse(b) {
-                Ok(f) => files.push(f),
-                Err(e) => {
-                    out.fail(format!("input {p}: LtxFile::parse: {e}"));
-                    return;
+        if version == FormatVersion::V3 {
+            for (p, b) in &datas {
+                match LtxFile::parse(b) {
+                    Ok(f) => files.push(f),
+                    Err(e) => {
+                        out.fail(format!("input {p}: LtxFile::parse: {e}"));
+                        return;
+                    }
                 }
             }
         }
@@ -544,19 +593,40 @@ impl<'m> Ctx<'m> {
                 return;
             }
         };
+        // v1's LZ4 flag describes the reference's output layout; ours is v3,
+        // which only knows NoChecksum.
+        let flags = if version == FormatVersion::V1 {
+            flags & !V1_FLAG_LZ4
+        } else {
+            flags
+        };
         let opts = MergeOptions {
             flags,
             allow_gaps: false,
         };
         let mut ours = Vec::new();
-        let ours_full = match merge_files(&files, &opts, &mut ours) {
+        let merged = if version == FormatVersion::V3 {
+            merge_files(&files, &opts, &mut ours)
+        } else {
+            let ins: Vec<(&[u8], FormatVersion)> =
+                datas.iter().map(|(_, b)| (&b[..], version)).collect();
+            merge_any(&ins, &opts, &mut ours)
+        };
+        let ours_full = match merged {
             Err(e) => {
                 out.fail(format!("merge_files failed: {e}"));
                 None
             }
             Ok(trailer) => {
-                let want = Want::from_json(case, out, "manifest: ").compaction_subset();
-                let (diffs, full) = check_decodings(&ours, &want);
+                let mut want = Want::from_json(case, out, "manifest: ").compaction_subset();
+                if version == FormatVersion::V1 {
+                    for (name, v) in &mut want.header {
+                        if *name == "flags" {
+                            *v &= !i128::from(V1_FLAG_LZ4);
+                        }
+                    }
+                }
+                let (diffs, full) = check_decodings(&ours, &want, FormatVersion::V3);
                 out.fail_all("our output: ", diffs);
                 if let Some(f) = &full {
                     if f.trailer != trailer {
@@ -586,7 +656,7 @@ impl<'m> Ctx<'m> {
                             )
                         });
                     }
-                    check_description(&b, case, "expected output: ", out)
+                    check_description(&b, case, "expected output: ", out, version)
                 }
                 Err(e) => {
                     out.fail(format!("expected output: {e}"));
@@ -648,6 +718,66 @@ impl<'m> Ctx<'m> {
         }
     }
 
+    /// `db_after` of an incremental file whose base state is not in the
+    /// manifest (e.g. a real file copied from elsewhere): the database must
+    /// have `commit` pages and the post-apply checksum; if a `db` case holds
+    /// that database (same sha256), every page of the file must equal its page.
+    fn check_unanchored(&self, full: &Full, after: &Value, out: &mut Out) {
+        let h = &full.header;
+        match after.get("pages").and_then(json_int) {
+            Some(p) if p == i128::from(h.commit) => {}
+            Some(p) => out.fail(format!(
+                "db_after: {p} pages, but the file's commit is {}",
+                h.commit
+            )),
+            None => out.fail("manifest: db_after has no numeric \"pages\""),
+        }
+        if !h.no_checksum() {
+            match after.get("checksum").and_then(json_int) {
+                Some(c) if c == i128::from(full.trailer.post_apply_checksum.0) => {}
+                Some(c) => out.fail(format!(
+                    "db_after: checksum {}, but the file's post-apply checksum is {}",
+                    show_val(c, true),
+                    full.trailer.post_apply_checksum
+                )),
+                None => out.fail("manifest: db_after has no checksum"),
+            }
+        }
+        let Some(want_sha) = after.get("sha256").and_then(Value::as_str) else {
+            out.fail("manifest: db_after has no sha256");
+            return;
+        };
+        let db_case = self.by_name.values().find(|c| {
+            c.get("kind").and_then(Value::as_str) == Some("db")
+                && c.get("sha256")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| s.eq_ignore_ascii_case(want_sha))
+        });
+        let Some(db_case) = db_case else {
+            out.notes.push(
+                "db_after: base state unknown and no db case holds the result; checked commit and post-apply checksum only".into(),
+            );
+            return;
+        };
+        let Some(db) = self.read_field(db_case, "file", "db_after: ", out) else {
+            return;
+        };
+        out.fail_all(
+            "db_after: ",
+            db_diffs(&db, h.page_size, after, "pages", "sha256", "checksum"),
+        );
+        let ps = h.page_size.bytes();
+        for (p, d) in full.pages.iter().zip(&full.data) {
+            let off = (p.pgno as usize - 1) * ps;
+            if db.get(off..off + ps) != Some(&d[..]) {
+                out.fail(format!(
+                    "db_after: page {} of the file differs from the database's",
+                    p.pgno
+                ));
+            }
+        }
+    }
+
     // -- helpers -------------------------------------------------------------
 
     fn read_field(&self, case: &Value, key: &str, prefix: &str, out: &mut Out) -> Option<Vec<u8>> {
@@ -693,7 +823,8 @@ impl<'m> Ctx<'m> {
             .and_then(Value::as_str)
             .ok_or_else(|| format!("case \"{name}\" has no file"))?;
         let bytes = self.read(file)?;
-        let full = decode_full(&bytes).map_err(|e| format!("{file}: {e}"))?;
+        let version = self.version_of(case)?;
+        let full = decode_full(&bytes, version).map_err(|e| format!("{file}: {e}"))?;
         let mut db = match case.get("applies_to") {
             Some(a) => {
                 let a = a
@@ -745,10 +876,11 @@ impl<'m> Ctx<'m> {
         } else {
             return Err(format!("chain \"{name}\" lists no files"));
         };
+        let version = self.version_of(case)?;
         let mut db = Vec::new();
         for file in files {
             let bytes = self.read(file)?;
-            let full = decode_full(&bytes).map_err(|e| format!("{file}: {e}"))?;
+            let full = decode_full(&bytes, version).map_err(|e| format!("{file}: {e}"))?;
             let problems = apply(&mut db, &full);
             if !problems.is_empty() {
                 return Err(format!("applying {file}: {}", problems.join("; ")));
@@ -783,6 +915,7 @@ struct PageRec {
 /// What one decoding path found.
 #[derive(Debug, Clone)]
 struct Decoding {
+    version: FormatVersion,
     header: Header,
     trailer: Trailer,
     index_size: u64,
@@ -848,14 +981,15 @@ fn chunk_label(chunk: usize, len: usize) -> String {
     }
 }
 
-/// Streams `bytes` through a [`Decoder`] in pieces of `chunk` bytes.
+/// Streams `bytes` through the decoder of `version` in pieces of `chunk` bytes.
 fn stream_decode(
     bytes: &[u8],
     chunk: usize,
     keep: bool,
+    version: FormatVersion,
 ) -> Result<(Decoding, Vec<Vec<u8>>), StreamError> {
     let contract = |m: String| Err(StreamError::Contract(m));
-    let mut dec = Decoder::new();
+    let mut dec = AnyDecoder::new(version);
     let mut header: Option<Header> = None;
     let mut pages = Vec::new();
     let mut data = Vec::new();
@@ -931,6 +1065,12 @@ fn stream_decode(
     if summary.header != h {
         return contract("summary header differs from the Header event".into());
     }
+    if summary.format_version != version {
+        return contract(format!(
+            "summary says format {}, decoded as {version}",
+            summary.format_version
+        ));
+    }
     if summary.page_count != pages.len() as u64 {
         return contract(format!(
             "summary counts {} pages, {} Page events",
@@ -949,7 +1089,80 @@ fn stream_decode(
     }
     Ok((
         Decoding {
+            version,
             header: h,
+            trailer: summary.trailer,
+            index_size: summary.index_size,
+            file_size: summary.file_size,
+            pages,
+        },
+        data,
+    ))
+}
+
+/// The name of the second decoding path of `version`.
+fn file_path_label(version: FormatVersion) -> &'static str {
+    if version == FormatVersion::V3 {
+        "LtxFile"
+    } else {
+        "detect"
+    }
+}
+
+/// The second decoding path: for v3 [`LtxFile`] (see [`ltx_file_decode`]);
+/// for v1 and v2, version detection over the whole file ([`detect_summary`]
+/// must name `version`), then the pages.
+fn file_decode(
+    bytes: &[u8],
+    version: FormatVersion,
+) -> Result<(Decoding, Vec<Vec<u8>>), StreamError> {
+    if version == FormatVersion::V3 {
+        return ltx_file_decode(bytes);
+    }
+    let summary = match detect_summary(bytes) {
+        Ok(s) if s.format_version == version => s,
+        Ok(s) => {
+            return Err(StreamError::Contract(format!(
+                "detect() says the file is {}, expected {version}",
+                s.format_version
+            )))
+        }
+        Err(DetectError::Ambiguous(vs)) => {
+            return Err(StreamError::Contract(format!(
+                "detect() finds the file ambiguous ({vs:?})"
+            )))
+        }
+        Err(e @ DetectError::None(_)) => {
+            let err = e
+                .error_for(version)
+                .cloned()
+                .unwrap_or_else(|| Error::new(ltx_core::ErrorKind::Poisoned));
+            return Err(StreamError::Ltx(err));
+        }
+    };
+    let mut pages = Vec::new();
+    let mut data = Vec::new();
+    let again = for_each_page(bytes, version, |info, page| {
+        pages.push(PageRec {
+            pgno: info.pgno,
+            flags: info.flags,
+            offset: info.offset,
+            size: info.frame_len,
+            sha: sha(page),
+        });
+        data.push(page.to_vec());
+        Ok(())
+    })
+    .map_err(StreamError::Ltx)?;
+    if again != summary {
+        return Err(StreamError::Contract(
+            "detect_summary() differs from a second decoding".into(),
+        ));
+    }
+    Ok((
+        Decoding {
+            version,
+            header: summary.header,
             trailer: summary.trailer,
             index_size: summary.index_size,
             file_size: summary.file_size,
@@ -961,7 +1174,7 @@ fn stream_decode(
 
 /// Decodes `bytes` with [`LtxFile::parse`] + [`LtxFile::verify`], then every
 /// frame with `check_frame` and `read_page` (which must agree).
-fn file_decode(bytes: &[u8]) -> Result<(Decoding, Vec<Vec<u8>>), StreamError> {
+fn ltx_file_decode(bytes: &[u8]) -> Result<(Decoding, Vec<Vec<u8>>), StreamError> {
     let contract = |m: String| Err(StreamError::Contract(m));
     let f = LtxFile::parse(bytes).map_err(StreamError::Ltx)?;
     let summary = f.verify().map_err(StreamError::Ltx)?;
@@ -1007,6 +1220,7 @@ fn file_decode(bytes: &[u8]) -> Result<(Decoding, Vec<Vec<u8>>), StreamError> {
     }
     Ok((
         Decoding {
+            version: FormatVersion::V3,
             header: h,
             trailer: summary.trailer,
             index_size: summary.index_size,
@@ -1017,11 +1231,14 @@ fn file_decode(bytes: &[u8]) -> Result<(Decoding, Vec<Vec<u8>>), StreamError> {
     ))
 }
 
-/// Decodes `bytes` with the whole-input stream and with `LtxFile`; both must
-/// accept it and agree. For files whose description is checked elsewhere.
-fn decode_full(bytes: &[u8]) -> Result<Full, String> {
-    let (d, data) = stream_decode(bytes, usize::MAX, true).map_err(|e| format!("stream: {e}"))?;
-    let (f, fdata) = file_decode(bytes).map_err(|e| format!("LtxFile: {e}"))?;
+/// Decodes `bytes` with the whole-input stream and with the second path
+/// (`LtxFile`, or detection for v1/v2); both must accept it and agree. For
+/// files whose description is checked elsewhere.
+fn decode_full(bytes: &[u8], version: FormatVersion) -> Result<Full, String> {
+    let (d, data) =
+        stream_decode(bytes, usize::MAX, true, version).map_err(|e| format!("stream: {e}"))?;
+    let (f, fdata) =
+        file_decode(bytes, version).map_err(|e| format!("{}: {e}", file_path_label(version)))?;
     if d.header != f.header || d.trailer != f.trailer || d.pages != f.pages || data != fdata {
         return Err("streaming decoder and LtxFile disagree".into());
     }
@@ -1158,7 +1375,10 @@ impl Want {
                         pgno,
                         sha: sha.to_ascii_lowercase(),
                         flags: p.get("flags").and_then(json_int),
-                        offset: p.get("frame_offset").and_then(json_int),
+                        offset: p
+                            .get("frame_offset")
+                            .or_else(|| p.get("stream_offset"))
+                            .and_then(json_int),
                         size: p.get("frame_size").and_then(json_int),
                     });
                 }
@@ -1300,7 +1520,21 @@ impl Want {
             let blocks = d.pages.iter().filter(|p| p.flags == 1).count();
             let legacy = d.pages.iter().filter(|p| p.flags == 0).count();
             let n = d.pages.len();
+            let lz4 = d.header.flags & V1_FLAG_LZ4 != 0;
+            let old = |v: FormatVersion, want_lz4: bool| {
+                d.version == v && (v != FormatVersion::V1 || lz4 == want_lz4)
+            };
             let ok = match enc.as_str() {
+                "v1-raw" => old(FormatVersion::V1, false),
+                "v1-lz4" => old(FormatVersion::V1, true),
+                "v2-lz4-frames" => old(FormatVersion::V2, false),
+                _ if d.version != FormatVersion::V3 => {
+                    out.push(format!(
+                        "encoding \"{enc}\" is not a {} encoding",
+                        d.version
+                    ));
+                    true
+                }
                 _ if n == 0 => true,
                 "block" => blocks == n,
                 "legacy-frame" => legacy == n,
@@ -1310,9 +1544,14 @@ impl Want {
                     true
                 }
             };
-            if !ok {
+            if !ok && d.version == FormatVersion::V3 {
                 out.push(format!(
                     "encoding: expected {enc}, got {blocks} block and {legacy} legacy frames of {n}"
+                ));
+            } else if !ok {
+                out.push(format!(
+                    "encoding: expected {enc}, got a {} file with header flags 0x{:08x}",
+                    d.version, d.header.flags
                 ));
             }
         }
@@ -1373,14 +1612,19 @@ type PathOutcome = Result<Vec<String>, String>;
 /// compares each with `want`. Identical differences from several paths are
 /// reported once, naming the paths. Returns the differences and, if the
 /// whole-input stream accepted the file, its full decoding.
-fn check_decodings(bytes: &[u8], want: &Want) -> (Vec<String>, Option<Full>) {
+fn check_decodings(
+    bytes: &[u8],
+    want: &Want,
+    version: FormatVersion,
+) -> (Vec<String>, Option<Full>) {
+    let file_label = file_path_label(version);
     let mut results: Vec<(String, PathOutcome)> = Vec::new();
     let mut full = None;
     let mut whole: Option<(Decoding, Vec<Vec<u8>>)> = None;
     for chunk in chunk_sizes(bytes.len()) {
         let label = format!("stream ({})", chunk_label(chunk, bytes.len()));
         let keep = chunk == usize::MAX;
-        match stream_decode(bytes, chunk, keep) {
+        match stream_decode(bytes, chunk, keep, version) {
             Ok((d, data)) => {
                 results.push((label, Ok(want.diffs(&d, bytes.len()))));
                 if keep {
@@ -1390,19 +1634,19 @@ fn check_decodings(bytes: &[u8], want: &Want) -> (Vec<String>, Option<Full>) {
             Err(e) => results.push((label, Err(e.to_string()))),
         }
     }
-    match file_decode(bytes) {
+    match file_decode(bytes, version) {
         Ok((d, data)) => {
-            results.push(("LtxFile".into(), Ok(want.diffs(&d, bytes.len()))));
+            results.push((file_label.into(), Ok(want.diffs(&d, bytes.len()))));
             if let Some((w, wdata)) = &whole {
                 if w.pages != d.pages || *wdata != data {
                     results.push((
-                        "LtxFile".into(),
+                        file_label.into(),
                         Ok(vec!["pages differ from the streaming decoder's".into()]),
                     ));
                 }
             }
         }
-        Err(e) => results.push(("LtxFile".into(), Err(e.to_string()))),
+        Err(e) => results.push((file_label.into(), Err(e.to_string()))),
     }
     if let Some((d, data)) = whole {
         full = Some(Full {
@@ -1425,7 +1669,7 @@ fn check_decodings(bytes: &[u8], want: &Want) -> (Vec<String>, Option<Full>) {
     let all = groups.len() == 1;
     for (labels, r) in groups {
         let who = if all {
-            "every decoder (streamed whole and in chunks, LtxFile)".to_string()
+            format!("every decoder (streamed whole and in chunks, {file_label})")
         } else {
             labels.join(", ")
         };
@@ -1441,9 +1685,15 @@ fn check_decodings(bytes: &[u8], want: &Want) -> (Vec<String>, Option<Full>) {
 /// Checks `bytes` against a valid-style description (`desc`): every decoding
 /// path, then the re-encode round trip. Failures go to `out` prefixed with
 /// `prefix`. Returns the decoded file if the streaming decoder accepted it.
-fn check_description(bytes: &[u8], desc: &Value, prefix: &str, out: &mut Out) -> Option<Full> {
+fn check_description(
+    bytes: &[u8],
+    desc: &Value,
+    prefix: &str,
+    out: &mut Out,
+    version: FormatVersion,
+) -> Option<Full> {
     let want = Want::from_json(desc, out, &format!("{prefix}manifest: "));
-    let (diffs, full) = check_decodings(bytes, &want);
+    let (diffs, full) = check_decodings(bytes, &want, version);
     out.fail_all(prefix, diffs);
     if let Some(f) = &full {
         out.fail_all(&format!("{prefix}re-encode: "), reencode(f));
@@ -1451,9 +1701,18 @@ fn check_description(bytes: &[u8], desc: &Value, prefix: &str, out: &mut Out) ->
     full
 }
 
-/// Re-encodes a decoded file with our [`Encoder`] and checks that our bytes
-/// decode to the same header, pages and post-apply checksum.
+/// Re-encodes a decoded file with our [`Encoder`] (as v3) and checks that our
+/// bytes decode to the same header, pages and post-apply checksum. A v1 LZ4
+/// file's flag 0x1 does not carry over (it names the v1 layout).
 fn reencode(full: &Full) -> Vec<String> {
+    let mut v3 = Full {
+        header: full.header,
+        trailer: full.trailer,
+        pages: full.pages.clone(),
+        data: full.data.clone(),
+    };
+    v3.header.flags &= !V1_FLAG_LZ4;
+    let full = &v3;
     let mut bytes = Vec::new();
     let r = (|| -> Result<Trailer, Error> {
         let mut enc = Encoder::new(full.header, &mut bytes)?;
@@ -1473,7 +1732,7 @@ fn reencode(full: &Full) -> Vec<String> {
             trailer.post_apply_checksum, full.trailer.post_apply_checksum
         ));
     }
-    let (diffs, ours) = check_decodings(&bytes, &Want::from_full(full));
+    let (diffs, ours) = check_decodings(&bytes, &Want::from_full(full), FormatVersion::V3);
     out.extend(diffs);
     if let Some(o) = ours {
         if o.header != full.header {

@@ -99,6 +99,72 @@ fn reference_vectors_all_pass() {
     assert_eq!(r.exit_code(), 0);
 }
 
+fn old_vectors() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/conformance-old")
+}
+
+#[test]
+fn old_format_vectors_all_pass() {
+    let n = manifest(&old_vectors())["cases"].as_array().unwrap().len();
+    // testdata/conformance-old/README.md: 125 cases of format versions 1 and 2.
+    assert_eq!(n, 125);
+    let r = run(&old_vectors(), true);
+    assert_eq!(r.fatal, None);
+    for l in r.lines() {
+        eprintln!("{l}");
+    }
+    assert_eq!(r.failed(), 0, "{:?}", r.failed_names());
+    assert_eq!(r.summary(), format!("{n} passed, 0 failed"));
+    assert_no_panics(&r);
+}
+
+#[test]
+fn doctored_old_manifest_fails_exactly_the_doctored_cases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    copy_dir(&old_vectors(), dir);
+    let mut m = manifest(dir);
+    let n = m["cases"].as_array().unwrap().len();
+    // A v1 LZ4 page's stream offset, a v2 frame size, a v1 chain step's
+    // database, a v2 compaction's page, a format version swapped (v1 file
+    // read as v2), and an invalid v2 case pointing at a valid v2 file.
+    {
+        let c = case_mut(&mut m, "v1-snapshot-4k-lz4");
+        let o = c["pages"][2]["stream_offset"].as_u64().unwrap();
+        c["pages"][2]["stream_offset"] = json!(o + 1);
+    }
+    {
+        let c = case_mut(&mut m, "v2-snapshot-4k");
+        let o = c["pages"][1]["frame_size"].as_u64().unwrap();
+        c["pages"][1]["frame_size"] = json!(o + 1);
+    }
+    flip_hex(&mut case_mut(&mut m, "v1-chain-4k-lz4")["steps"][3]["db_sha256"]);
+    flip_hex(&mut case_mut(&mut m, "v2-compact-4k-2-10")["pages"][1]["sha256"]);
+    case_mut(&mut m, "v1-snapshot-512-tiny-lz4")["format_version"] = json!(2);
+    case_mut(&mut m, "v2-bad-magic")["file"] = json!("valid/v2-snapshot-4k.ltx");
+    write_manifest(dir, &m);
+    let r = run(dir, false);
+    assert_no_panics(&r);
+    let mut failed = r.failed_names();
+    failed.sort_unstable();
+    assert_eq!(
+        failed,
+        [
+            "v1-chain-4k-lz4",
+            // applies_to v1-snapshot-512-tiny-lz4, whose base no longer decodes
+            "v1-incremental-512-tiny-lz4",
+            "v1-snapshot-4k-lz4",
+            "v1-snapshot-512-tiny-lz4",
+            "v2-bad-magic",
+            "v2-compact-4k-2-10",
+            "v2-snapshot-4k",
+        ]
+    );
+    assert!(failures(&r, "v1-snapshot-4k-lz4").contains("frame_offset expected"));
+    assert!(failures(&r, "v2-bad-magic").contains("accepted by detect"));
+    assert_eq!(r.summary(), format!("{} passed, 7 failed", n - 7));
+}
+
 #[test]
 fn doctored_manifest_fails_exactly_the_doctored_cases() {
     let tmp = copy_vectors();
@@ -147,8 +213,8 @@ fn doctored_manifest_fails_exactly_the_doctored_cases() {
         json!({"name": "future-kind", "kind": "wal-segment", "file": "x"}),
     );
     let mut v2 = case_mut(&mut m, "snapshot-db-4k-full-vacuum-nochecksum").clone();
-    v2["name"] = json!("v2-case");
-    v2["format_version"] = json!(2);
+    v2["name"] = json!("v4-case");
+    v2["format_version"] = json!(4);
     push_case(&mut m, v2);
     push_case(
         &mut m,
@@ -192,7 +258,7 @@ fn doctored_manifest_fails_exactly_the_doctored_cases() {
         "bad-magic-ltx2",
         "incremental-db-512-txid-range",
         "future-kind",
-        "v2-case",
+        "v4-case",
         "missing-file",
     ];
     want.sort_unstable();
@@ -234,28 +300,28 @@ fn doctored_manifest_fails_exactly_the_doctored_cases() {
         "rejected: file-checksum-mismatch",
     );
     has("future-kind", "unknown kind \"wal-segment\"");
-    has("v2-case", "format version 2 not supported");
+    has("v4-case", "format version 4 not supported");
     has("missing-file", "cannot read valid/nope.ltx");
 
     // The output lines name the case and what differed.
     let lines = r.lines();
     assert!(lines
         .iter()
-        .any(|l| l.starts_with("FAIL v2-case: format version 2 not supported")));
+        .any(|l| l.starts_with("FAIL v4-case: format version 4 not supported")));
     assert_eq!(lines.len(), want.len());
 }
 
 #[test]
 fn top_level_format_version_applies_to_every_case() {
     let tmp = tempfile::tempdir().unwrap();
-    let m = json!({"format_version": 1, "cases": [
+    let m = json!({"format_version": 7, "cases": [
         {"name": "a", "kind": "db", "file": "x.db", "page_size": 512},
         {"name": "b", "kind": "db", "file": "x.db", "page_size": 512, "format_version": 3},
     ]});
     std::fs::write(tmp.path().join("x.db"), vec![0u8; 0]).unwrap();
     write_manifest(tmp.path(), &m);
     let r = run(tmp.path(), false);
-    assert_eq!(failures(&r, "a"), "format version 1 not supported");
+    assert_eq!(failures(&r, "a"), "format version 7 not supported");
     // b is checked (and fails only on its missing expected values).
     assert!(failures(&r, "b").contains("manifest: no numeric \"pages\""));
 }
