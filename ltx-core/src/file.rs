@@ -71,7 +71,12 @@ pub fn parse_tail(tail: &[u8; TAIL_SIZE], file_len: u64) -> Result<Tail> {
 /// # Errors
 /// `PageIndexMismatch`, `PageOrder`, `PageOutOfRange`, `LockPage`.
 pub fn parse_index(header: &Header, bytes: &[u8], index_offset: u64) -> Result<PageIndex> {
-    let index = PageIndex::decode(bytes).map_err(|e| e.offset_by(index_offset))?;
+    // Frames sit between the header and the end marker and take at least 7
+    // bytes each: that bounds the entries before any is stored.
+    let block = index_offset.saturating_sub((HEADER_SIZE + PAGE_HEADER_SIZE) as u64);
+    let max_entries = usize::try_from(block / (PAGE_HEADER_SIZE as u64 + 1)).unwrap_or(usize::MAX);
+    let index =
+        PageIndex::decode_limited(bytes, max_entries).map_err(|e| e.offset_by(index_offset))?;
     check_layout(header, &index, index_offset)?;
     Ok(index)
 }

@@ -115,6 +115,18 @@ impl PageIndex {
     /// # Errors
     /// [`ErrorKind::PageIndexMismatch`] / [`ErrorKind::Truncated`], offsets relative to `b`.
     pub fn decode(b: &[u8]) -> Result<PageIndex> {
+        Self::decode_limited(b, usize::MAX)
+    }
+
+    /// Like [`PageIndex::decode`], but fails as soon as the index holds more
+    /// than `max_entries` entries, and never reserves room for more. A
+    /// caller that knows the page block's length passes what it can hold
+    /// (every frame is at least 7 bytes), so memory is bounded by the real
+    /// frames, not by what the index claims.
+    ///
+    /// # Errors
+    /// As [`PageIndex::decode`]; `PageIndexMismatch` past `max_entries`.
+    pub fn decode_limited(b: &[u8], max_entries: usize) -> Result<PageIndex> {
         if b.len() < 1 + INDEX_SIZE_FIELD {
             return Err(Error::new(ErrorKind::Truncated {
                 expected: "page index",
@@ -122,7 +134,7 @@ impl PageIndex {
             .at(b.len() as u64));
         }
         let body = &b[..b.len() - INDEX_SIZE_FIELD];
-        let mut entries = Vec::with_capacity(body.len() / 3);
+        let mut entries = Vec::with_capacity((body.len() / 3).min(max_entries).min(1 << 16));
         let mut pos = 0usize;
         let trunc = |pos: usize| {
             Error::new(ErrorKind::PageIndexMismatch(
@@ -144,6 +156,12 @@ impl PageIndex {
                 )))
                 .at(at as u64)
             })?;
+            if entries.len() == max_entries {
+                return Err(Error::new(ErrorKind::PageIndexMismatch(format!(
+                    "more than {max_entries} entries, more frames than the page block can hold"
+                )))
+                .at(at as u64));
+            }
             entries.push(IndexEntry { pgno, offset, size });
         }
         if pos != body.len() {
