@@ -240,6 +240,21 @@ pub fn apply_with(
         }
     }
     let summaries: Vec<Header> = parsed.iter().map(|p| *p.header()).collect();
+    // SQLite databases hold at most 4294967294 pages; a file claiming more
+    // cannot describe a database (and would make us extend it to 16 TiB).
+    const SQLITE_MAX_PAGES: u32 = 4_294_967_294;
+    for (f, h) in files.iter().zip(&summaries) {
+        if h.commit > SQLITE_MAX_PAGES {
+            return Err(fail(
+                db_path,
+                format!(
+                    "{}: commit of {} pages exceeds SQLite's maximum of {SQLITE_MAX_PAGES}",
+                    f.display(),
+                    h.commit
+                ),
+            ));
+        }
+    }
     for i in 1..files.len() {
         let (p, n) = (&summaries[i - 1], &summaries[i]);
         if n.page_size != p.page_size {

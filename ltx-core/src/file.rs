@@ -75,91 +75,119 @@ pub fn parse_index(header: &Header, bytes: &[u8], index_offset: u64) -> Result<P
     // bytes each: that bounds the entries before any is stored.
     let block = index_offset.saturating_sub((HEADER_SIZE + PAGE_HEADER_SIZE) as u64);
     let max_entries = usize::try_from(block / (PAGE_HEADER_SIZE as u64 + 1)).unwrap_or(usize::MAX);
-    let index =
-        PageIndex::decode_limited(bytes, max_entries).map_err(|e| e.offset_by(index_offset))?;
-    check_layout(header, &index, index_offset)?;
+    let mut check = LayoutCheck::new(header, index_offset);
+    // Layout errors carry absolute offsets; only the decoder's are relative.
+    let mut layout_err = None;
+    let decoded = PageIndex::decode_checked(bytes, max_entries, &mut |e| {
+        check.entry(e).map_err(|err| {
+            layout_err = Some(err);
+            Error::new(ErrorKind::Misuse("layout check failed"))
+        })
+    });
+    let index = match (decoded, layout_err) {
+        (_, Some(err)) => return Err(err),
+        (r, None) => r.map_err(|e| e.offset_by(index_offset))?,
+    };
+    check.finish()?;
     Ok(index)
 }
 
-fn check_layout(h: &Header, index: &PageIndex, index_offset: u64) -> Result<()> {
-    let mismatch = |m: String, pgno: Pgno| {
-        Err(Error::new(ErrorKind::PageIndexMismatch(m))
-            .at(index_offset)
-            .page(pgno))
-    };
-    let max_frame = max_frame_size(h.page_size) as u64;
-    let mut expect_off = HEADER_SIZE as u64;
-    let mut last: Pgno = 0;
-    for e in index.entries() {
+/// Checks page index entries one at a time against the file layout, so a
+/// bad index is refused at its first impossible entry, before more are stored.
+struct LayoutCheck<'h> {
+    h: &'h Header,
+    index_offset: u64,
+    max_frame: u64,
+    expect_off: u64,
+    last: Pgno,
+}
+
+impl<'h> LayoutCheck<'h> {
+    fn new(h: &'h Header, index_offset: u64) -> Self {
+        let max_frame = max_frame_size(h.page_size) as u64;
+        LayoutCheck {
+            h,
+            index_offset,
+            max_frame,
+            expect_off: HEADER_SIZE as u64,
+            last: 0,
+        }
+    }
+
+    fn mismatch(&self, m: String, pgno: Pgno) -> Error {
+        Error::new(ErrorKind::PageIndexMismatch(m))
+            .at(self.index_offset)
+            .page(pgno)
+    }
+
+    fn entry(&mut self, e: &IndexEntry) -> Result<()> {
+        let (h, last) = (self.h, self.last);
         if e.pgno == h.lock_pgno() {
             return Err(Error::new(ErrorKind::LockPage(e.pgno))
                 .at(e.offset)
                 .page(e.pgno));
         }
         if e.pgno > h.commit {
-            return Err(Error::new(ErrorKind::PageOutOfRange {
+            let k = ErrorKind::PageOutOfRange {
                 pgno: e.pgno,
                 commit: h.commit,
-            })
-            .at(e.offset)
-            .page(e.pgno));
+            };
+            return Err(Error::new(k).at(e.offset).page(e.pgno));
         }
         if e.pgno <= last {
-            return Err(Error::new(ErrorKind::PageOrder(format!(
+            let k = ErrorKind::PageOrder(format!(
                 "page index lists page {} after page {last}",
                 e.pgno
-            )))
-            .at(index_offset)
-            .page(e.pgno));
+            ));
+            return Err(Error::new(k).at(self.index_offset).page(e.pgno));
         }
         if h.is_snapshot() {
             let expected = crate::encoder::next_snapshot_pgno(last, h.lock_pgno());
             if e.pgno != expected {
-                return Err(Error::new(ErrorKind::PageOrder(format!(
-                    "snapshot is missing page {expected}"
-                )))
-                .at(index_offset)
-                .page(e.pgno));
+                let k = ErrorKind::PageOrder(format!("snapshot is missing page {expected}"));
+                return Err(Error::new(k).at(self.index_offset).page(e.pgno));
             }
         }
-        if e.offset != expect_off {
-            return mismatch(
-                format!(
-                    "page {} at offset {}, expected the next frame at {expect_off}",
-                    e.pgno, e.offset
-                ),
-                e.pgno,
+        if e.offset != self.expect_off {
+            let m = format!(
+                "page {} at offset {}, expected the next frame at {}",
+                e.pgno, e.offset, self.expect_off
             );
+            return Err(self.mismatch(m, e.pgno));
         }
-        if e.size <= PAGE_HEADER_SIZE as u64 || e.size > max_frame {
-            return mismatch(
-                format!(
-                    "page {} frame size {} outside 7..={max_frame}",
-                    e.pgno, e.size
-                ),
-                e.pgno,
+        if e.size <= PAGE_HEADER_SIZE as u64 || e.size > self.max_frame {
+            let m = format!(
+                "page {} frame size {} outside 7..={}",
+                e.pgno, e.size, self.max_frame
             );
+            return Err(self.mismatch(m, e.pgno));
         }
-        expect_off += e.size;
-        last = e.pgno;
+        self.expect_off += e.size;
+        self.last = e.pgno;
+        Ok(())
     }
-    if h.is_snapshot() {
-        let next = crate::encoder::next_snapshot_pgno(last, h.lock_pgno());
-        if next <= h.commit {
-            return Err(Error::new(ErrorKind::PageOrder(format!(
-                "snapshot ends at page {last} but commit is {}",
-                h.commit
-            )))
-            .at(index_offset));
+
+    fn finish(&self) -> Result<()> {
+        let (h, last) = (self.h, self.last);
+        if h.is_snapshot() {
+            let next = crate::encoder::next_snapshot_pgno(last, h.lock_pgno());
+            if next <= h.commit {
+                let k = ErrorKind::PageOrder(format!(
+                    "snapshot ends at page {last} but commit is {}",
+                    h.commit
+                ));
+                return Err(Error::new(k).at(self.index_offset));
+            }
         }
+        if self.expect_off + PAGE_HEADER_SIZE as u64 != self.index_offset {
+            let m = format!(
+                "frames end at {}, but the end marker must sit right before the index at {}",
+                self.expect_off, self.index_offset
+            );
+            return Err(self.mismatch(m, last));
+        }
+        Ok(())
     }
-    if expect_off + PAGE_HEADER_SIZE as u64 != index_offset {
-        return mismatch(
-            format!("frames end at {expect_off}, but the end marker must sit right before the index at {index_offset}"),
-            last,
-        );
-    }
-    Ok(())
 }
 
 /// The result of checking one frame: its digest and, when wanted, its page's

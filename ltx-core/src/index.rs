@@ -127,6 +127,20 @@ impl PageIndex {
     /// # Errors
     /// As [`PageIndex::decode`]; `PageIndexMismatch` past `max_entries`.
     pub fn decode_limited(b: &[u8], max_entries: usize) -> Result<PageIndex> {
+        Self::decode_checked(b, max_entries, &mut |_| Ok(()))
+    }
+
+    /// Like [`PageIndex::decode_limited`], calling `check` on each entry as
+    /// it is decoded; the first error stops decoding. Errors from `check`
+    /// are returned unchanged (their offsets are the caller's).
+    ///
+    /// # Errors
+    /// As [`PageIndex::decode_limited`], or `check`'s error.
+    pub fn decode_checked(
+        b: &[u8],
+        max_entries: usize,
+        check: &mut dyn FnMut(&IndexEntry) -> Result<()>,
+    ) -> Result<PageIndex> {
         if b.len() < 1 + INDEX_SIZE_FIELD {
             return Err(Error::new(ErrorKind::Truncated {
                 expected: "page index",
@@ -134,7 +148,7 @@ impl PageIndex {
             .at(b.len() as u64));
         }
         let body = &b[..b.len() - INDEX_SIZE_FIELD];
-        let mut entries = Vec::with_capacity((body.len() / 3).min(max_entries).min(1 << 16));
+        let mut entries = Vec::with_capacity((body.len() / 3).min(max_entries).min(4096));
         let mut pos = 0usize;
         let trunc = |pos: usize| {
             Error::new(ErrorKind::PageIndexMismatch(
@@ -162,7 +176,9 @@ impl PageIndex {
                 )))
                 .at(at as u64));
             }
-            entries.push(IndexEntry { pgno, offset, size });
+            let entry = IndexEntry { pgno, offset, size };
+            check(&entry)?;
+            entries.push(entry);
         }
         if pos != body.len() {
             return Err(Error::new(ErrorKind::PageIndexMismatch(format!(
