@@ -7,7 +7,7 @@
 //!
 //! Older files are read too: format version 1 ([`v1`], LiteFS and Litestream
 //! before v0.5) and version 2 ([`v2`]); they share the magic and header with
-//! v3, so [`detect`] finds the layout by validating the file under each one,
+//! v3, so [`detect()`] finds the layout by validating the file under each one,
 //! and [`AnyDecoder`] streams any of them. Writing is v3 only.
 //!
 //! ## Byte layout (all integers big-endian)

@@ -23,7 +23,7 @@
 //!
 //! What is checked, per kind:
 //!
-//! - `valid`: the file decodes with the streaming [`Decoder`] (whole, and fed
+//! - `valid`: the file decodes with the streaming [`ltx_core::Decoder`] (whole, and fed
 //!   in chunks of several sizes, down to one byte for files under 64 KiB) and
 //!   with [`LtxFile::parse`] + [`LtxFile::verify`]; every path must give the
 //!   manifest's header, trailer, pages (pgno, sha256, flags, frame offset and
