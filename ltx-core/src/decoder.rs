@@ -573,37 +573,7 @@ impl Decoder {
     }
 
     fn check_pgno(&self, pgno: Pgno, at: u64) -> Result<()> {
-        let h = self.header_ref();
-        let err = |k| Err(Error::new(k).at(at).page(pgno));
-        if pgno == h.lock_pgno() {
-            return err(ErrorKind::LockPage(pgno));
-        }
-        if pgno > h.commit {
-            return err(ErrorKind::PageOutOfRange {
-                pgno,
-                commit: h.commit,
-            });
-        }
-        if pgno <= self.last_pgno {
-            let what = if pgno == self.last_pgno {
-                "duplicate page"
-            } else {
-                "out of order"
-            };
-            return err(ErrorKind::PageOrder(format!(
-                "{what}: page {pgno} after page {}",
-                self.last_pgno
-            )));
-        }
-        if h.is_snapshot() {
-            let expected = next_snapshot_pgno(self.last_pgno, h.lock_pgno());
-            if pgno != expected {
-                return err(ErrorKind::PageOrder(format!(
-                    "snapshot is missing page {expected} (next frame is page {pgno})"
-                )));
-            }
-        }
-        Ok(())
+        check_next_pgno(self.header_ref(), self.last_pgno, pgno, at)
     }
 
     fn legacy_frame(&mut self, b: &[u8]) -> Result<Ev> {
@@ -711,4 +681,39 @@ pub(crate) fn parse_entry(
         ))),
         r => Ok(r),
     }
+}
+
+/// The page rules every layout's decoder applies to the next frame: not the
+/// lock page, `pgno <= commit`, strictly after `last`, and for snapshots
+/// exactly the next page.
+pub(crate) fn check_next_pgno(h: &Header, last: Pgno, pgno: Pgno, at: u64) -> Result<()> {
+    let err = |k| Err(Error::new(k).at(at).page(pgno));
+    if pgno == h.lock_pgno() {
+        return err(ErrorKind::LockPage(pgno));
+    }
+    if pgno > h.commit {
+        return err(ErrorKind::PageOutOfRange {
+            pgno,
+            commit: h.commit,
+        });
+    }
+    if pgno <= last {
+        let what = if pgno == last {
+            "duplicate page"
+        } else {
+            "out of order"
+        };
+        return err(ErrorKind::PageOrder(format!(
+            "{what}: page {pgno} after page {last}"
+        )));
+    }
+    if h.is_snapshot() {
+        let expected = next_snapshot_pgno(last, h.lock_pgno());
+        if pgno != expected {
+            return err(ErrorKind::PageOrder(format!(
+                "snapshot is missing page {expected} (next frame is page {pgno})"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -70,36 +70,7 @@ impl Rules {
     }
 
     pub(crate) fn check_pgno(&self, h: &Header, pgno: Pgno, at: u64) -> Result<()> {
-        let err = |k| Err(Error::new(k).at(at).page(pgno));
-        if pgno == h.lock_pgno() {
-            return err(ErrorKind::LockPage(pgno));
-        }
-        if pgno > h.commit {
-            return err(ErrorKind::PageOutOfRange {
-                pgno,
-                commit: h.commit,
-            });
-        }
-        if pgno <= self.last_pgno {
-            let what = if pgno == self.last_pgno {
-                "duplicate page"
-            } else {
-                "out of order"
-            };
-            return err(ErrorKind::PageOrder(format!(
-                "{what}: page {pgno} after page {}",
-                self.last_pgno
-            )));
-        }
-        if h.is_snapshot() {
-            let expected = next_snapshot_pgno(self.last_pgno, h.lock_pgno());
-            if pgno != expected {
-                return err(ErrorKind::PageOrder(format!(
-                    "snapshot is missing page {expected} (next frame is page {pgno})"
-                )));
-            }
-        }
-        Ok(())
+        crate::decoder::check_next_pgno(h, self.last_pgno, pgno, at)
     }
 
     pub(crate) fn check_end(&self, h: &Header, at: u64) -> Result<()> {
