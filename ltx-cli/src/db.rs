@@ -109,7 +109,7 @@ impl DbImage {
         }
         let ps = page_size_from_header(&data)
             .with_context(|| format!("{}: not a SQLite database", path.display()))?;
-        if data.len() % ps.bytes() != 0 {
+        if !data.len().is_multiple_of(ps.bytes()) {
             bail!(
                 "{}: size {} bytes is not a whole number of {}-byte pages (a torn or foreign file)",
                 path.display(),

@@ -124,7 +124,7 @@ pub fn likely_version(bytes: &[u8]) -> FormatVersion {
         return FormatVersion::V3;
     }
     let ps = u32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize;
-    if ps >= 512 && (bytes.len() - 120) % (ps + 4) == 0 {
+    if ps >= 512 && (bytes.len() - 120).is_multiple_of(ps + 4) {
         return FormatVersion::V1;
     }
     if bytes[104] == 0 {

@@ -206,8 +206,10 @@ pub fn decode_frame(frame: &[u8], page_size: PageSize, out: &mut [u8]) -> Result
 }
 
 impl Error {
-    /// Adds `base` to a relative offset (or sets it when absent).
-    pub(crate) fn offset_by(self, base: u64) -> Error {
+    /// Adds `base` to a relative offset (or sets it when absent): turns an
+    /// error from [`decode_frame`] (offsets within the frame) into one with
+    /// file offsets.
+    pub fn offset_by(self, base: u64) -> Error {
         let mut e = self;
         let o = e.offset().map_or(base, |o| o.saturating_add(base));
         e.set_offset(o);

@@ -1759,7 +1759,7 @@ fn apply(db: &mut Vec<u8>, f: &Full) -> Vec<String> {
     let h = &f.header;
     let ps = h.page_size.bytes();
     let mut out = Vec::new();
-    if db.len() % ps != 0 {
+    if !db.len().is_multiple_of(ps) {
         out.push(format!(
             "database of {} bytes is not a whole number of {ps}-byte pages",
             db.len()
@@ -1815,7 +1815,7 @@ fn db_diffs(
     sum_key: &str,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    if db.len() % ps.bytes() != 0 {
+    if !db.len().is_multiple_of(ps.bytes()) {
         out.push(format!(
             "{} bytes is not a whole number of {ps}-byte pages",
             db.len()
