@@ -4,9 +4,12 @@
 use std::io::Read;
 
 use anyhow::Context;
+use ltx_core::checksum::page_checksum;
 use ltx_core::error::ErrorKind;
 use ltx_core::file::FrameCheck;
-use ltx_core::{AnyDecoder, Decoded, Error, FormatVersion, Header, LtxFile, PageInfo, Summary};
+use ltx_core::{
+    AnyDecoder, Checksum, Decoded, Error, FormatVersion, Header, LtxFile, PageInfo, Summary,
+};
 use rayon::prelude::*;
 
 /// Read size for streaming input.
@@ -16,24 +19,53 @@ pub const CHUNK: usize = 64 * 1024;
 /// combining their checksums in order. As strict as the streaming decoder.
 /// `progress` is called with each frame's size as it is checked.
 pub fn verify_with(file: &LtxFile<'_>, progress: &(dyn Fn(u64) + Sync)) -> Result<Summary, Error> {
+    verify_collecting(file, progress, false).map(|(s, _)| s)
+}
+
+/// As [`verify_with`]; with `page_sums`, also returns every page's
+/// [`page_checksum`] in index (= ascending page) order, computed from the
+/// page each thread has just decoded, for replaying a chain's database
+/// checksum without keeping or decoding the pages again.
+pub fn verify_collecting(
+    file: &LtxFile<'_>,
+    progress: &(dyn Fn(u64) + Sync),
+    page_sums: bool,
+) -> Result<(Summary, Option<Vec<Checksum>>), Error> {
     let n = file.index().len();
     let ps = file.header().page_size.bytes();
     let entries = file.index().entries();
-    let checks: Vec<Result<FrameCheck, Error>> = (0..n)
+    let checks: Vec<Result<(FrameCheck, Checksum), Error>> = (0..n)
         .into_par_iter()
         .with_min_len(64)
         .map_init(
             || vec![0u8; ps],
             |page, i| {
-                let r = file.check_frame(i, page);
+                let r = file.check_frame(i, page).map(|c| {
+                    // Snapshots that track checksums already computed it.
+                    let sum = match c.page_checksum {
+                        Some(x) => x,
+                        None if page_sums => page_checksum(entries[i].pgno, page),
+                        None => Checksum::ZERO,
+                    };
+                    (c, sum)
+                });
                 progress(entries[i].size);
                 r
             },
         )
         .collect();
     // Report the earliest damaged frame, whatever thread found it first.
-    let checks: Vec<FrameCheck> = checks.into_iter().collect::<Result<_, _>>()?;
-    file.combine(checks)
+    let mut sums = Vec::with_capacity(if page_sums { n } else { 0 });
+    let mut frames = Vec::with_capacity(n);
+    for c in checks {
+        let (c, sum) = c?;
+        if page_sums {
+            sums.push(sum);
+        }
+        frames.push(c);
+    }
+    let summary = file.combine(frames)?;
+    Ok((summary, page_sums.then_some(sums)))
 }
 
 /// Verifies `file` completely, in parallel.

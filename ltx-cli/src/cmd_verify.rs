@@ -1,5 +1,6 @@
 //! `ltx verify`: full verification of many files in parallel, and of the
-//! TXID chain of every directory given.
+//! TXID chain of every directory given, including a replay of the chain's
+//! rolling database checksum from its snapshot.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -7,11 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Result;
-use ltx_core::{Header, LtxFile, Pgno, Summary};
+use ltx_core::checksum::page_checksum;
+use ltx_core::types::CHECKSUM_FLAG;
+use ltx_core::{Checksum, Header, LtxFile, Pgno, Summary, TxId};
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
 use crate::check::{self, Streamer};
+use crate::db;
 use crate::input::{self, LtxPath};
 use crate::output::{self, hex16};
 use crate::version::{self, VersionArg};
@@ -34,7 +38,18 @@ checked as a chain, in TXID order:
   missing-pages    commit grows but the file lacks pages prev.commit+1..=commit
   page-size        the page size changes
   name-mismatch    the file name's TXIDs differ from its header's
-A snapshot (min TXID 1) starts a new chain.
+  db-checksum      replaying the database checksum from the chain's snapshot
+                   gives another value than a file's post-apply checksum
+A snapshot (min TXID 1) starts a new chain. For each chain that starts with
+a snapshot, the rolling database checksum is replayed file by file from one
+checksum per page (8 bytes a page; the page checksums are computed while the
+files are verified), which finds a page swapped in a file whose stored
+checksums were kept. The replay is skipped, with the reason, for chains that
+do not start with a snapshot and from the first file that has the NoChecksum
+flag (as Litestream writes), fails verification, does not continue the chain
+or lacks new pages. Each chain's verdict is printed as
+`chain DIR: TXID A-B, N files: database checksum replay verified|skipped: …|failed: …`
+(JSON: `chains[].db_checksum_replay`).
 
 Format versions 1 and 2 (LiteFS, Litestream before v0.5) are detected per file
 (the layout whose structure and file checksum validate) or forced with
@@ -47,7 +62,7 @@ pub struct Args {
     /// LTX files and directories; `-` verifies standard input (streaming).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// Print one JSON object (files, chain_problems, summary).
+    /// Print one JSON object (files, chains, chain_problems, summary).
     #[arg(long)]
     pub json: bool,
     /// Do not check chains, only files.
@@ -71,6 +86,9 @@ struct FileResult {
     header: Option<Header>,
     /// Page numbers from the page index, when it parses.
     pgnos: Option<Vec<Pgno>>,
+    /// Every page's [`page_checksum`], ascending, when the file verified,
+    /// tracks checksums and is chain-checked (for the replay).
+    page_sums: Option<Vec<(Pgno, Checksum)>>,
     /// The verified summary.
     summary: Option<Summary>,
     /// The format version the file was read as.
@@ -111,9 +129,12 @@ struct ChainProblem {
     message: String,
 }
 
+/// Verifies one local file; with `want_sums`, also keeps its page
+/// checksums (when it tracks checksums) for the chain replay.
 fn verify_local(
     p: LtxPath,
     in_dir: bool,
+    want_sums: bool,
     tick: &(dyn Fn(u64) + Sync),
     forced: Option<FormatVersion>,
 ) -> FileResult {
@@ -124,6 +145,7 @@ fn verify_local(
         outcome: Outcome::Ok,
         header: None,
         pgnos: None,
+        page_sums: None,
         summary: None,
         version: None,
         detect_note: None,
@@ -135,24 +157,34 @@ fn verify_local(
             return r;
         }
     };
-    verify_source(r, &bytes, tick, forced)
+    verify_source(r, &bytes, want_sums, tick, forced)
 }
 
 /// Verifies the bytes of `r`'s file (detecting its format version).
 fn verify_source(
     mut r: FileResult,
     bytes: &[u8],
+    want_sums: bool,
     tick: &(dyn Fn(u64) + Sync),
     forced: Option<FormatVersion>,
 ) -> FileResult {
     r.size = bytes.len() as u64;
     let mut v3_pgnos = None;
+    let mut v3_sums = None;
     let detected = version::detect_with(bytes, forced, |bytes| match LtxFile::parse(bytes) {
         Ok(f) => {
             let mut pgnos: Vec<Pgno> = f.index().entries().iter().map(|e| e.pgno).collect();
             pgnos.sort_unstable();
             v3_pgnos = Some(pgnos);
-            check::verify_with(&f, tick)
+            let want = want_sums && !f.header().no_checksum();
+            check::verify_collecting(&f, tick, want).map(|(summary, sums)| {
+                v3_sums = sums.map(|sums| {
+                    // Verified: the index is in ascending page order.
+                    let entries = f.index().entries().iter();
+                    entries.map(|e| e.pgno).zip(sums).collect()
+                });
+                summary
+            })
         }
         Err(parse_err) => Err(check::stream_error(bytes).unwrap_or(parse_err)),
     });
@@ -179,16 +211,22 @@ fn verify_source(
         }
         FormatVersion::V3 => Header::decode(bytes).ok(),
     };
-    r.pgnos = match d.version {
-        FormatVersion::V3 => v3_pgnos,
+    let want = want_sums && d.verdict.is_ok() && r.header.is_some_and(|h| !h.no_checksum());
+    (r.pgnos, r.page_sums) = match d.version {
+        FormatVersion::V3 => (v3_pgnos, v3_sums.filter(|_| want)),
         v => {
             let mut pgnos = Vec::new();
-            let _ = ltx_core::detect::for_each_page(bytes, v, |info, _| {
+            let mut sums = Vec::new();
+            let _ = ltx_core::detect::for_each_page(bytes, v, |info, page| {
                 pgnos.push(info.pgno);
+                if want {
+                    sums.push((info.pgno, page_checksum(info.pgno, page)));
+                }
                 Ok(())
             });
             pgnos.sort_unstable();
-            Some(pgnos)
+            sums.sort_unstable_by_key(|&(p, _)| p);
+            (Some(pgnos), want.then_some(sums))
         }
     };
     if d.version != FormatVersion::V3 {
@@ -217,11 +255,12 @@ fn verify_stdin(tick: &dyn Fn(u64), forced: Option<FormatVersion>) -> Result<Fil
             outcome: Outcome::Ok,
             header: None,
             pgnos: None,
+            page_sums: None,
             summary: None,
             version: None,
             detect_note: None,
         };
-        return Ok(verify_source(r, &bytes, &|_| {}, None));
+        return Ok(verify_source(r, &bytes, false, &|_| {}, None));
     };
     let mut st = Streamer::with_version(v);
     let mut header = None;
@@ -252,6 +291,7 @@ fn verify_stdin(tick: &dyn Fn(u64), forced: Option<FormatVersion>) -> Result<Fil
             pgnos.sort_unstable();
             pgnos
         }),
+        page_sums: None,
         summary: None,
         version: Some(v),
         detect_note: None,
@@ -318,7 +358,10 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
 
     let mut results: Vec<FileResult> = local
         .into_par_iter()
-        .map(|(p, in_dir)| verify_local(p, in_dir, &tick, args.version.forced()))
+        .map(|(p, in_dir)| {
+            let want_sums = in_dir && !args.no_chain;
+            verify_local(p, in_dir, want_sums, &tick, args.version.forced())
+        })
         .collect();
     pb.finish_and_clear();
     if stdin {
@@ -327,11 +370,15 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         spb.finish_and_clear();
     }
 
-    let problems = if args.no_chain {
-        Vec::new()
+    let (problems, chains) = if args.no_chain {
+        (Vec::new(), Vec::new())
     } else {
-        chain_problems(&results)
+        check_chains(&results)
     };
+    let replayed = chains
+        .iter()
+        .filter(|c| matches!(c.replay, Replay::Verified))
+        .count();
     let failed = results.iter().filter(|r| !r.ok()).count();
     let io_errors = results
         .iter()
@@ -353,14 +400,30 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
                 })
             })
             .collect();
+        let chains: Vec<Value> = chains
+            .iter()
+            .map(|c| {
+                json!({
+                    "dir": c.dir.display().to_string(),
+                    "level": c.level,
+                    "min_txid": c.min_txid.to_string(),
+                    "max_txid": c.max_txid.to_string(),
+                    "files": c.files,
+                    "db_checksum_replay": c.replay.to_string(),
+                })
+            })
+            .collect();
         let v = json!({
             "files": files,
+            "chains": chains,
             "chain_problems": chain,
             "summary": {
                 "files": results.len(),
                 "ok": results.len() - failed,
                 "failed": failed,
                 "chain_problems": problems.len(),
+                "chains": chains.len(),
+                "chains_replayed": replayed,
             },
             "ok": failed == 0 && problems.is_empty(),
         });
@@ -373,6 +436,19 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
                 None => {}
                 Some(m) => writeln!(out, "FAIL {}: {m}", r.path.name())?,
             }
+        }
+        for c in chains.iter().filter(|_| !args.quiet) {
+            let level = c.level.map(|l| format!(" level {l}")).unwrap_or_default();
+            writeln!(
+                out,
+                "chain {}{level}: TXID {}-{}, {} file{}: database checksum replay {}",
+                c.dir.display(),
+                c.min_txid,
+                c.max_txid,
+                c.files,
+                if c.files == 1 { "" } else { "s" },
+                c.replay
+            )?;
         }
         for p in &problems {
             let level = p.level.map(|l| format!(" level {l}")).unwrap_or_default();
@@ -391,6 +467,13 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         );
         if !args.no_chain {
             line.push_str(&format!(", {} chain problems", problems.len()));
+            if !chains.is_empty() {
+                line.push_str(&format!(
+                    ", database checksum replayed for {replayed} of {} chain{}",
+                    chains.len(),
+                    if chains.len() == 1 { "" } else { "s" }
+                ));
+            }
         }
         writeln!(out, "{line}")?;
     }
@@ -432,9 +515,12 @@ fn file_json(r: &FileResult) -> Value {
 }
 
 /// Chain checks over the files that came from directories, grouped by
-/// their parent directory (one level of a replica), in TXID order.
-fn chain_problems(results: &[FileResult]) -> Vec<ChainProblem> {
+/// their parent directory (one level of a replica), in TXID order: the
+/// problems found, and each chain (a snapshot and the files after it, or
+/// the files before a directory's first snapshot) with its replay verdict.
+fn check_chains(results: &[FileResult]) -> (Vec<ChainProblem>, Vec<Chain>) {
     let mut problems = Vec::new();
+    let mut chains = Vec::new();
 
     // File names that disagree with headers (any file).
     for r in results {
@@ -549,8 +635,243 @@ fn chain_problems(results: &[FileResult]) -> Vec<ChainProblem> {
                 }
             }
         }
+        // Split at every snapshot and replay each chain.
+        let mut start = 0;
+        while start < files.len() {
+            let end = files[start + 1..]
+                .iter()
+                .position(|r| r.header.expect("filtered").is_snapshot())
+                .map_or(files.len(), |i| start + 1 + i);
+            let chain = &files[start..end];
+            let (replay, problem) = replay_chain(chain);
+            let (first, last) = (
+                chain[0].header.unwrap(),
+                chain[chain.len() - 1].header.unwrap(),
+            );
+            chains.push(Chain {
+                dir: dir.clone(),
+                level: chain[0].path.level,
+                min_txid: first.min_txid,
+                max_txid: last.max_txid,
+                files: chain.len(),
+                replay,
+            });
+            if let Some(p) = problem {
+                problems.push(ChainProblem {
+                    kind: "db-checksum",
+                    dir: dir.clone(),
+                    level: chain[0].path.level,
+                    prev: p.prev,
+                    next: p.next,
+                    message: p.message,
+                });
+            }
+            start = end;
+        }
     }
-    problems
+    (problems, chains)
+}
+
+/// One chain of a directory and what replaying its database checksum found.
+struct Chain {
+    dir: PathBuf,
+    level: Option<u32>,
+    min_txid: TxId,
+    max_txid: TxId,
+    files: usize,
+    replay: Replay,
+}
+
+/// The verdict of a chain's database checksum replay.
+enum Replay {
+    /// Every file's post-apply checksum (and every next pre-apply one)
+    /// equals the checksum of the database replayed from the snapshot.
+    Verified,
+    /// The replay could not start, or stopped before the end (the reason
+    /// says where and why, and up to which TXID it verified).
+    Skipped(String),
+    /// A file's stored checksum differs from the replayed one.
+    Failed(String),
+}
+
+impl std::fmt::Display for Replay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Replay::Verified => f.write_str("verified"),
+            Replay::Skipped(why) => write!(f, "skipped: {why}"),
+            Replay::Failed(what) => write!(f, "failed: {what}"),
+        }
+    }
+}
+
+/// A database as one [`page_checksum`] per page (8 bytes a page, never the
+/// pages themselves) and their XOR, updated file by file.
+///
+/// `ltx_core`'s [`ltx_core::DbChecksum`] replaces and removes pages given
+/// their contents, which the replay does not keep; XOR-ing precomputed page
+/// checksums is the same computation (as `ltx apply`'s state does).
+#[derive(Default)]
+struct ReplayDb {
+    /// The checksum of page `p` at `[p - 1]`; 0 (never a page checksum,
+    /// which has bit 63 set) for the lock page and pages not yet written.
+    sums: Vec<u64>,
+    /// XOR of `sums`.
+    acc: u64,
+}
+
+impl ReplayDb {
+    /// The rolling database checksum: 0 for a database with no pages.
+    fn value(&self) -> Checksum {
+        if self.sums.is_empty() {
+            Checksum::ZERO
+        } else {
+            Checksum(self.acc | CHECKSUM_FLAG)
+        }
+    }
+
+    /// Applies a verified file: its pages (`pages`, ascending), then its
+    /// commit (a snapshot starts from an empty database).
+    ///
+    /// # Errors
+    /// When the new database cannot be known, before changing anything: a
+    /// page above `commit`, or pages between the old size and `commit`
+    /// that the file does not hold (`ltx apply` would leave zeros there;
+    /// the chain check reports them as missing-pages). Memory therefore
+    /// grows only with pages that files hold, whatever a commit claims.
+    fn apply(&mut self, h: &Header, pages: &[(Pgno, Checksum)]) -> Result<(), String> {
+        if h.is_snapshot() {
+            self.sums.clear();
+            self.acc = 0;
+        }
+        let old = self.sums.len();
+        let commit = h.commit as usize;
+        if let Some(&(p, _)) = pages.iter().find(|&&(p, _)| p == 0 || p as usize > commit) {
+            return Err(format!("it holds page {p}, outside 1..={commit}"));
+        }
+        if commit > old {
+            // The pages are ascending and distinct (verified): counting those
+            // above the old size tells whether every new page is there,
+            // before anything is allocated for them.
+            let lock = h.lock_pgno() as usize;
+            let needed = commit - old - usize::from((old + 1..=commit).contains(&lock));
+            let held = pages.len() - pages.partition_point(|&(p, _)| p as usize <= old);
+            if held < needed {
+                return Err(format!(
+                    "it grows the database from {old} to {commit} pages without holding {} of the new pages",
+                    needed - held
+                ));
+            }
+            self.sums.resize(commit, 0);
+        } else {
+            for s in self.sums.drain(commit..) {
+                self.acc ^= s;
+            }
+        }
+        for &(p, c) in pages {
+            let slot = &mut self.sums[p as usize - 1];
+            self.acc ^= *slot ^ c.0;
+            *slot = c.0;
+        }
+        Ok(())
+    }
+}
+
+/// A post-apply checksum that the replay contradicts.
+struct Mismatch {
+    prev: Option<String>,
+    next: String,
+    message: String,
+}
+
+/// Replays the database checksum along `chain` (files of one directory in
+/// TXID order, a snapshot only first): the verdict, and the problem to
+/// report when a post-apply checksum differs.
+fn replay_chain(chain: &[&FileResult]) -> (Replay, Option<Mismatch>) {
+    let first = chain[0].header.expect("filtered");
+    let name0 = file_name(&chain[0].path.path);
+    if !first.is_snapshot() {
+        return (
+            Replay::Skipped(format!(
+                "the chain starts at {name0} (TXID {}), not at a snapshot (min TXID 1): no known database to replay from",
+                first.min_txid
+            )),
+            None,
+        );
+    }
+    if chain
+        .iter()
+        .all(|r| r.header.is_some_and(|h| h.no_checksum()))
+    {
+        return (
+            Replay::Skipped(
+                "the files have the NoChecksum flag (as Litestream writes them): no database checksums to compare"
+                    .into(),
+            ),
+            None,
+        );
+    }
+    let mut db = ReplayDb::default();
+    let mut through: Option<TxId> = None;
+    for (i, r) in chain.iter().enumerate() {
+        let h = r.header.expect("filtered");
+        let name = file_name(&r.path.path);
+        let stop = |why: String| {
+            let done = match through {
+                Some(t) => format!(" (verified through TXID {t})"),
+                None => String::new(),
+            };
+            (Replay::Skipped(format!("{why}{done}")), None)
+        };
+        if i > 0 {
+            let p = chain[i - 1].header.expect("filtered");
+            if h.page_size != p.page_size || h.min_txid.0 != p.max_txid.0.wrapping_add(1) {
+                return stop(format!(
+                    "{name} does not continue the chain (see the chain problems)"
+                ));
+            }
+        }
+        let (Some(summary), Some(sums)) = (&r.summary, &r.page_sums) else {
+            return stop(if r.summary.is_none() {
+                format!("{name} failed verification")
+            } else if h.no_checksum() {
+                format!("{name} has the NoChecksum flag: no database checksums to compare")
+            } else {
+                format!("{name}: no page checksums")
+            });
+        };
+        if i > 0 {
+            let cur = db.value();
+            if !db::same_checksum(cur, h.pre_apply_checksum) {
+                // The stored link is broken too (reported as checksum-link):
+                // the previous file's post-apply checksum equals `cur`.
+                return (
+                    Replay::Failed(format!(
+                        "{name} (TXID {}-{}) expects pre-apply checksum {}, the replayed database is at {cur}",
+                        h.min_txid, h.max_txid, h.pre_apply_checksum
+                    )),
+                    None,
+                );
+            }
+        }
+        if let Err(why) = db.apply(&h, sums) {
+            return stop(format!("{name}: {why}"));
+        }
+        let (stored, cur) = (summary.trailer.post_apply_checksum, db.value());
+        if !db::same_checksum(cur, stored) {
+            let what = format!(
+                "{name} (TXID {}-{}): post-apply checksum mismatch: the file says {stored}, replaying the chain from {name0} gives {cur}",
+                h.min_txid, h.max_txid
+            );
+            let problem = Mismatch {
+                prev: i.checked_sub(1).map(|j| chain[j].path.name()),
+                next: r.path.name(),
+                message: what.clone(),
+            };
+            return (Replay::Failed(what), Some(problem));
+        }
+        through = Some(h.max_txid);
+    }
+    (Replay::Verified, None)
 }
 
 fn parent(p: &Path) -> PathBuf {
@@ -561,4 +882,90 @@ fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| p.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ltx_core::{DbChecksum, PageSize};
+    use std::collections::BTreeMap;
+
+    /// `ReplayDb` against `DbChecksum` over the pages themselves, through
+    /// a snapshot, rewrites, growth, truncation (to zero too) and a new
+    /// snapshot.
+    #[test]
+    fn replay_db_matches_the_checksum_of_the_pages() {
+        let ps = PageSize::new(512).unwrap();
+        let page = |p: Pgno, v: u8| {
+            let mut b = vec![v; 512];
+            b[..4].copy_from_slice(&p.to_be_bytes());
+            b
+        };
+        // (min TXID, commit, pages written as (pgno, fill byte))
+        type Step = (u64, u32, &'static [(Pgno, u8)]);
+        let steps: &[Step] = &[
+            (1, 3, &[(1, 1), (2, 1), (3, 1)]),
+            (2, 3, &[(2, 2)]),
+            (3, 6, &[(1, 3), (4, 3), (5, 3), (6, 3)]),
+            (4, 2, &[(2, 4)]),
+            (5, 0, &[]),
+            (6, 2, &[(1, 6), (2, 6)]),
+            (7, 2, &[(1, 7), (2, 7)]),
+            (1, 1, &[(1, 8)]),
+        ];
+        let mut model: BTreeMap<Pgno, Vec<u8>> = BTreeMap::new();
+        let mut db = ReplayDb::default();
+        for &(min, commit, pages) in steps {
+            let mut h = Header::new(ps, TxId(min), TxId(min));
+            h.commit = commit;
+            if h.is_snapshot() {
+                model.clear();
+            }
+            let sums: Vec<(Pgno, Checksum)> = pages
+                .iter()
+                .map(|&(p, v)| {
+                    model.insert(p, page(p, v));
+                    (p, page_checksum(p, &page(p, v)))
+                })
+                .collect();
+            model.retain(|&p, _| p <= commit);
+            db.apply(&h, &sums).unwrap();
+            let mut want = DbChecksum::new(ps);
+            for (&p, b) in &model {
+                want.add(p, b);
+            }
+            assert_eq!(db.value(), want.value(), "after TXID {min}");
+        }
+        assert_eq!(db.sums.len(), 1);
+    }
+
+    #[test]
+    fn replay_db_refuses_what_it_cannot_know() {
+        let ps = PageSize::new(512).unwrap();
+        let sum = |p: Pgno| (p, page_checksum(p, &[0u8; 512]));
+        let mut h = Header::new(ps, TxId(1), TxId(1));
+        h.commit = 2;
+        let mut db = ReplayDb::default();
+        db.apply(&h, &[sum(1), sum(2)]).unwrap();
+        let mut h = Header::new(ps, TxId(2), TxId(2));
+        h.commit = 4;
+        let e = db.apply(&h, &[sum(4)]).unwrap_err();
+        assert!(
+            e.contains("from 2 to 4 pages without holding 1 of the new pages"),
+            "{e}"
+        );
+        // A commit that claims 2^32 - 1 pages: refused, nothing allocated.
+        h.commit = u32::MAX;
+        let e = db.apply(&h, &[sum(3)]).unwrap_err();
+        assert!(
+            e.contains("without holding 4294967291 of the new pages"),
+            "{e}"
+        );
+        assert_eq!(db.sums.len(), 2);
+        let mut db = ReplayDb::default();
+        let mut h = Header::new(ps, TxId(1), TxId(1));
+        h.commit = 1;
+        let e = db.apply(&h, &[sum(1), sum(2)]).unwrap_err();
+        assert!(e.contains("page 2, outside 1..=1"), "{e}");
+    }
 }

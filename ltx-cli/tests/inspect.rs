@@ -339,6 +339,147 @@ fn verify_detects_checksum_links_and_missing_pages() {
         msg.contains("from 2 to 4 pages but lacks 1 of the new pages: 3"),
         "{msg}"
     );
+    // The replay stops where the database cannot be known (no second
+    // report of the same problem).
+    let replay = v["chains"][0]["db_checksum_replay"].as_str().unwrap();
+    assert_eq!(
+        replay,
+        "skipped: 0000000000000002-0000000000000002.ltx: it grows the database from 2 to 4 pages \
+         without holding 1 of the new pages (verified through TXID 0000000000000001)"
+    );
+
+    // Every stored field agrees, but TXID 2 does not leave the database
+    // where it says: only the replay finds it, and names file and TXID.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(d, 1, 2, Checksum(0), &[1, 2], snap);
+    let claimed = sum(&[1, 2, 3]); // page 3 holds [3; 512]...
+    let mut h = Header::new(ps, TxId(2), TxId(2));
+    h.commit = 3;
+    h.pre_apply_checksum = snap;
+    let mut out = Vec::new();
+    let mut enc = Encoder::new(h, &mut out).unwrap();
+    enc.write_page(&mut out, 3, &[7u8; 512]).unwrap(); // ...but not here
+    enc.finish(&mut out, claimed).unwrap();
+    std::fs::write(d.join("0000000000000002-0000000000000002.ltx"), out).unwrap();
+    write(d, 3, 3, claimed, &[1], claimed);
+    let r = run(&["verify", "--json", s(d)]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let v = json_of(&r);
+    assert_eq!(v["summary"]["failed"], 0, "{}", r.stdout);
+    assert_eq!(chain_kinds(&v), vec!["db-checksum"]);
+    let p = &v["chain_problems"][0];
+    assert!(p["prev"]
+        .as_str()
+        .unwrap()
+        .ends_with("0000000000000001-0000000000000001.ltx"));
+    assert!(p["next"]
+        .as_str()
+        .unwrap()
+        .ends_with("0000000000000002-0000000000000002.ltx"));
+    let mut computed = DbChecksum::new(ps);
+    computed.add(1, &[1u8; 512]);
+    computed.add(2, &[2u8; 512]);
+    computed.add(3, &[7u8; 512]);
+    assert_eq!(
+        p["message"].as_str().unwrap(),
+        format!(
+            "0000000000000002-0000000000000002.ltx (TXID 0000000000000002-0000000000000002): \
+             post-apply checksum mismatch: the file says {claimed}, replaying the chain from \
+             0000000000000001-0000000000000001.ltx gives {}",
+            computed.value()
+        )
+    );
+    assert!(v["chains"][0]["db_checksum_replay"]
+        .as_str()
+        .unwrap()
+        .starts_with("failed: 0000000000000002-0000000000000002.ltx (TXID"));
+    let r = run(&["verify", s(d)]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout.contains(": db-checksum: 0000000000000002-"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("1 chain problems, database checksum replayed for 0 of 1 chain"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn verify_says_why_a_chain_is_not_replayed() {
+    // NoChecksum (Litestream's way): nothing to compare.
+    let r = run(&[
+        "verify",
+        "--json",
+        s(&root().join("chains/chain-4k-nochecksum-wal")),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let v = json_of(&r);
+    let replay = v["chains"][0]["db_checksum_replay"].as_str().unwrap();
+    assert!(
+        replay.starts_with("skipped: the files have the NoChecksum flag"),
+        "{replay}"
+    );
+    assert_eq!(v["summary"]["chains_replayed"], 0);
+
+    // No snapshot: no known state to start from. Not an error.
+    let tmp = tempfile::tempdir().unwrap();
+    let files = copy_chain("chain-4k-checksums", tmp.path());
+    std::fs::remove_file(&files[0]).unwrap();
+    let r = run(&["verify", "--json", s(tmp.path())]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let v = json_of(&r);
+    assert_eq!(
+        v["chains"][0]["db_checksum_replay"],
+        "skipped: the chain starts at 0000000000000002-0000000000000002.ltx (TXID 0000000000000002), \
+         not at a snapshot (min TXID 1): no known database to replay from"
+    );
+    let r = run(&["verify", s(tmp.path())]);
+    assert!(
+        r.stdout
+            .contains("29 files: database checksum replay skipped: the chain starts at"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("database checksum replayed for 0 of 1 chain"),
+        "{}",
+        r.stdout
+    );
+    // --quiet leaves the per-chain lines out, --no-chain the replay.
+    let r = run(&["verify", "-q", s(tmp.path())]);
+    assert!(!r.stdout.contains("replay skipped"), "{}", r.stdout);
+    let r = run(&["verify", "--no-chain", "--json", s(tmp.path())]);
+    assert_eq!(json_of(&r)["chains"].as_array().unwrap().len(), 0);
+
+    // The intact chain: verified, and a snapshot later in the directory
+    // starts a chain of its own.
+    let tmp = tempfile::tempdir().unwrap();
+    copy_chain("chain-4k-checksums", tmp.path());
+    let snap = root().join("compacted/compact-4k-1-20");
+    for e in std::fs::read_dir(&snap).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "ltx") {
+            let d = tmp.path().join("l1");
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::copy(&p, d.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let r = run(&["verify", "--json", s(tmp.path())]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let v = json_of(&r);
+    let chains = v["chains"].as_array().unwrap();
+    assert_eq!(chains.len(), 2, "{v:#}");
+    for c in chains {
+        assert_eq!(c["db_checksum_replay"], "verified", "{c}");
+    }
+    assert_eq!(chains[0]["files"], 30);
+    assert_eq!(v["summary"]["chains_replayed"], 2);
 }
 
 #[test]

@@ -381,18 +381,52 @@ fn altered_conformance_chain_is_reported_and_refused() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// KNOWN GAP (reported, left failing on purpose): a file re-encoded with a
-/// page swapped in that keeps its header and trailer checksum fields is
-/// internally valid and its stored checksums still link with its
-/// neighbours, so `ltx verify DIR` (which compares stored fields only)
-/// passes it; only replaying the chain's checksums from the snapshot finds
-/// it. `ltx apply` refuses it (post-apply checksum mismatch).
+/// A file re-encoded with a page swapped in that keeps its header and
+/// trailer checksum fields is internally valid and its stored checksums
+/// still link with its neighbours; only replaying the chain's database
+/// checksum from the snapshot finds it. `ltx verify DIR` does (a
+/// db-checksum chain problem naming the file, its TXIDs and both
+/// checksums); `ltx apply` refuses it (post-apply checksum mismatch).
 #[test]
-#[ignore = "known gap, issue 5: `ltx verify DIR` does not yet replay the database checksum from the snapshot; `ltx apply` does refuse this file"]
 fn verify_dir_reports_a_swapped_page_that_keeps_its_checksum_fields() {
     let src = conformance().join("chains/chain-4k-checksums");
     let (_, replay) = check_alterations("chain-4k-checksums", &src, 5, true);
     assert!(replay.is_empty(), "{}", replay.join("\n"));
+
+    // What it says, in text and JSON.
+    let work = tempfile::tempdir().unwrap();
+    let a = alterations(&src, work.path(), 5, true).remove(0);
+    assert!(a.replay_only);
+    let (code, out) = verify_dir(&a.dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(": db-checksum: 0000000000000006-0000000000000006.ltx (TXID 0000000000000006-0000000000000006): post-apply checksum mismatch: the file says "), "{out}");
+    assert!(out.contains("database checksum replay failed: "), "{out}");
+    assert!(
+        out.contains("database checksum replayed for 0 of 1 chain"),
+        "{out}"
+    );
+    let o = ltx()
+        .args(["verify", "--json"])
+        .arg(&a.dir)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    let problems = v["chain_problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{v:#}");
+    assert_eq!(problems[0]["kind"], "db-checksum");
+    assert_eq!(
+        problems[0]["next"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap(),
+        "0000000000000006-0000000000000006.ltx"
+    );
+    let replay = v["chains"][0]["db_checksum_replay"].as_str().unwrap();
+    assert!(replay.starts_with("failed: 0000000000000006-"), "{replay}");
+    assert_eq!(v["summary"]["chains_replayed"], 0);
 }
 
 /// The NoChecksum conformance chain (Litestream's way): TXID alterations
@@ -472,9 +506,7 @@ fn altered_sqlite_chains_are_reported_and_refused() {
         assert_eq!(db_after(&files, dir.path()), *states.last().unwrap());
         let (f, replay) = check_alterations(label, &chain, 4, !no_checksum);
         failures.extend(f);
-        for r in replay {
-            println!("    known gap (see verify_dir_reports_a_swapped_page_that_keeps_its_checksum_fields): {}", r.lines().next().unwrap_or(""));
-        }
+        failures.extend(replay);
 
         // A stale version of the same TXID: another transaction written
         // from the same previous state (e.g. a writer that lost its lease).
