@@ -1,19 +1,27 @@
 //! # ltx-compactor
 //!
 //! Time-tiered compaction and point-in-time restore of LTX files on object
-//! storage. This crate's library is pure (no I/O, no clock): the I/O layer
-//! lists a database's objects into a [`catalog`], asks [`policy::plan_pass`]
-//! what to compact and delete, and [`restore::plan_restore`] which files
-//! rebuild a database at a TXID or a time. [`simulate`] runs the policy with
+//! storage. The policy modules are pure (no I/O, no clock): [`catalog`]
+//! (the listing model), [`policy::plan_pass`] (what to compact and delete)
+//! and [`restore::plan_restore`] (which files rebuild a database at a TXID
+//! or a time). The I/O modules wrap them: [`store`] (object_store access),
+//! [`lease`] (one writer per database), [`compact`] (a pass) and
+//! [`fetch`] (restoring a database file). [`simulate`] runs the policy with
 //! a simulated clock over synthetic traffic to measure restore-plan sizes
 //! and bytes against Litestream's ladder.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod catalog;
+pub mod compact;
+pub mod faults;
+pub mod fetch;
+pub mod lease;
+pub mod metrics;
 pub mod policy;
 pub mod restore;
 pub mod simulate;
+pub mod store;
 
 pub use catalog::{DbLocation, Layout, LtxObject};
 pub use policy::{plan_pass, Compaction, CompactionKind, Config, PassPlan};

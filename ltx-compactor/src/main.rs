@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ltx_compactor::policy::Config;
 use ltx_compactor::simulate::{self, Ladder, SimParams, Workload};
 
+mod run;
 mod svg;
 
 #[derive(Parser)]
@@ -67,10 +68,115 @@ enum Cmd {
     },
     /// Print the default configuration as JSON.
     DefaultConfig,
+    /// Compact one database, or every database under a root (discovered by
+    /// their `ltx/<level>/` or `%04x` level directories).
+    Run {
+        /// s3://bucket/prefix, gs://…, az://…, file:///dir, a path, memory://name.
+        url: String,
+        /// One pass over every database, then exit (cron, Kubernetes CronJob).
+        #[arg(long)]
+        once: bool,
+        /// Print the plan; write and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Policy configuration (JSON, see `default-config`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Databases compacted at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
+        #[arg(long)]
+        metrics_addr: Option<std::net::SocketAddr>,
+        /// Lease holder name (default: host name and process ID).
+        #[arg(long)]
+        holder: Option<String>,
+        /// Lease time to live ("30s", "2m", or milliseconds).
+        #[arg(long, default_value = "60s")]
+        lease_ttl: String,
+        /// Print each pass report as one JSON line on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Outputs above this many bytes use a multipart upload.
+        #[arg(long, default_value_t = 16 << 20)]
+        single_put_limit: usize,
+        /// Policy clock override, ms since the epoch (tests, replays).
+        #[arg(long, hide = true)]
+        now_ms: Option<i64>,
+    },
+}
+
+fn load_config(config: Option<PathBuf>) -> Result<Config> {
+    match config {
+        Some(p) => {
+            let s =
+                std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            Config::from_json(&s)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("in {}", p.display()))
+        }
+        None => Ok(Config::default()),
+    }
 }
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
+        Cmd::Run {
+            url,
+            once,
+            dry_run,
+            config,
+            concurrency,
+            metrics_addr,
+            holder,
+            lease_ttl,
+            json,
+            single_put_limit,
+            now_ms,
+        } => {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .init();
+            let cfg = load_config(config)?;
+            let lease_ttl_ms = ltx_compactor::policy::duration_serde::parse(&lease_ttl)
+                .filter(|&t| t >= 1000)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--lease-ttl {lease_ttl:?}: expected a duration of at least 1s")
+                })?;
+            let holder = holder.unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_else(|_| "host".into());
+                format!("{host}-{}", std::process::id())
+            });
+            let args = run::RunArgs {
+                url,
+                once,
+                dry_run,
+                cfg,
+                concurrency,
+                metrics_addr,
+                holder,
+                lease_ttl_ms,
+                json,
+                now_ms,
+                opts: ltx_compactor::compact::PassOptions {
+                    dry_run,
+                    single_put_limit,
+                    ..Default::default()
+                },
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            if !rt.block_on(run::run(args))? {
+                std::process::exit(1);
+            }
+        }
         Cmd::DefaultConfig => {
             println!("{}", serde_json::to_string_pretty(&Config::default())?);
         }
@@ -91,16 +197,7 @@ fn main() -> Result<()> {
             if db_pages < 16 {
                 bail!("--db-pages must be at least 16");
             }
-            let cfg = match config {
-                Some(p) => {
-                    let s = std::fs::read_to_string(&p)
-                        .with_context(|| format!("reading {}", p.display()))?;
-                    Config::from_json(&s)
-                        .map_err(anyhow::Error::msg)
-                        .with_context(|| format!("in {}", p.display()))?
-                }
-                None => Config::default(),
-            };
+            let cfg = load_config(config)?;
             let ladders: Vec<Ladder> = match ladder {
                 None => vec![Ladder::Ours, Ladder::Litestream],
                 Some(LadderArg::Ours) => vec![Ladder::Ours],

@@ -1,0 +1,654 @@
+//! One compaction pass over one database on object storage (I/O).
+//!
+//! List the catalog by level prefix, read header timestamps (cached: keys
+//! are never overwritten), ask [`crate::policy::plan_pass`] what is due, and
+//! run the compactions in order:
+//! - **Merge**: read each input's header, tail and page index (ranged GETs),
+//!   plan with ltx-core's [`plan_merge`], then fetch only the winning frames
+//!   with `get_ranges`, in batches (the next batch is fetched while the
+//!   current one is checked and written), decode each frame to check it and
+//!   hash it, and stream the output: a single `PutMode::Create` PUT when it
+//!   stays under [`PassOptions::single_put_limit`], else a multipart upload.
+//!   A snapshot output's pages are checksummed and must equal the inputs'
+//!   post-apply checksum before the upload completes.
+//! - **Copy**: a server-side `copy_if_not_exists` where the store has one,
+//!   else a streamed GET and conditional PUT. Never re-encoded.
+//!
+//! Every output is read back (header, tail, page index) and compared with
+//! what was written before anything depends on it. An output key that
+//! already exists (a pass killed after its upload) is accepted only if it
+//! is exactly the planned file; it is never overwritten. Deletions run only
+//! after every compaction of the pass succeeded, and the lease is checked
+//! before every write and delete. Finally the catalog is listed again and
+//! every level's contiguity checked.
+//!
+//! Multipart uploads: object_store 0.14 cannot make the completion of a
+//! multipart upload conditional, so a large output is uploaded only after
+//! a HEAD shows its key free, under the lease (checked again just before
+//! completion); the single-PUT path is conditional at the store.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use ltx_core::checksum::DbChecksum;
+use ltx_core::header::HEADER_FLAG_NO_CHECKSUM;
+use ltx_core::merge::{prepare_frame, PlannedFrame};
+use ltx_core::{plan_merge, MergeOptions, MergePlan};
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use serde::Serialize;
+
+use crate::catalog::{DbLocation, LtxObject};
+use crate::lease::Lease;
+use crate::policy::{check_contiguity, plan_pass_at, Compaction, CompactionKind, Config, PassPlan};
+use crate::store::{Bucket, ObjectMeta};
+
+/// Tuning of a pass.
+#[derive(Debug, Clone)]
+pub struct PassOptions {
+    /// Plan only: list, read timestamps, report the plan; write nothing.
+    pub dry_run: bool,
+    /// Outputs up to this size are written with one conditional PUT.
+    pub single_put_limit: usize,
+    /// Multipart part size (S3 needs at least 5 MiB).
+    pub part_size: usize,
+    /// Compressed bytes of frames fetched per batch.
+    pub fetch_batch: u64,
+}
+
+impl Default for PassOptions {
+    fn default() -> Self {
+        PassOptions {
+            dry_run: false,
+            single_put_limit: 16 << 20,
+            part_size: 8 << 20,
+            fetch_batch: 4 << 20,
+        }
+    }
+}
+
+/// One output of a pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct Written {
+    /// Output key.
+    pub key: String,
+    /// Merge or copy.
+    pub kind: CompactionKind,
+    /// Number of inputs.
+    pub inputs: usize,
+    /// Output size in bytes.
+    pub size: u64,
+    /// Bytes read from inputs (frames, tails, indexes).
+    pub bytes_read: u64,
+    /// The key already held exactly this file (an earlier, interrupted pass).
+    pub existed: bool,
+    /// Written with a multipart upload.
+    pub multipart: bool,
+}
+
+/// What a pass did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PassReport {
+    /// Database prefix.
+    pub db: String,
+    /// Objects in the catalog at the start.
+    pub catalog_files: usize,
+    /// The plan (always filled; in a dry run, nothing else is).
+    pub plan: PassPlan,
+    /// Outputs written (or found already written).
+    pub written: Vec<Written>,
+    /// Keys deleted.
+    pub deleted: Vec<String>,
+    /// Contiguity problems found after the pass (empty when healthy).
+    pub contiguity: Vec<String>,
+    /// Stopped early (shutdown requested): no deletions were made.
+    pub abandoned: bool,
+    /// Output bytes written.
+    pub bytes_written: u64,
+    /// Input bytes read.
+    pub bytes_read: u64,
+    /// Per level: `now` minus the time of its newest file, ms.
+    pub level_lag_ms: std::collections::BTreeMap<u8, i64>,
+}
+
+/// A compactor: a bucket, a policy and the state kept between passes.
+#[derive(Debug)]
+pub struct Compactor {
+    /// Where the databases are.
+    pub bucket: Bucket,
+    /// The policy.
+    pub cfg: Config,
+    /// Tuning.
+    pub opts: PassOptions,
+    /// Header timestamps by key (keys are never overwritten).
+    pub cache: HashMap<String, i64>,
+    /// Set to ask running passes to stop at the next safe point.
+    pub stop: std::sync::Arc<AtomicBool>,
+}
+
+impl Compactor {
+    /// A compactor with an empty cache.
+    pub fn new(bucket: Bucket, cfg: Config, opts: PassOptions) -> Compactor {
+        Compactor {
+            bucket,
+            cfg,
+            opts,
+            cache: HashMap::new(),
+            stop: Default::default(),
+        }
+    }
+
+    /// Runs one pass over `db` at `now_ms` (the policy clock) under `lease`
+    /// (see [`run_pass`]).
+    ///
+    /// # Errors
+    /// As [`run_pass`].
+    pub async fn pass(&mut self, db: &str, now_ms: i64, lease: &Lease) -> Result<PassReport> {
+        run_pass(
+            &self.bucket,
+            db,
+            &self.cfg,
+            now_ms,
+            lease,
+            &self.opts,
+            &mut self.cache,
+            &self.stop,
+        )
+        .await
+    }
+}
+
+/// Runs one pass over database `db` at time `now_ms` (policy clock) under
+/// `lease`. `cache` keeps header timestamps between passes; `stop` asks the
+/// pass to end at the next safe point (between compactions, before
+/// deletions).
+///
+/// # Errors
+/// Store errors, corrupt inputs, outputs that fail their read-back, a lost
+/// lease. Nothing is deleted after an error.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_pass(
+    bucket: &Bucket,
+    db: &str,
+    cfg: &Config,
+    now_ms: i64,
+    lease: &Lease,
+    opts: &PassOptions,
+    cache: &mut HashMap<String, i64>,
+    stop: &AtomicBool,
+) -> Result<PassReport> {
+    let (mut catalog, _foreign) = bucket.catalog(db).await?;
+    bucket.fill_timestamps(&mut catalog, cache).await?;
+    let mut report = PassReport {
+        db: db.to_string(),
+        catalog_files: catalog.len(),
+        ..Default::default()
+    };
+    for o in &catalog {
+        let lag = now_ms - o.time_ms();
+        let e = report.level_lag_ms.entry(o.level).or_insert(lag);
+        *e = (*e).min(lag);
+    }
+    let Some(loc) = DbLocation::detect(&catalog) else {
+        return Ok(report);
+    };
+    let loc = DbLocation {
+        db: db.to_string(),
+        ..loc
+    };
+    report.plan = plan_pass_at(&catalog, cfg, now_ms, &loc);
+    if opts.dry_run {
+        return Ok(report);
+    }
+    let mut sizes: HashMap<String, u64> = catalog.iter().map(|o| (o.key.clone(), o.size)).collect();
+    for c in &report.plan.compactions.clone() {
+        if stop.load(Ordering::Relaxed) {
+            report.abandoned = true;
+            return Ok(report);
+        }
+        let w = match c.kind {
+            CompactionKind::Merge => merge_one(bucket, c, &sizes, lease, opts).await,
+            CompactionKind::Copy => copy_one(bucket, c, &sizes, lease, opts).await,
+        }
+        .with_context(|| format!("{}: compacting into {}", bucket.url(), c.output_key))?;
+        sizes.insert(w.key.clone(), w.size);
+        report.bytes_written += if w.existed { 0 } else { w.size };
+        report.bytes_read += w.bytes_read;
+        report.written.push(w);
+    }
+    if stop.load(Ordering::Relaxed) {
+        report.abandoned = true;
+        return Ok(report);
+    }
+    let deletions: Vec<String> = report
+        .plan
+        .deletions
+        .iter()
+        .map(|o| o.key.clone())
+        .collect();
+    for chunk in deletions.chunks(64) {
+        lease.check().await?;
+        let done: Vec<String> = futures::stream::iter(chunk.iter().cloned())
+            .map(|k| async move {
+                match bucket.store().delete(&Path::from(k.as_str())).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(k),
+                    Err(e) => Err(e).with_context(|| format!("{}: deleting {k}", bucket.url())),
+                }
+            })
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
+        report.deleted.extend(done);
+    }
+    if !report.written.is_empty() || !report.deleted.is_empty() {
+        let (after, _) = bucket.catalog(db).await?;
+        report.contiguity = check_contiguity(&after);
+    }
+    Ok(report)
+}
+
+async fn input_metas(
+    bucket: &Bucket,
+    inputs: &[LtxObject],
+    sizes: &HashMap<String, u64>,
+) -> Result<Vec<ObjectMeta>> {
+    futures::stream::iter(inputs)
+        .map(|i| async move {
+            let size = match sizes.get(&i.key).copied().filter(|&s| s > 0) {
+                Some(s) => s,
+                None => bucket
+                    .size_of(&i.key)
+                    .await?
+                    .ok_or_else(|| anyhow!("{}: input {} is missing", bucket.url(), i.key))?,
+            };
+            bucket.read_meta(&i.key, size).await
+        })
+        .buffered(16)
+        .try_collect()
+        .await
+}
+
+fn meta_bytes(m: &ObjectMeta) -> u64 {
+    let r = m.index.entries().len() as u64 * 8;
+    ltx_core::header::HEADER_SIZE as u64 + ltx_core::file::TAIL_SIZE as u64 + r
+}
+
+/// Batches of consecutive planned frames of at most `limit` compressed bytes.
+fn batches(frames: &[PlannedFrame], limit: u64) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, f) in frames.iter().enumerate() {
+        if i > start && bytes + f.entry.size > limit {
+            out.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += f.entry.size;
+    }
+    if start < frames.len() {
+        out.push(start..frames.len());
+    }
+    out
+}
+
+/// Fetches the frames of one batch with one `get_ranges` per input.
+async fn fetch_batch(
+    bucket: Bucket,
+    keys: Vec<String>,
+    frames: Vec<PlannedFrame>,
+) -> Result<Vec<Bytes>> {
+    let mut by_input: HashMap<usize, Vec<(usize, std::ops::Range<u64>)>> = HashMap::new();
+    for (i, f) in frames.iter().enumerate() {
+        let r = f.entry.offset..f.entry.offset + f.entry.size;
+        by_input.entry(f.input).or_default().push((i, r));
+    }
+    let got: Vec<Vec<(usize, Bytes)>> = futures::stream::iter(by_input)
+        .map(|(input, v)| {
+            let bucket = &bucket;
+            let key = &keys[input];
+            async move {
+                let ranges: Vec<_> = v.iter().map(|(_, r)| r.clone()).collect();
+                let data = bucket.read_ranges(key, &ranges).await?;
+                Ok::<_, anyhow::Error>(v.into_iter().map(|(i, _)| i).zip(data).collect())
+            }
+        })
+        .buffer_unordered(8)
+        .try_collect()
+        .await?;
+    let mut out = vec![Bytes::new(); frames.len()];
+    for (i, b) in got.into_iter().flatten() {
+        out[i] = b;
+    }
+    Ok(out)
+}
+
+/// Where an output's bytes go: memory until the single-PUT limit, then a
+/// multipart upload.
+struct Sink<'a> {
+    bucket: &'a Bucket,
+    key: String,
+    lease: &'a Lease,
+    opts: &'a PassOptions,
+    buf: Vec<u8>,
+    upload: Option<WriteMultipart>,
+    size: u64,
+}
+
+impl<'a> Sink<'a> {
+    fn new(bucket: &'a Bucket, key: &str, lease: &'a Lease, opts: &'a PassOptions) -> Self {
+        Sink {
+            bucket,
+            key: key.to_string(),
+            lease,
+            opts,
+            buf: Vec::new(),
+            upload: None,
+            size: 0,
+        }
+    }
+
+    async fn write(&mut self, out: &mut Vec<u8>) -> Result<()> {
+        self.size += out.len() as u64;
+        if let Some(w) = self.upload.as_mut() {
+            w.wait_for_capacity(2).await?;
+            w.write(out);
+            out.clear();
+            return Ok(());
+        }
+        self.buf.append(out);
+        if self.buf.len() > self.opts.single_put_limit {
+            self.lease.check().await?;
+            if self.bucket.size_of(&self.key).await?.is_some() {
+                bail!("{} appeared while it was being written", self.key);
+            }
+            let up = self
+                .bucket
+                .store()
+                .put_multipart(&Path::from(self.key.as_str()))
+                .await
+                .with_context(|| format!("starting multipart upload of {}", self.key))?;
+            let mut w = WriteMultipart::new_with_chunk_size(up, self.opts.part_size);
+            w.write(&self.buf);
+            self.buf = Vec::new();
+            self.upload = Some(w);
+        }
+        Ok(())
+    }
+
+    /// Completes the object; returns its size.
+    async fn finish(mut self, mut out: Vec<u8>) -> Result<(u64, bool)> {
+        self.size += out.len() as u64;
+        self.lease.check().await?;
+        if let Some(mut w) = self.upload.take() {
+            w.write(&out);
+            w.finish()
+                .await
+                .with_context(|| format!("completing multipart upload of {}", self.key))?;
+            return Ok((self.size, true));
+        }
+        self.buf.append(&mut out);
+        let n = self.buf.len() as u64;
+        self.bucket
+            .store()
+            .put_opts(
+                &Path::from(self.key.as_str()),
+                PutPayload::from(std::mem::take(&mut self.buf)),
+                PutOptions {
+                    mode: PutMode::Create,
+                    ..Default::default()
+                },
+            )
+            .await
+            .with_context(|| format!("writing {}", self.key))?;
+        Ok((n, false))
+    }
+
+    async fn abort(mut self) {
+        if let Some(w) = self.upload.take() {
+            let _ = w.abort().await;
+        }
+    }
+}
+
+/// Checks a written (or pre-existing) output against what was planned.
+async fn check_output(
+    bucket: &Bucket,
+    key: &str,
+    size: u64,
+    plan: &MergePlan,
+    trailer: Option<&ltx_core::Trailer>,
+) -> Result<ObjectMeta> {
+    let m = bucket.read_meta(key, size).await?;
+    let h = &m.header;
+    let p = &plan.header;
+    let same = h.min_txid == p.min_txid
+        && h.max_txid == p.max_txid
+        && h.commit == p.commit
+        && h.page_size == p.page_size
+        && h.pre_apply_checksum == p.pre_apply_checksum
+        && m.trailer.post_apply_checksum == plan.post_apply
+        && m.index.len() == plan.frames.len()
+        && m.index
+            .entries()
+            .iter()
+            .zip(&plan.frames)
+            .all(|(a, b)| a.pgno == b.entry.pgno)
+        && trailer.is_none_or(|t| *t == m.trailer && *h == *p);
+    if !same {
+        bail!(
+            "{key}: the stored object does not match the planned merge ({}-{}, commit {}, {} pages)",
+            p.min_txid,
+            p.max_txid,
+            p.commit,
+            plan.frames.len()
+        );
+    }
+    Ok(m)
+}
+
+async fn merge_one(
+    bucket: &Bucket,
+    c: &Compaction,
+    sizes: &HashMap<String, u64>,
+    lease: &Lease,
+    opts: &PassOptions,
+) -> Result<Written> {
+    let metas = input_metas(bucket, &c.inputs, sizes).await?;
+    let mut bytes_read: u64 = metas.iter().map(meta_bytes).sum();
+    let flags = if metas.iter().any(|m| m.header.no_checksum()) {
+        HEADER_FLAG_NO_CHECKSUM
+    } else {
+        0
+    };
+    let inputs: Vec<_> = metas.iter().map(ObjectMeta::merge_input).collect();
+    let plan = plan_merge(
+        &inputs,
+        &MergeOptions {
+            flags,
+            allow_gaps: false,
+        },
+    )
+    .map_err(|e| anyhow!("planning merge of {} inputs: {e}", inputs.len()))?;
+    if plan.header.min_txid != c.min_txid || plan.header.max_txid != c.max_txid {
+        bail!(
+            "inputs cover {}-{}, the policy planned {}-{}",
+            plan.header.min_txid,
+            plan.header.max_txid,
+            c.min_txid,
+            c.max_txid
+        );
+    }
+    let written = |size, existed, multipart, bytes_read| Written {
+        key: c.output_key.clone(),
+        kind: c.kind,
+        inputs: c.inputs.len(),
+        size,
+        bytes_read,
+        existed,
+        multipart,
+    };
+    if let Some(size) = bucket.size_of(&c.output_key).await? {
+        check_output(bucket, &c.output_key, size, &plan, None).await?;
+        return Ok(written(size, true, false, bytes_read));
+    }
+    let keys: Vec<String> = metas.iter().map(|m| m.key.clone()).collect();
+    let mut sink = Sink::new(bucket, &c.output_key, lease, opts);
+    let res = write_merge(bucket, &plan, &keys, &mut sink, &mut bytes_read).await;
+    let (out, trailer) = match res {
+        Ok(v) => v,
+        Err(e) => {
+            sink.abort().await;
+            return Err(e);
+        }
+    };
+    let (size, multipart) = sink.finish(out).await?;
+    check_output(bucket, &c.output_key, size, &plan, Some(&trailer)).await?;
+    Ok(written(size, false, multipart, bytes_read))
+}
+
+async fn write_merge(
+    bucket: &Bucket,
+    plan: &MergePlan,
+    keys: &[String],
+    sink: &mut Sink<'_>,
+    bytes_read: &mut u64,
+) -> Result<(Vec<u8>, ltx_core::Trailer)> {
+    let ps = plan.header.page_size;
+    let mut out = Vec::with_capacity(sink.opts.part_size.min(64 << 20) + 1024);
+    let mut enc = plan
+        .encoder(&mut out)
+        .map_err(|e| anyhow!("output header: {e}"))?;
+    let mut page = vec![0u8; ps.bytes()];
+    let mut db = (plan.header.is_snapshot() && plan.post_apply.0 != 0).then(|| DbChecksum::new(ps));
+    let bs = batches(&plan.frames, sink.opts.fetch_batch);
+    let spawn = |r: &std::ops::Range<usize>| {
+        tokio::spawn(fetch_batch(
+            bucket.clone(),
+            keys.to_vec(),
+            plan.frames[r.clone()].to_vec(),
+        ))
+    };
+    let mut pending = bs.first().map(spawn);
+    for (bi, r) in bs.iter().enumerate() {
+        let data = pending.take().expect("batch pending").await??;
+        pending = bs.get(bi + 1).map(spawn);
+        for (f, frame) in plan.frames[r.clone()].iter().zip(&data) {
+            *bytes_read += frame.len() as u64;
+            let p = prepare_frame(plan, f, frame, &mut page)
+                .map_err(|e| anyhow!("{}: {e}", keys[f.input]))?;
+            if let Some(d) = db.as_mut() {
+                d.add(f.entry.pgno, &page);
+            }
+            plan.write_frame(&mut enc, &mut out, frame, &p)
+                .map_err(|e| anyhow!("output: {e}"))?;
+        }
+        if out.len() >= sink.opts.part_size {
+            sink.write(&mut out).await?;
+        }
+    }
+    if let Some(d) = db {
+        if d.value() != plan.post_apply {
+            bail!(
+                "snapshot pages have database checksum {} but the last input's post-apply checksum is {}: inputs are inconsistent",
+                d.value(),
+                plan.post_apply
+            );
+        }
+    }
+    let trailer = enc
+        .finish(&mut out, plan.post_apply)
+        .map_err(|e| anyhow!("output: {e}"))?;
+    Ok((out, trailer))
+}
+
+async fn copy_one(
+    bucket: &Bucket,
+    c: &Compaction,
+    sizes: &HashMap<String, u64>,
+    lease: &Lease,
+    opts: &PassOptions,
+) -> Result<Written> {
+    let [input] = &c.inputs[..] else {
+        bail!("a copy needs exactly one input");
+    };
+    let src = input_metas(bucket, std::slice::from_ref(input), sizes)
+        .await?
+        .remove(0);
+    let same =
+        |m: &ObjectMeta| m.header == src.header && m.trailer == src.trailer && m.size == src.size;
+    let written = |existed, multipart| Written {
+        key: c.output_key.clone(),
+        kind: c.kind,
+        inputs: 1,
+        size: src.size,
+        bytes_read: if existed { 0 } else { src.size },
+        existed,
+        multipart,
+    };
+    if let Some(size) = bucket.size_of(&c.output_key).await? {
+        let m = bucket.read_meta(&c.output_key, size).await?;
+        if !same(&m) {
+            bail!("{} exists and differs from {}", c.output_key, src.key);
+        }
+        return Ok(written(true, false));
+    }
+    lease.check().await?;
+    let (from, to) = (
+        Path::from(src.key.as_str()),
+        Path::from(c.output_key.as_str()),
+    );
+    let mut multipart = false;
+    match bucket.store().copy_if_not_exists(&from, &to).await {
+        Ok(()) => {}
+        Err(
+            object_store::Error::NotSupported { .. } | object_store::Error::NotImplemented { .. },
+        ) => {
+            let mut sink = Sink::new(bucket, &c.output_key, lease, opts);
+            let res = async {
+                let mut stream = bucket
+                    .store()
+                    .get(&from)
+                    .await
+                    .with_context(|| format!("reading {}", src.key))?
+                    .into_stream();
+                let mut out = Vec::new();
+                let mut n = 0u64;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.with_context(|| format!("reading {}", src.key))?;
+                    n += chunk.len() as u64;
+                    out.extend_from_slice(&chunk);
+                    if out.len() >= opts.part_size {
+                        sink.write(&mut out).await?;
+                    }
+                }
+                if n != src.size {
+                    bail!("{}: read {n} of {} bytes", src.key, src.size);
+                }
+                Ok(out)
+            }
+            .await;
+            match res {
+                Ok(out) => multipart = sink.finish(out).await?.1,
+                Err(e) => {
+                    sink.abort().await;
+                    return Err(e);
+                }
+            }
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("copying {} to {}", src.key, c.output_key))
+        }
+    }
+    let size = bucket
+        .size_of(&c.output_key)
+        .await?
+        .ok_or_else(|| anyhow!("{} missing after copy", c.output_key))?;
+    let m = bucket.read_meta(&c.output_key, size).await?;
+    if !same(&m) {
+        bail!("{}: read-back differs from {}", c.output_key, src.key);
+    }
+    Ok(written(false, multipart))
+}

@@ -1,0 +1,483 @@
+//! Object storage access (I/O): opening a bucket URL, discovering databases,
+//! listing one database's catalog by level prefix, and ranged reads of LTX
+//! metadata (header, tail, page index) and frames.
+//!
+//! Everything goes through the [`object_store`] crate. URLs:
+//! `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`
+//! (credentials and endpoints from the environment, as object_store's
+//! `from_env` builders read them: `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`,
+//! `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`, …),
+//! `file:///dir` or a plain path, and `memory://name/prefix` (one in-process
+//! store per name, for tests).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use ltx_core::file::{parse_index, parse_tail, TAIL_SIZE};
+use ltx_core::header::HEADER_SIZE;
+use ltx_core::{Header, PageIndex, Trailer};
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::catalog::{from_listing, parse_key, ListedObject, LtxObject, SNAPSHOT_LEVEL};
+
+/// Requests in flight at once for small reads (headers, tails, indexes).
+pub const READ_CONCURRENCY: usize = 32;
+
+/// An opened bucket: the store and the prefix the URL points at.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    store: Arc<dyn ObjectStore>,
+    /// The URL as given (for messages).
+    url: String,
+    /// The prefix inside the store the URL names (no leading/trailing `/`).
+    prefix: String,
+    /// For `file://` and plain paths: the directory the store is rooted at.
+    local_root: Option<PathBuf>,
+}
+
+fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
+    let mut m = STORES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    m.entry(name.to_string())
+        .or_insert_with(|| Arc::new(InMemory::new()))
+        .clone()
+}
+
+fn trim(p: &str) -> String {
+    p.trim_matches('/').to_string()
+}
+
+impl Bucket {
+    /// Opens a URL (see the module docs).
+    ///
+    /// # Errors
+    /// Unknown schemes, bad URLs, missing local directories, store
+    /// configuration errors (missing credentials, …).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let b = ltx_compactor::store::Bucket::open("memory://doc/replicas").unwrap();
+    /// assert_eq!(b.prefix(), "replicas");
+    /// assert!(b.discover().await.unwrap().is_empty());
+    /// # });
+    /// ```
+    pub fn open(url: &str) -> Result<Bucket> {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Bucket::local(PathBuf::from(url), url);
+        };
+        if scheme.len() == 1 {
+            // A Windows drive letter, not a scheme.
+            return Bucket::local(PathBuf::from(url), url);
+        }
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let store: Arc<dyn ObjectStore> = match scheme {
+            "file" => return Bucket::local(PathBuf::from(format!("/{path}")), url),
+            "memory" => memory_store(host),
+            "s3" | "s3a" => Arc::new(
+                AmazonS3Builder::from_env()
+                    .with_bucket_name(host)
+                    .build()
+                    .with_context(|| format!("{url}: configuring S3"))?,
+            ),
+            "gs" => Arc::new(
+                GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(host)
+                    .build()
+                    .with_context(|| format!("{url}: configuring GCS"))?,
+            ),
+            "az" | "azure" | "abfs" | "abfss" => Arc::new(
+                MicrosoftAzureBuilder::from_env()
+                    .with_container_name(host)
+                    .build()
+                    .with_context(|| format!("{url}: configuring Azure"))?,
+            ),
+            _ => bail!("{url}: unknown scheme {scheme:?} (s3, gs, az, file, memory or a path)"),
+        };
+        Ok(Bucket {
+            store,
+            url: url.to_string(),
+            prefix: trim(path),
+            local_root: None,
+        })
+    }
+
+    fn local(dir: PathBuf, url: &str) -> Result<Bucket> {
+        let meta = std::fs::metadata(&dir)
+            .with_context(|| format!("{url}: cannot open directory {}", dir.display()))?;
+        if !meta.is_dir() {
+            bail!("{url}: {} is not a directory", dir.display());
+        }
+        let dir = dir
+            .canonicalize()
+            .with_context(|| format!("{url}: {}", dir.display()))?;
+        let store = LocalFileSystem::new_with_prefix(&dir)
+            .with_context(|| format!("{url}: {}", dir.display()))?
+            .with_automatic_cleanup(true);
+        Ok(Bucket {
+            store: Arc::new(store),
+            url: url.to_string(),
+            prefix: String::new(),
+            local_root: Some(dir),
+        })
+    }
+
+    /// Wraps an existing store (tests, fault injection).
+    pub fn from_store(store: Arc<dyn ObjectStore>, url: &str, prefix: &str) -> Bucket {
+        Bucket {
+            store,
+            url: url.to_string(),
+            prefix: trim(prefix),
+            local_root: None,
+        }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+    /// The URL as given.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+    /// The prefix the URL names inside the store.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    /// The local directory for `file://` buckets and plain paths.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
+    }
+
+    /// Finds the databases under the URL's prefix: prefixes holding an
+    /// `ltx/<level>/` directory or `%04x` level directories. The prefix itself
+    /// counts when it is a database. Depth-first, up to 8 levels of nesting,
+    /// sorted.
+    ///
+    /// # Errors
+    /// Listing errors.
+    pub async fn discover(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut stack = vec![(self.prefix.clone(), 0usize)];
+        while let Some((p, depth)) = stack.pop() {
+            let dirs = self.subdirs(&p).await?;
+            if is_db_dirs(&dirs) {
+                out.push(p);
+                continue;
+            }
+            if depth < 8 {
+                for d in dirs {
+                    stack.push((join(&p, &d), depth + 1));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Names of the immediate "directories" under `prefix`.
+    async fn subdirs(&self, prefix: &str) -> Result<Vec<String>> {
+        let path = (!prefix.is_empty()).then(|| Path::from(prefix));
+        let r = self
+            .store
+            .list_with_delimiter(path.as_ref())
+            .await
+            .with_context(|| format!("{}: listing {prefix:?}", self.url))?;
+        let mut v: Vec<String> = r
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        v.sort();
+        v.dedup();
+        Ok(v)
+    }
+
+    /// Lists one database's LTX objects, level prefix by level prefix (never
+    /// a seek by TXID string), in both layouts; parses TXIDs from names,
+    /// drops duplicates and foreign keys, sorts. Returns the catalog and the
+    /// foreign keys seen under the level prefixes.
+    ///
+    /// # Errors
+    /// Listing errors.
+    pub async fn catalog(&self, db: &str) -> Result<(Vec<LtxObject>, Vec<String>)> {
+        let dirs = self.subdirs(db).await?;
+        let mut prefixes = Vec::new();
+        if dirs.iter().any(|d| d == "ltx") {
+            for d in self.subdirs(&join(db, "ltx")).await? {
+                if d.parse::<u8>().is_ok_and(|l| l <= SNAPSHOT_LEVEL) {
+                    prefixes.push(join(&join(db, "ltx"), &d));
+                }
+            }
+        }
+        for d in &dirs {
+            if d.len() == 4 && u8::from_str_radix(d, 16).is_ok_and(|l| l <= SNAPSHOT_LEVEL) {
+                prefixes.push(join(db, d));
+            }
+        }
+        let listings: Vec<Vec<ListedObject>> = futures::stream::iter(prefixes)
+            .map(|p| async move {
+                let path = Path::from(p.as_str());
+                self.store
+                    .list(Some(&path))
+                    .map_ok(|m| ListedObject {
+                        key: m.location.to_string(),
+                        size: m.size,
+                        last_modified_ms: m.last_modified.timestamp_millis(),
+                    })
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .with_context(|| format!("{}: listing {p}", self.url))
+            })
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        let (mut cat, foreign) = from_listing(db, listings.into_iter().flatten());
+        cat.dedup_by(|a, b| a.key == b.key);
+        Ok((cat, foreign))
+    }
+
+    /// Reads `range` of `key`, checking the store returned every byte.
+    ///
+    /// # Errors
+    /// Store errors; a short body.
+    pub async fn read_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+        let want = range.end - range.start;
+        let b = self
+            .store
+            .get_range(&Path::from(key), range.clone())
+            .await
+            .with_context(|| format!("{}: reading {key} bytes {range:?}", self.url))?;
+        if b.len() as u64 != want {
+            bail!(
+                "{}: {key}: short read at offset {}: got {} of {want} bytes",
+                self.url,
+                range.start,
+                b.len()
+            );
+        }
+        Ok(b)
+    }
+
+    /// Reads several ranges of `key` in one call (the store coalesces
+    /// neighbours), checking every body's length.
+    ///
+    /// # Errors
+    /// Store errors; a short body.
+    pub async fn read_ranges(
+        &self,
+        key: &str,
+        ranges: &[std::ops::Range<u64>],
+    ) -> Result<Vec<Bytes>> {
+        let v = self
+            .store
+            .get_ranges(&Path::from(key), ranges)
+            .await
+            .with_context(|| format!("{}: reading {} ranges of {key}", self.url, ranges.len()))?;
+        if v.len() != ranges.len() {
+            bail!(
+                "{}: {key}: asked {} ranges, got {}",
+                self.url,
+                ranges.len(),
+                v.len()
+            );
+        }
+        for (b, r) in v.iter().zip(ranges) {
+            if b.len() as u64 != r.end - r.start {
+                bail!(
+                    "{}: {key}: short read at offset {}: got {} of {} bytes",
+                    self.url,
+                    r.start,
+                    b.len(),
+                    r.end - r.start
+                );
+            }
+        }
+        Ok(v)
+    }
+
+    /// Reads and validates the header of `key`.
+    ///
+    /// # Errors
+    /// Store errors; an invalid header (with the key).
+    pub async fn read_header(&self, key: &str) -> Result<Header> {
+        let b = self.read_range(key, 0..HEADER_SIZE as u64).await?;
+        Header::decode(&b).map_err(|e| anyhow!("{}: {key}: {e}", self.url))
+    }
+
+    /// Reads what a merge or restore plan needs from one object of `size`
+    /// bytes: header, tail and page index (two requests; one for files up to
+    /// 64 KiB).
+    ///
+    /// # Errors
+    /// Store errors; format errors naming the key and byte offset.
+    pub async fn read_meta(&self, key: &str, size: u64) -> Result<ObjectMeta> {
+        let ctx = |e: ltx_core::Error| anyhow!("{}: {key}: {e}", self.url);
+        if size < ltx_core::file::MIN_FILE_SIZE {
+            bail!(
+                "{}: {key}: {size} bytes is too short for an LTX file",
+                self.url
+            );
+        }
+        let small = size <= 64 * 1024;
+        let (head, tail_bytes, whole) = if small {
+            let b = self.read_range(key, 0..size).await?;
+            (
+                b.slice(..HEADER_SIZE),
+                b.slice(b.len() - TAIL_SIZE..),
+                Some(b),
+            )
+        } else {
+            let v = self
+                .read_ranges(key, &[0..HEADER_SIZE as u64, size - TAIL_SIZE as u64..size])
+                .await?;
+            (v[0].clone(), v[1].clone(), None)
+        };
+        let header = Header::decode(&head).map_err(ctx)?;
+        let tail = parse_tail(tail_bytes[..].try_into().expect("tail size"), size).map_err(ctx)?;
+        let r = tail.index_range.clone();
+        let index_bytes = match &whole {
+            Some(b) => b.slice(r.start as usize..r.end as usize),
+            None => self.read_range(key, r.clone()).await?,
+        };
+        let index = parse_index(&header, &index_bytes, r.start).map_err(ctx)?;
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size,
+            header,
+            trailer: tail.trailer,
+            index,
+        })
+    }
+
+    /// Fills `timestamp_ms` of every catalog object from its header (one
+    /// small ranged read each, `READ_CONCURRENCY` at a time), using and
+    /// updating `cache` (keys are immutable: never overwritten).
+    ///
+    /// # Errors
+    /// Store errors; invalid headers.
+    pub async fn fill_timestamps(
+        &self,
+        catalog: &mut [LtxObject],
+        cache: &mut HashMap<String, i64>,
+    ) -> Result<()> {
+        let missing: Vec<String> = catalog
+            .iter()
+            .filter(|o| o.timestamp_ms.is_none() && !cache.contains_key(&o.key))
+            .map(|o| o.key.clone())
+            .collect();
+        let got: Vec<(String, i64)> = futures::stream::iter(missing)
+            .map(|k| async move {
+                let h = self.read_header(&k).await?;
+                Ok::<_, anyhow::Error>((k, h.timestamp))
+            })
+            .buffer_unordered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        cache.extend(got);
+        for o in catalog.iter_mut() {
+            if o.timestamp_ms.is_none() {
+                o.timestamp_ms = cache.get(&o.key).copied();
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `key` exists (its size if so).
+    ///
+    /// # Errors
+    /// Store errors other than not-found.
+    pub async fn size_of(&self, key: &str) -> Result<Option<u64>> {
+        match self.store.head(&Path::from(key)).await {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("{}: HEAD {key}", self.url)),
+        }
+    }
+
+    /// Resolves the URL to exactly one database prefix.
+    ///
+    /// # Errors
+    /// No database, or several (listed).
+    pub async fn single_db(&self) -> Result<String> {
+        let dbs = self.discover().await?;
+        match dbs.len() {
+            0 => bail!(
+                "{}: no LTX database found (expected ltx/<level>/ or 0000/ level directories)",
+                self.url
+            ),
+            1 => Ok(dbs.into_iter().next().expect("one")),
+            n => bail!(
+                "{}: {n} databases found, name one: {}",
+                self.url,
+                dbs.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+}
+
+/// What [`Bucket::read_meta`] returns.
+#[derive(Debug, Clone)]
+pub struct ObjectMeta {
+    /// The key.
+    pub key: String,
+    /// Object size.
+    pub size: u64,
+    /// The header.
+    pub header: Header,
+    /// The trailer.
+    pub trailer: Trailer,
+    /// The page index.
+    pub index: PageIndex,
+}
+
+impl ObjectMeta {
+    /// As a merge-planner input.
+    pub fn merge_input(&self) -> ltx_core::MergeInput {
+        ltx_core::MergeInput {
+            header: self.header,
+            trailer: self.trailer,
+            index: self.index.clone(),
+        }
+    }
+}
+
+/// `a/b` joined without doubled or leading slashes.
+pub fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}/{b}"),
+    }
+}
+
+fn is_db_dirs(dirs: &[String]) -> bool {
+    dirs.iter().any(|d| {
+        d == "ltx" || (d.len() == 4 && u8::from_str_radix(d, 16).is_ok_and(|l| l <= SNAPSHOT_LEVEL))
+    })
+}
+
+/// Whether a key is an LTX object of some database (not foreign).
+pub fn is_ltx_key(key: &str) -> bool {
+    parse_key(key).is_some()
+}
+
+/// Milliseconds since the epoch, from the system clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,162 @@
+//! Test support: a real SQLite workload that emits one L0 LTX file per
+//! commit (the page diff against the previous state, as a replicator
+//! would), and helpers to open the test buckets.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use ltx_compactor::catalog::{format_key, Layout};
+use ltx_compactor::store::Bucket;
+use ltx_core::checksum::database_checksum;
+use ltx_core::{Checksum, Encoder, Header, PageSize, TxId};
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use rusqlite::Connection;
+
+/// A database under a workload, with every committed state kept.
+pub struct Workload {
+    pub path: PathBuf,
+    conn: Connection,
+    prev: Vec<u8>,
+    pub txid: u64,
+    rng: u64,
+    /// (txid, timestamp ms, database bytes) after each commit.
+    pub states: Vec<(u64, i64, Vec<u8>)>,
+}
+
+pub const PS: u32 = 4096;
+
+impl Workload {
+    pub fn new(dir: &Path, seed: u64) -> Workload {
+        let path = dir.join("app.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA page_size=4096; PRAGMA journal_mode=DELETE; PRAGMA auto_vacuum=NONE;
+             CREATE TABLE t(id INTEGER PRIMARY KEY AUTOINCREMENT, k INTEGER, v TEXT);
+             CREATE INDEX t_k ON t(k);",
+        )
+        .unwrap();
+        Workload {
+            path,
+            conn,
+            prev: Vec::new(),
+            txid: 0,
+            rng: seed | 1,
+            states: Vec::new(),
+        }
+    }
+
+    fn rand(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// Runs one transaction; returns its L0 file (TXID, bytes).
+    pub fn step(&mut self, ts_ms: i64) -> (u64, Vec<u8>) {
+        let r = self.rand() % 100;
+        let n = 1 + self.rand() % 40;
+        let sql = match r {
+            // Mostly appends (hot right-most leaf) and index pages.
+            0..=69 => format!(
+                "BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < {n})
+                 INSERT INTO t(k, v) SELECT abs(random()) % 100000, hex(randomblob(40)) FROM n; COMMIT;"
+            ),
+            // Random updates.
+            70..=89 => format!(
+                "BEGIN; UPDATE t SET v = hex(randomblob(30)) WHERE id IN
+                 (SELECT id FROM t ORDER BY random() LIMIT {n}); COMMIT;"
+            ),
+            // Deletes.
+            90..=97 => format!(
+                "BEGIN; DELETE FROM t WHERE id IN (SELECT id FROM t ORDER BY random() LIMIT {}); COMMIT;",
+                n * 3
+            ),
+            // Shrink the file now and then.
+            _ => "VACUUM;".to_string(),
+        };
+        if self.txid == 0 {
+            // The first transaction is the schema already created plus rows.
+            self.conn
+                .execute_batch("BEGIN; INSERT INTO t(k, v) VALUES (1, 'first'); COMMIT;")
+                .unwrap();
+        } else {
+            self.conn.execute_batch(&sql).unwrap();
+        }
+        let cur = std::fs::read(&self.path).unwrap();
+        self.txid += 1;
+        let ltx = encode_diff(&self.prev, &cur, self.txid, ts_ms);
+        self.states.push((self.txid, ts_ms, cur.clone()));
+        self.prev = cur;
+        (self.txid, ltx)
+    }
+}
+
+/// The LTX file taking `prev` to `cur` as transaction `txid`.
+pub fn encode_diff(prev: &[u8], cur: &[u8], txid: u64, ts_ms: i64) -> Vec<u8> {
+    let ps = PageSize::new(PS).unwrap();
+    let n = (cur.len() / PS as usize) as u32;
+    let mut h = Header::new(ps, TxId(txid), TxId(txid));
+    h.commit = n;
+    h.timestamp = ts_ms;
+    if txid > 1 {
+        h.pre_apply_checksum = database_checksum(ps, prev);
+    }
+    let mut out = Vec::new();
+    let mut enc = Encoder::new(h, &mut out).unwrap();
+    let lock = ps.lock_pgno();
+    for pgno in 1..=n {
+        if pgno == lock {
+            continue;
+        }
+        let a = (pgno as usize - 1) * PS as usize;
+        let page = &cur[a..a + PS as usize];
+        if txid == 1 || prev.get(a..a + PS as usize) != Some(page) {
+            enc.write_page(&mut out, pgno, page).unwrap();
+        }
+    }
+    let post = database_checksum(ps, cur);
+    let post = if post == Checksum(0) {
+        Checksum(ltx_core::types::CHECKSUM_FLAG)
+    } else {
+        post
+    };
+    enc.finish(&mut out, post).unwrap();
+    out
+}
+
+/// Uploads an L0 file of `db` in `layout`.
+pub async fn put_l0(bucket: &Bucket, db: &str, layout: Layout, txid: u64, bytes: Vec<u8>) {
+    let key = format_key(db, layout, 0, TxId(txid), TxId(txid));
+    bucket
+        .store()
+        .put(&ObjPath::from(key.as_str()), PutPayload::from(bytes))
+        .await
+        .unwrap();
+}
+
+/// The S3 endpoint from the environment (`AWS_ENDPOINT` and a bucket in
+/// `LTX_TEST_S3_BUCKET`, default `ltx-test`), when one is configured.
+pub fn s3_url(prefix: &str) -> Option<String> {
+    std::env::var("AWS_ENDPOINT").ok()?;
+    let bucket = std::env::var("LTX_TEST_S3_BUCKET").unwrap_or_else(|_| "ltx-test".into());
+    Some(format!("s3://{bucket}/{prefix}"))
+}
+
+/// Whether tests must have the S3 server (CI sets `LTX_REQUIRE_S3=1`).
+pub fn s3_required() -> bool {
+    std::env::var("LTX_REQUIRE_S3").is_ok_and(|v| v == "1")
+}
+
+/// A unique name for this test run.
+pub fn unique(tag: &str) -> String {
+    format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
