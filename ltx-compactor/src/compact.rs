@@ -255,16 +255,28 @@ async fn input_metas(
     inputs: &[LtxObject],
     sizes: &HashMap<String, u64>,
 ) -> Result<Vec<ObjectMeta>> {
-    futures::stream::iter(inputs)
-        .map(|i| async move {
-            let size = match sizes.get(&i.key).copied().filter(|&s| s > 0) {
-                Some(s) => s,
-                None => bucket
-                    .size_of(&i.key)
-                    .await?
-                    .ok_or_else(|| anyhow!("{}: input {} is missing", bucket.url(), i.key))?,
-            };
-            bucket.read_meta(&i.key, size).await
+    // Owned items: closures over borrowed items make the future !Send
+    // (rust-lang/rust#102211), and callers spawn passes.
+    let wanted: Vec<(String, Option<u64>)> = inputs
+        .iter()
+        .map(|i| {
+            let known = sizes.get(&i.key).copied().filter(|&s| s > 0);
+            (i.key.clone(), known.or((i.size > 0).then_some(i.size)))
+        })
+        .collect();
+    futures::stream::iter(wanted)
+        .map(|(key, size)| {
+            let bucket = bucket.clone();
+            async move {
+                let size = match size {
+                    Some(s) => s,
+                    None => bucket
+                        .size_of(&key)
+                        .await?
+                        .ok_or_else(|| anyhow!("{}: input {key} is missing", bucket.url()))?,
+                };
+                bucket.read_meta(&key, size).await
+            }
         })
         .buffered(16)
         .try_collect()

@@ -152,8 +152,12 @@ pub async fn restore_to_file(
             wal.display()
         );
     }
-    let metas: Vec<_> = futures::stream::iter(&plan.files)
-        .map(|f| bucket.read_meta(&f.key, f.size))
+    let files: Vec<(String, u64)> = plan.files.iter().map(|f| (f.key.clone(), f.size)).collect();
+    let metas: Vec<_> = futures::stream::iter(files)
+        .map(|(key, size)| {
+            let bucket = bucket.clone();
+            async move { bucket.read_meta(&key, size).await }
+        })
         .buffered(READ_CONCURRENCY)
         .try_collect()
         .await?;
