@@ -295,7 +295,9 @@ pub fn level_gaps(catalog: &[LtxObject], level: u8) -> Vec<(String, String)> {
     files.sort_by_key(|o| (o.max_txid, o.min_txid));
     files
         .windows(2)
-        .filter(|w| w[1].min_txid.0 > w[0].max_txid.0 + 1 || w[1].max_txid <= w[0].max_txid)
+        .filter(|w| {
+            w[1].min_txid.0 > w[0].max_txid.0.saturating_add(1) || w[1].max_txid <= w[0].max_txid
+        })
         .map(|w| (w[0].key.clone(), w[1].key.clone()))
         .collect()
 }

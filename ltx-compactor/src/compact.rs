@@ -223,30 +223,29 @@ pub async fn run_pass(
         report.abandoned = true;
         return Ok(report);
     }
-    let deletions: Vec<String> = report
-        .plan
-        .deletions
-        .iter()
-        .map(|o| o.key.clone())
-        .collect();
-    for chunk in deletions.chunks(64) {
+    // One at a time, finer levels first and newest first within a level:
+    // then every intermediate state is as contiguous as the start and the
+    // end (a file still listed keeps its predecessor or its coarser bridge),
+    // whatever point a failure or a kill stops us at.
+    let mut deletions: Vec<&LtxObject> = report.plan.deletions.iter().collect();
+    deletions.sort_by(|a, b| a.level.cmp(&b.level).then(b.max_txid.cmp(&a.max_txid)));
+    let deletions: Vec<String> = deletions.into_iter().map(|o| o.key.clone()).collect();
+    for k in deletions {
+        if stop.load(Ordering::Relaxed) {
+            report.abandoned = true;
+            break;
+        }
         lease.check().await?;
-        let done: Vec<String> = futures::stream::iter(chunk.iter().cloned())
-            .map(|k| async move {
-                match bucket.store().delete(&Path::from(k.as_str())).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(k),
-                    Err(e) => Err(e).with_context(|| format!("{}: deleting {k}", bucket.url())),
-                }
-            })
-            .buffer_unordered(16)
-            .try_collect()
-            .await?;
-        report.deleted.extend(done);
+        match bucket.store().delete(&Path::from(k.as_str())).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => report.deleted.push(k),
+            Err(e) => return Err(e).with_context(|| format!("{}: deleting {k}", bucket.url())),
+        }
     }
-    if !report.written.is_empty() || !report.deleted.is_empty() {
-        let (after, _) = bucket.catalog(db).await?;
-        report.contiguity = check_contiguity(&after);
-    }
+    report.contiguity = if report.written.is_empty() && report.deleted.is_empty() {
+        check_contiguity(&catalog)
+    } else {
+        check_contiguity(&bucket.catalog(db).await?.0)
+    };
     Ok(report)
 }
 

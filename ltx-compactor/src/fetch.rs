@@ -53,8 +53,8 @@ pub struct RestoreOptions {
 impl Default for RestoreOptions {
     fn default() -> Self {
         RestoreOptions {
-            concurrency: 8,
-            fetch_batch: 4 << 20,
+            concurrency: 4,
+            fetch_batch: 1 << 20,
             force: false,
             progress: None,
             pre_commit: None,

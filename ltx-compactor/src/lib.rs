@@ -13,14 +13,20 @@
 #![warn(missing_docs)]
 
 pub mod catalog;
+#[cfg(feature = "io")]
 pub mod compact;
+#[cfg(feature = "io")]
 pub mod faults;
+#[cfg(feature = "io")]
 pub mod fetch;
+#[cfg(feature = "io")]
 pub mod lease;
+#[cfg(feature = "io")]
 pub mod metrics;
 pub mod policy;
 pub mod restore;
 pub mod simulate;
+#[cfg(feature = "io")]
 pub mod store;
 
 pub use catalog::{DbLocation, Layout, LtxObject};

@@ -100,6 +100,9 @@ enum Cmd {
         /// Outputs above this many bytes use a multipart upload.
         #[arg(long, default_value_t = 16 << 20)]
         single_put_limit: usize,
+        /// Multipart part size in bytes (S3 needs at least 5 MiB).
+        #[arg(long, default_value_t = 8 << 20, hide = true)]
+        part_size: usize,
         /// Policy clock override, ms since the epoch (tests, replays).
         #[arg(long, hide = true)]
         now_ms: Option<i64>,
@@ -132,6 +135,7 @@ fn main() -> Result<()> {
             lease_ttl,
             json,
             single_put_limit,
+            part_size,
             now_ms,
         } => {
             tracing_subscriber::fmt()
@@ -167,6 +171,7 @@ fn main() -> Result<()> {
                 opts: ltx_compactor::compact::PassOptions {
                     dry_run,
                     single_put_limit,
+                    part_size,
                     ..Default::default()
                 },
             };

@@ -334,8 +334,15 @@ pub struct PassPlan {
     pub warnings: Vec<String>,
 }
 
+/// `t` rounded up to a multiple of `step`, saturating (header timestamps
+/// come from files and may be anything: found by the `restore_plan` fuzzer).
 fn ceil_to(t: i64, step: i64) -> i64 {
-    t.div_euclid(step) * step + if t.rem_euclid(step) == 0 { 0 } else { step }
+    let down = t.div_euclid(step).saturating_mul(step);
+    if t.rem_euclid(step) == 0 {
+        down
+    } else {
+        down.saturating_add(step)
+    }
 }
 
 /// Plans one compaction pass. Pure: the result depends only on the
@@ -421,18 +428,18 @@ pub fn plan_pass_at(
         }
         let level = cfg.level_of(e);
         let start = if level == SNAPSHOT_LEVEL {
-            1
+            Some(1)
         } else {
             virt.iter()
                 .filter(|f| (f.level > level || f.is_base()) && f.max_txid.0 <= cur_end)
                 .map(|f| f.max_txid.0)
                 .max()
-                .unwrap_or(0)
-                + 1
+                .map_or(Some(1), |m| m.checked_add(1))
         };
-        if start > cur_end {
+        // (`None`: a coarser file ends at TXID u64::MAX; nothing follows it.)
+        let Some(start) = start.filter(|&s| s <= cur_end) else {
             continue;
-        }
+        };
         // Start 1 means no coarser file or snapshot: the output would be a
         // full image, so it is a snapshot, never a ladder file.
         let level = if start == 1 { SNAPSHOT_LEVEL } else { level };
@@ -566,10 +573,23 @@ pub fn retained(
             idx.walk_path(t, |i| !std::mem::replace(&mut keep[i], true));
         }
     }
+    let on_path = keep.clone();
+    // A compacted file already inside a kept coarser file's range is a
+    // leftover (e.g. of a pass killed mid-deletion): not worth keeping.
+    let covered = |f: &LtxObject| {
+        f.max_txid.0 <= frontier
+            && files.iter().zip(&on_path).any(|(g, &k)| {
+                k && g.level > f.level && g.min_txid <= f.min_txid && g.max_txid >= f.max_txid
+            })
+    };
     let mut unreachable = 0;
     for (i, f) in files.iter().enumerate() {
         let reachable = idx.reachable(f.max_txid);
-        if (!reachable || f.max_txid.0 > frontier) && f.max_txid.0 >= anchor && !keep[i] {
+        if (!reachable || f.max_txid.0 > frontier)
+            && f.max_txid.0 >= anchor
+            && !keep[i]
+            && !(!reachable && covered(f))
+        {
             unreachable += usize::from(!reachable);
             keep[i] = true;
         }
@@ -609,7 +629,7 @@ pub fn check_contiguity(catalog: &[LtxObject]) -> Vec<String> {
         for (i, f) in files.iter().enumerate() {
             let chained = i > 0 && {
                 let p = files[i - 1];
-                f.min_txid.0 <= p.max_txid.0 + 1 && f.max_txid > p.max_txid
+                f.min_txid.0 <= p.max_txid.0.saturating_add(1) && f.max_txid > p.max_txid
             };
             if !chained && !bridged(f) {
                 problems.push(format!(

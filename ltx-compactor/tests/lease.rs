@@ -28,10 +28,16 @@ fn buckets(tag: &str) -> Vec<(Bucket, Option<tempfile::TempDir>)> {
         None,
     )];
     let dir = tempfile::tempdir().unwrap();
-    v.push((Bucket::open(dir.path().to_str().unwrap()).unwrap(), Some(dir)));
+    v.push((
+        Bucket::open(dir.path().to_str().unwrap()).unwrap(),
+        Some(dir),
+    ));
     match s3_url(&unique(tag)) {
         Some(u) => v.push((Bucket::open(&u).unwrap(), None)),
-        None => assert!(!s3_required(), "LTX_REQUIRE_S3=1 but AWS_ENDPOINT is not set"),
+        None => assert!(
+            !s3_required(),
+            "LTX_REQUIRE_S3=1 but AWS_ENDPOINT is not set"
+        ),
     }
     v
 }
@@ -39,19 +45,28 @@ fn buckets(tag: &str) -> Vec<(Bucket, Option<tempfile::TempDir>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_holder_at_a_time() {
     for (b, _dir) in buckets("lease") {
-        let a = Lease::acquire(&b, &at(&b, "db1"), "a", 60_000).await.unwrap();
+        let a = Lease::acquire(&b, &at(&b, "db1"), "a", 60_000)
+            .await
+            .unwrap();
         let a = a.unwrap_or_else(|| panic!("{}: free lease not taken", b.url()));
         assert!(
-            Lease::acquire(&b, &at(&b, "db1"), "b", 60_000).await.unwrap().is_none(),
+            Lease::acquire(&b, &at(&b, "db1"), "b", 60_000)
+                .await
+                .unwrap()
+                .is_none(),
             "{}: second holder got the lease",
             b.url()
         );
         // Another database is independent.
-        let other = Lease::acquire(&b, &at(&b, "db2"), "b", 60_000).await.unwrap();
+        let other = Lease::acquire(&b, &at(&b, "db2"), "b", 60_000)
+            .await
+            .unwrap();
         assert!(other.is_some());
         a.check().await.unwrap();
         a.release().await.unwrap();
-        let b2 = Lease::acquire(&b, &at(&b, "db1"), "b", 60_000).await.unwrap();
+        let b2 = Lease::acquire(&b, &at(&b, "db1"), "b", 60_000)
+            .await
+            .unwrap();
         assert!(b2.is_some(), "{}: released lease not free", b.url());
     }
 }
@@ -64,10 +79,16 @@ async fn takeover_only_after_expiry_and_the_old_holder_stops() {
             // local_lock_released_when_dropped.
             continue;
         }
-        let a = Lease::acquire(&b, &at(&b, "db"), "a", 1_500).await.unwrap().unwrap();
+        let a = Lease::acquire(&b, &at(&b, "db"), "a", 1_500)
+            .await
+            .unwrap()
+            .unwrap();
         let g1 = a.generation().await;
         // "Killed": never renewed, never released.
-        assert!(Lease::acquire(&b, &at(&b, "db"), "b", 1_500).await.unwrap().is_none());
+        assert!(Lease::acquire(&b, &at(&b, "db"), "b", 1_500)
+            .await
+            .unwrap()
+            .is_none());
         tokio::time::sleep(Duration::from_millis(1_700)).await;
         let bl = Lease::acquire(&b, &at(&b, "db"), "b", 60_000)
             .await
@@ -88,15 +109,21 @@ async fn renewal_after_takeover_fails() {
             continue;
         }
         // TTL 3 s: renewal is due after 1 s, the local deadline is at 2.7 s.
-        let a = Lease::acquire(&b, &at(&b, "db"), "a", 3_000).await.unwrap().unwrap();
+        let a = Lease::acquire(&b, &at(&b, "db"), "a", 3_000)
+            .await
+            .unwrap()
+            .unwrap();
         // Someone overwrites the lease object behind our back (as a
         // compactor with a badly skewed clock could).
-        let key = object_store::path::Path::from(ltx_compactor::lease::lease_key(&at(&b, "db")).as_str());
+        let key =
+            object_store::path::Path::from(ltx_compactor::lease::lease_key(&at(&b, "db")).as_str());
         object_store::ObjectStoreExt::put(
             b.store().as_ref(),
             &key,
             object_store::PutPayload::from(
-                r#"{"holder":"z","generation":9,"expires_ms":99999999999999}"#.as_bytes().to_vec(),
+                r#"{"holder":"z","generation":9,"expires_ms":99999999999999}"#
+                    .as_bytes()
+                    .to_vec(),
             ),
         )
         .await
@@ -111,10 +138,19 @@ async fn renewal_after_takeover_fails() {
 async fn local_lock_released_when_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let b = Bucket::open(dir.path().to_str().unwrap()).unwrap();
-    let a = Lease::acquire(&b, &at(&b, "x/db"), "a", 1_000).await.unwrap().unwrap();
-    assert!(Lease::acquire(&b, &at(&b, "x/db"), "b", 1_000).await.unwrap().is_none());
+    let a = Lease::acquire(&b, &at(&b, "x/db"), "a", 1_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(Lease::acquire(&b, &at(&b, "x/db"), "b", 1_000)
+        .await
+        .unwrap()
+        .is_none());
     drop(a);
-    assert!(Lease::acquire(&b, &at(&b, "x/db"), "b", 1_000).await.unwrap().is_some());
+    assert!(Lease::acquire(&b, &at(&b, "x/db"), "b", 1_000)
+        .await
+        .unwrap()
+        .is_some());
 }
 
 /// Many racers for one free lease: exactly one wins, every time.
@@ -127,7 +163,9 @@ async fn racing_acquirers_exactly_one_wins() {
                 .map(|i| {
                     let (b, db) = (b.clone(), db.clone());
                     tokio::spawn(async move {
-                        Lease::acquire(&b, &db, &format!("c{i}"), 60_000).await.unwrap()
+                        Lease::acquire(&b, &db, &format!("c{i}"), 60_000)
+                            .await
+                            .unwrap()
                     })
                 })
                 .collect();
@@ -168,20 +206,35 @@ async fn concurrent_compactors_never_both_write() {
                 // n compactors race for this round.
                 let tasks: Vec<_> = (0..n)
                     .map(|i| {
-                        let (b, db, cfg, written) = (b.clone(), db.clone(), cfg.clone(), written.clone());
+                        let (b, db, cfg, written) =
+                            (b.clone(), db.clone(), cfg.clone(), written.clone());
                         tokio::spawn(async move {
-                            let Some(lease) = Lease::acquire(&b, &db, &format!("c{i}"), 60_000).await.unwrap() else {
+                            let Some(lease) = Lease::acquire(&b, &db, &format!("c{i}"), 60_000)
+                                .await
+                                .unwrap()
+                            else {
                                 return false;
                             };
                             let mut cache = Default::default();
                             let stop = std::sync::atomic::AtomicBool::new(false);
-                            let r = run_pass(&b, &db, &cfg, now + 1_500, &lease, &PassOptions::default(), &mut cache, &stop)
-                                .await
-                                .unwrap();
-                            written
-                                .lock()
-                                .unwrap()
-                                .extend(r.written.iter().filter(|w| !w.existed).map(|w| w.key.clone()));
+                            let r = run_pass(
+                                &b,
+                                &db,
+                                &cfg,
+                                now + 1_500,
+                                &lease,
+                                &PassOptions::default(),
+                                &mut cache,
+                                &stop,
+                            )
+                            .await
+                            .unwrap();
+                            written.lock().unwrap().extend(
+                                r.written
+                                    .iter()
+                                    .filter(|w| !w.existed)
+                                    .map(|w| w.key.clone()),
+                            );
                             lease.release().await.unwrap();
                             assert!(r.contiguity.is_empty(), "{:?}", r.contiguity);
                             true
@@ -198,7 +251,12 @@ async fn concurrent_compactors_never_both_write() {
             let total = keys.len();
             keys.sort();
             keys.dedup();
-            assert_eq!(keys.len(), total, "{}: an output was written twice", b.url());
+            assert_eq!(
+                keys.len(),
+                total,
+                "{}: an output was written twice",
+                b.url()
+            );
             assert!(total > 10, "{}: only {total} outputs", b.url());
             let (cat, _) = b.catalog(&db).await.unwrap();
             assert!(check_contiguity(&cat).is_empty());
@@ -207,9 +265,18 @@ async fn concurrent_compactors_never_both_write() {
                 let Ok((p, _)) = plan(&b, &db, Target::Txid(TxId(*txid))).await else {
                     continue;
                 };
-                restore_to_file(&b, &db, &p, &out, &RestoreOptions { force: true, ..Default::default() })
-                    .await
-                    .unwrap();
+                restore_to_file(
+                    &b,
+                    &db,
+                    &p,
+                    &out,
+                    &RestoreOptions {
+                        force: true,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
                 assert!(std::fs::read(&out).unwrap() == *bytes, "TXID {txid}");
             }
         }
@@ -224,8 +291,25 @@ fn futures_are_send(b: Bucket, lease: Lease, p: ltx_compactor::RestorePlan) {
         let mut cache = Default::default();
         let stop = std::sync::atomic::AtomicBool::new(false);
         let cfg = Config::default();
-        let _ = run_pass(&b, "db", &cfg, 0, &lease, &PassOptions::default(), &mut cache, &stop).await;
-        let _ = restore_to_file(&b, "db", &p, std::path::Path::new("x"), &RestoreOptions::default()).await;
+        let _ = run_pass(
+            &b,
+            "db",
+            &cfg,
+            0,
+            &lease,
+            &PassOptions::default(),
+            &mut cache,
+            &stop,
+        )
+        .await;
+        let _ = restore_to_file(
+            &b,
+            "db",
+            &p,
+            std::path::Path::new("x"),
+            &RestoreOptions::default(),
+        )
+        .await;
         let _ = plan(&b, "db", Target::Latest).await;
     });
 }
