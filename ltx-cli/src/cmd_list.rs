@@ -29,12 +29,18 @@ them completely under those layouts (their structure and file checksum must
 validate); a file that is neither is read as version 3 (header, index and
 trailer only). --format-version N reads every file as version N.
 
+A URL (s3://bucket/prefix, gs://, az://, file:///dir, memory://) lists every
+database under it, every level, one row per object, from ranged reads of
+each object's header, tail and page index (credentials and endpoints from the
+environment: AWS_ENDPOINT, AWS_REGION, ...).
+
 Examples:
   ltx list /backups/db                  # a replica: every level
+  ltx list s3://backups/tenants         # every database of a bucket
   ltx list --tsv /backups/db/ltx/0 | sort -k3
   ltx list --json *.ltx | jq '.[] | select(.commit > 1000)'")]
 pub struct Args {
-    /// LTX files and directories (searched recursively for *.ltx); `-` reads standard input.
+    /// LTX files and directories (searched recursively for *.ltx), or bucket URLs; `-` reads standard input.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Print a JSON array of objects.
@@ -135,6 +141,14 @@ fn read_row(p: LtxPath, forced: Option<FormatVersion>) -> Row {
 
 /// Runs the command.
 pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
+    if let Some(urls) = crate::remote::urls_of(&args.paths)? {
+        if args.version.forced().is_some() {
+            anyhow::bail!(
+                "--format-version applies to local files; bucket objects are read as version 3"
+            );
+        }
+        return crate::remote::list(&urls, args.json, args.tsv, out);
+    }
     let paths = input::expand(&args.paths)?;
     let forced = args.version.forced();
     let mut rows: Vec<Row> = paths.into_par_iter().map(|p| read_row(p, forced)).collect();

@@ -57,9 +57,20 @@ Format versions 1 and 2 (LiteFS, Litestream before v0.5) are detected per file
 fails, naming what each layout found. Chains may mix versions.
 
 Output: `ok   PATH` or `FAIL PATH: error` per file, chain problems, then a
-summary line. Exit code 1 if anything failed.")]
+summary line. Exit code 1 if anything failed.
+
+A URL (s3://bucket/prefix, gs://, az://, file:///dir, memory://) verifies
+every database under it: each object is streamed (GET, bounded memory,
+several at once) through the streaming decoder and verified completely (a
+failure names the key and byte offset); then per database: every level is
+contiguous (gaps bridged by a coarser level or a snapshot are fine, as the
+compactor's cumulative windows leave them), every file's pre-apply checksum
+equals the post-apply checksum of each file ending just before it
+(checksum-link), names match headers, and a restore plan to the latest TXID
+exists from the files that verified. Credentials and endpoints come from the
+environment (AWS_ENDPOINT, AWS_REGION, ...).")]
 pub struct Args {
-    /// LTX files and directories; `-` verifies standard input (streaming).
+    /// LTX files and directories, or bucket URLs; `-` verifies standard input (streaming).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Print one JSON object (files, chains, chain_problems, summary).
@@ -305,6 +316,14 @@ fn verify_stdin(tick: &dyn Fn(u64), forced: Option<FormatVersion>) -> Result<Fil
 
 /// Runs the command.
 pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
+    if let Some(urls) = crate::remote::urls_of(&args.paths)? {
+        if args.version.forced().is_some() || args.no_chain {
+            anyhow::bail!(
+                "--format-version and --no-chain apply to local files, not to bucket URLs"
+            );
+        }
+        return crate::remote::verify(&urls, args.json, args.quiet, out);
+    }
     // Expand each argument separately to know which files came from directories.
     let mut local: Vec<(LtxPath, bool)> = Vec::new();
     let mut stdin = false;

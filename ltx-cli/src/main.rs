@@ -19,12 +19,14 @@ mod cmd_encode_db;
 mod cmd_list;
 mod cmd_page;
 mod cmd_quickstart;
+mod cmd_restore;
 mod cmd_verify;
 mod db;
 mod encode;
 mod input;
 mod output;
 mod progress;
+mod remote;
 mod version;
 
 const EXIT_CODES: &str =
@@ -57,6 +59,8 @@ enum Command {
     Page(cmd_page::Args),
     /// Merge LTX files into one, copying compressed frames.
     Compact(cmd_compact::Args),
+    /// Restore a database from a bucket at a TXID, a time or the latest state.
+    Restore(cmd_restore::Args),
     /// Build a small database, write LTX files, verify, dump and apply them in a temp folder.
     Quickstart(cmd_quickstart::Args),
 }
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
         Command::Page(a) => cmd_page::run(a, &mut out),
         Command::Compact(a) => cmd_compact::run(a, &mut out),
         Command::Quickstart(a) => cmd_quickstart::run(a, &mut out),
+        Command::Restore(a) => cmd_restore::run(a, &mut out),
     };
     let flushed = out.flush();
     match r {

@@ -1,0 +1,410 @@
+//! `ltx restore`: rebuild a database file from a bucket (or a replica
+//! directory) at a TXID, at a time, or at the latest reproducible state.
+//!
+//! The work is `ltx_compactor::fetch`: plan the fewest files, read their
+//! indexes, fetch only the winning frames in parallel, write them in place
+//! into a temporary file beside the output, check the database checksum,
+//! fsync, rename. This module parses the target, runs the optional SQLite
+//! integrity check on the temporary file before the rename, draws the
+//! progress bar and prints the report.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use ltx_compactor::fetch::{self, RestoreOptions, RestoreReport};
+use ltx_compactor::restore::Target;
+use ltx_compactor::store::Bucket;
+use ltx_core::TxId;
+
+use crate::output;
+use crate::remote;
+
+/// Arguments of `ltx restore`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+URL is one database of a bucket, or a root holding exactly one (with several,
+the error lists them): s3://bucket/prefix, gs://bucket/prefix,
+az://container/prefix, file:///dir or a plain directory path. Credentials and
+endpoints come from the environment as object_store reads them (AWS_ENDPOINT,
+AWS_ALLOW_HTTP, AWS_REGION, GOOGLE_SERVICE_ACCOUNT, AZURE_STORAGE_ACCOUNT_NAME,
+...). Both Litestream layouts are read: <db>/ltx/<level>/<min>-<max>.ltx and
+<db>/<level as %04x>/<min>-<max>.ltx.
+
+TXID forms: exactly 16 hex digits is hexadecimal, as the reference prints it
+(000000000000002a is 42); a 0x prefix is hexadecimal (0x2a); any other run of
+decimal digits is decimal (42). Without --txid or --timestamp the latest
+reproducible transaction is restored. --timestamp restores the latest
+transaction at or before that time that the bucket can still reproduce, and
+says which TXID and time that was.
+
+The plan uses the fewest files over every level and snapshot. Only the newest
+copy of each page is fetched (ranged GETs, several batches in parallel) and
+written in place into a temporary file beside OUT; its database checksum must
+equal the last file's post-apply checksum; --integrity-check then runs
+SQLite's PRAGMA integrity_check on it; only then is it fsynced and renamed
+over OUT. On any failure OUT is untouched. A temporary file left by a killed
+restore (.OUT.restore-PID.tmp) is removed by the next restore of OUT.
+
+Exit codes: 0 restored; 1 the restore failed (no plan for the target, a
+corrupt or missing file, a checksum or integrity check mismatch: the message
+names the file or TXID); 2 usage errors (bad TXID or time, OUT exists without
+--force, bad URL).
+
+Examples:
+  ltx restore s3://backups/tenant-1/app.db -o app.db
+  ltx restore /backups/app.db --txid 000000000000002a -o app.db --integrity-check
+  ltx restore s3://backups/app.db --timestamp 2026-11-22T14:05:00Z -o app.db --force
+  ltx restore s3://backups/app.db --dry-run --json")]
+pub struct Args {
+    /// The database's URL or directory.
+    pub url: String,
+    /// The database file to write.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "OUT",
+        required_unless_present = "dry_run"
+    )]
+    pub output: Option<PathBuf>,
+    /// Restore exactly this transaction (16 hex digits, 0x-prefixed hex, or decimal).
+    #[arg(long, conflicts_with = "timestamp", value_parser = parse_txid)]
+    pub txid: Option<TxId>,
+    /// Restore the latest transaction at or before this time (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    pub timestamp: Option<i64>,
+    /// Print the plan (files, TXID, time, bytes); write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Run SQLite's PRAGMA integrity_check on the result before it replaces OUT.
+    #[arg(long)]
+    pub integrity_check: bool,
+    /// Replace an existing OUT.
+    #[arg(long)]
+    pub force: bool,
+    /// Batches of frames fetched at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub concurrency: u64,
+}
+
+/// Parses a TXID (see the command's help).
+pub fn parse_txid(s: &str) -> Result<TxId, String> {
+    let bad = || format!("{s:?} is not a TXID (16 hex digits, 0x-prefixed hex, or decimal)");
+    let v = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        if h.is_empty() || h.len() > 16 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        u64::from_str_radix(h, 16).map_err(|_| bad())?
+    } else if s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        u64::from_str_radix(s, 16).map_err(|_| bad())?
+    } else if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>().map_err(|_| bad())?
+    } else {
+        return Err(bad());
+    };
+    if v == 0 {
+        return Err(format!(
+            "{s:?}: TXID 0 is the empty database; TXIDs start at 1"
+        ));
+    }
+    Ok(TxId(v))
+}
+
+/// Parses an RFC 3339 time into milliseconds since the epoch.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time (e.g. 2026-11-22T14:05:00Z): {e}"))
+}
+
+/// Runs the command.
+pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
+    let target = match (args.txid, args.timestamp) {
+        (Some(t), _) => Target::Txid(t),
+        (None, Some(ms)) => Target::Time(ms),
+        (None, None) => Target::Latest,
+    };
+    if let Some(o) = &args.output {
+        if !args.dry_run {
+            check_output(o, args.force)?;
+        }
+    }
+    let bucket = Bucket::open(&args.url)?;
+    let rt = remote::runtime()?;
+    let db = rt.block_on(bucket.single_db())?;
+    let (plan, _) = match rt.block_on(fetch::plan(&bucket, &db, target)) {
+        Ok(p) => p,
+        Err(e) => return remote::fail(out, &format!("{e:#}")),
+    };
+
+    // The database's name in reports: its prefix, or the URL when the URL
+    // is the database itself.
+    let db_label = if db.is_empty() {
+        args.url.clone()
+    } else {
+        db.clone()
+    };
+    if args.dry_run {
+        let mut rep = fetch::dry_run_report(&db, &plan);
+        rep.db = db_label;
+        if args.json {
+            serde_json::to_writer_pretty(&mut *out, &rep)?;
+            writeln!(out)?;
+        } else {
+            writeln!(
+                out,
+                "would restore TXID {} at {}{} from {} file{} ({} bytes){}",
+                rep.txid,
+                rep.timestamp,
+                if rep.timestamp_exact {
+                    ""
+                } else {
+                    " (upper bound: from last-modified times)"
+                },
+                plan.files.len(),
+                if plan.files.len() == 1 { "" } else { "s" },
+                rep.files_bytes,
+                match &args.output {
+                    Some(o) => format!(" to {}", o.display()),
+                    None => String::new(),
+                }
+            )?;
+            for f in &plan.files {
+                writeln!(
+                    out,
+                    "  L{} {}-{} {:>12} bytes  {}",
+                    f.level, f.min_txid, f.max_txid, f.size, f.key
+                )?;
+            }
+        }
+        return Ok(());
+    }
+
+    let outp = args.output.clone().expect("required without --dry-run");
+    let removed = remove_stale_temps(&outp);
+    for r in &removed {
+        eprintln!(
+            "ltx: removed {} (left by an interrupted restore)",
+            r.display()
+        );
+    }
+    let pb = output::progress(true, Some(plan.bytes), "restore");
+    let pbc = pb.clone();
+    let integrity = args.integrity_check;
+    let opts = RestoreOptions {
+        concurrency: args.concurrency as usize,
+        force: args.force,
+        progress: Some(Arc::new(move |done, total| {
+            pbc.set_length(total);
+            pbc.set_position(done);
+        })),
+        pre_commit: integrity.then(|| {
+            Arc::new(|p: &Path| integrity_check(p)) as ltx_compactor::fetch::PreCommitCheck
+        }),
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let r = rt.block_on(fetch::restore_to_file(&bucket, &db, &plan, &outp, &opts));
+    pb.finish_and_clear();
+    let rep = match r {
+        Ok(mut r) => {
+            r.db = db_label;
+            r
+        }
+        Err(e) => return remote::fail(out, &format!("{e:#} ({} left unchanged)", outp.display())),
+    };
+    if args.json {
+        let mut v = serde_json::to_value(&rep)?;
+        if let Some(m) = v.as_object_mut() {
+            m.insert(
+                "integrity_check".into(),
+                if integrity {
+                    "ok".into()
+                } else {
+                    serde_json::Value::Null
+                },
+            );
+            m.insert(
+                "elapsed_ms".into(),
+                (started.elapsed().as_millis() as u64).into(),
+            );
+        }
+        serde_json::to_writer_pretty(&mut *out, &v)?;
+        writeln!(out)?;
+    } else {
+        print_report(out, &rep, integrity, started.elapsed())?;
+    }
+    Ok(())
+}
+
+fn print_report(
+    out: &mut dyn Write,
+    rep: &RestoreReport,
+    integrity: bool,
+    elapsed: std::time::Duration,
+) -> Result<()> {
+    writeln!(
+        out,
+        "restored TXID {} at {} from {} file{} ({} bytes) to {}",
+        rep.txid,
+        rep.timestamp,
+        rep.files.len(),
+        if rep.files.len() == 1 { "" } else { "s" },
+        rep.files_bytes,
+        rep.output
+    )?;
+    writeln!(
+        out,
+        "database: {} pages of {} bytes ({} bytes), {} pages written, {} bytes read in {:.2}s",
+        rep.commit,
+        rep.page_size,
+        u64::from(rep.commit) * u64::from(rep.page_size),
+        rep.pages,
+        rep.bytes_read,
+        elapsed.as_secs_f64()
+    )?;
+    match &rep.checksum {
+        Some(c) => writeln!(
+            out,
+            "checksum: {c} (matches the last file's post-apply checksum)"
+        )?,
+        None => writeln!(out, "checksum: not tracked by these files (NoChecksum)")?,
+    }
+    if integrity {
+        writeln!(out, "integrity_check: ok")?;
+    }
+    Ok(())
+}
+
+/// Usage checks on OUT before anything is fetched.
+fn check_output(o: &Path, force: bool) -> Result<()> {
+    if o.is_dir() {
+        bail!("{}: is a directory", o.display());
+    }
+    if !force && o.exists() {
+        bail!("{} exists (use --force to replace it)", o.display());
+    }
+    let wal = crate::db::side_file(o, "-wal");
+    if wal.exists() {
+        bail!(
+            "{} exists: a WAL beside the output would be applied over the restored file; remove it first",
+            wal.display()
+        );
+    }
+    Ok(())
+}
+
+/// Removes `.NAME.restore-PID.tmp` files beside `out` whose process is gone
+/// (left by a killed restore). Files of live processes are left alone.
+fn remove_stale_temps(out: &Path) -> Vec<PathBuf> {
+    let Some(name) = out.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Vec::new();
+    };
+    let dir = crate::db::parent_dir(out);
+    let prefix = format!(".{name}.restore-");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for e in rd.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = n
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".tmp"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id()
+            && !process_alive(pid)
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            removed.push(e.path());
+        }
+    }
+    removed
+}
+
+/// Whether a process exists (Linux: `/proc/PID`; elsewhere assumed alive,
+/// so nothing is removed).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
+}
+
+/// SQLite's `PRAGMA integrity_check` on `path`, opened immutable and
+/// read-only (no journal, WAL or shared-memory files are created).
+///
+/// # Errors
+/// The database cannot be opened, or the check reports problems (the first
+/// ones are quoted).
+pub fn integrity_check(path: &Path) -> Result<()> {
+    use rusqlite::OpenFlags;
+    let uri = format!("file:{}?immutable=1", uri_path(path));
+    let conn = rusqlite::Connection::open_with_flags(
+        &uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .with_context(|| format!("{}: opening with SQLite", path.display()))?;
+    let mut st = conn
+        .prepare("PRAGMA integrity_check(20)")
+        .with_context(|| format!("{}: integrity_check", path.display()))?;
+    let rows: Vec<String> = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .and_then(|it| it.collect())
+        .with_context(|| format!("{}: integrity_check", path.display()))?;
+    if rows.len() == 1 && rows[0] == "ok" {
+        return Ok(());
+    }
+    bail!(
+        "integrity_check failed on the restored database: {}",
+        rows.join("; ")
+    )
+}
+
+/// `path` percent-encoded for an SQLite URI.
+fn uri_path(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut s = String::new();
+    for b in abs.to_string_lossy().bytes() {
+        match b {
+            b'?' | b'#' | b'%' | 0x80.. => s.push_str(&format!("%{b:02X}")),
+            _ => s.push(b as char),
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn txid_forms() {
+        assert_eq!(parse_txid("000000000000002a").unwrap(), TxId(42));
+        assert_eq!(parse_txid("0000000000000010").unwrap(), TxId(16));
+        assert_eq!(parse_txid("0x2a").unwrap(), TxId(42));
+        assert_eq!(parse_txid("42").unwrap(), TxId(42));
+        assert_eq!(parse_txid("00042").unwrap(), TxId(42));
+        assert!(parse_txid("2a").is_err());
+        assert!(parse_txid("").is_err());
+        assert!(parse_txid("0").is_err());
+        assert!(parse_txid("0x").is_err());
+        assert!(parse_txid("-1").is_err());
+        assert!(parse_txid("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn time_forms() {
+        assert_eq!(parse_time("1970-01-01T00:00:01.5Z").unwrap(), 1500);
+        assert_eq!(parse_time("1970-01-01T01:00:01+01:00").unwrap(), 1000);
+        assert!(parse_time("yesterday").is_err());
+    }
+}
