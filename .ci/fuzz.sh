@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Fuzzes ltx-core with cargo-fuzz (libFuzzer + AddressSanitizer) on the
-# stable toolchain, and replays every committed input. See fuzz/README.md.
+# Fuzzes ltx-core and ltx-compactor's pure modules with cargo-fuzz
+# (libFuzzer + AddressSanitizer) on the stable toolchain, and replays every
+# committed input. See fuzz/README.md.
 #
 #   FUZZ_SECONDS    seconds of fuzzing per target (default 30). 0 = no libFuzzer
 #                   at all: only replay corpus/, seeds/ and regressions/ with a
 #                   plain `cargo test` (no cargo-fuzz install needed).
-#   FUZZ_TARGETS    space-separated subset (default: all six targets).
+#   FUZZ_TARGETS    space-separated subset (default: all eight targets).
 #   FUZZ_SANITIZER  address (default) or none.
 #
 # Exits non-zero if any target crashes (panic, failed assertion, ASan report,
@@ -19,7 +20,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root/fuzz"
 
 secs="${FUZZ_SECONDS:-30}"
-targets="${FUZZ_TARGETS:-decoder random_access page_index merge header old_formats}"
+targets="${FUZZ_TARGETS:-decoder random_access page_index merge header old_formats restore_plan listing}"
 sanitizer="${FUZZ_SANITIZER:-address}"
 t0=$SECONDS
 stamp() { echo "[fuzz $((SECONDS - t0))s] $*"; }

@@ -1,4 +1,4 @@
-//! Fuzz target bodies for `ltx-core`.
+//! Fuzz target bodies for `ltx-core` and the pure modules of `ltx-compactor`.
 //!
 //! Each module has a `run(data: &[u8])` that must never panic for any input.
 //! The libFuzzer binaries in `fuzz_targets/` are one-line wrappers around
@@ -19,13 +19,21 @@
 //! - [`header`]: `Header::decode` / `to_bytes` round-trip; file names too.
 //! - [`old_formats`]: the v1/v2 streaming decoders are split-independent,
 //!   and `detect` agrees with them.
+//! - [`restore_plan`]: `ltx_compactor`'s restore plans are valid chains, hit
+//!   their target and are minimal (brute force); `plan_pass` deletes only
+//!   catalog files and keeps the latest TXID reproducible.
+//! - [`listing`]: `ltx_compactor::catalog` key parsing is canonical and
+//!   round-trips; `from_listing`, `DbLocation::detect`, `level_gaps` and
+//!   `check_contiguity` hold up on arbitrary keys.
 
 pub mod decoder;
 pub mod header;
+pub mod listing;
 pub mod merge;
 pub mod old_formats;
 pub mod page_index;
 pub mod random_access;
+pub mod restore_plan;
 
 /// FNV-1a, 64 bit: a cheap, deterministic digest of page contents.
 pub fn fnv1a(data: &[u8]) -> u64 {

@@ -31,6 +31,8 @@ const TARGETS: &[(&str, Target, &[&str])] = &[
             "../testdata/conformance-old/invalid",
         ],
     ),
+    ("restore_plan", ltx_fuzz::restore_plan::run, &[]),
+    ("listing", ltx_fuzz::listing::run, &[]),
 ];
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -135,6 +137,16 @@ fn replay_header() {
 #[test]
 fn replay_old_formats() {
     run_target("old_formats");
+}
+
+#[test]
+fn replay_restore_plan() {
+    run_target("restore_plan");
+}
+
+#[test]
+fn replay_listing() {
+    run_target("listing");
 }
 
 /// The target bodies themselves on a few hand-made inputs (so the test
