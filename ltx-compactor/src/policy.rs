@@ -588,7 +588,7 @@ pub fn retained(
         if (!reachable || f.max_txid.0 > frontier)
             && f.max_txid.0 >= anchor
             && !keep[i]
-            && !(!reachable && covered(f))
+            && (reachable || !covered(f))
         {
             unreachable += usize::from(!reachable);
             keep[i] = true;
