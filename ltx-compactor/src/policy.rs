@@ -382,7 +382,7 @@ pub fn plan_pass_at(
                 continue;
             }
             let eff = match processed_upto {
-                Some(p) => run.max(p + 1),
+                Some(p) => run.max(p.saturating_add(1)),
                 None => run,
             };
             new_ends.push((t.0, ceil_to(eff, slot)));
@@ -405,7 +405,7 @@ pub fn plan_pass_at(
             bounds.push(s);
         }
         for &iv in &intervals[1..] {
-            let b = (s.div_euclid(iv) + 1) * iv;
+            let b = s.div_euclid(iv).saturating_add(1).saturating_mul(iv);
             if processed_upto.is_none_or(|p| b > p) {
                 bounds.push(b);
             }
