@@ -87,7 +87,7 @@ pub struct Args {
     #[arg(long)]
     pub force: bool,
     /// Batches of frames fetched at once.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub concurrency: u64,
 }
 
