@@ -31,11 +31,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{anyhow, bail, Context, Result};
-use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use ltx_core::checksum::DbChecksum;
 use ltx_core::header::HEADER_FLAG_NO_CHECKSUM;
-use ltx_core::merge::{prepare_frame, PlannedFrame};
+use ltx_core::merge::prepare_frame;
 use ltx_core::{plan_merge, MergeOptions, MergePlan};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
@@ -44,7 +43,7 @@ use serde::Serialize;
 use crate::catalog::{DbLocation, LtxObject};
 use crate::lease::Lease;
 use crate::policy::{check_contiguity, plan_pass_at, Compaction, CompactionKind, Config, PassPlan};
-use crate::store::{Bucket, ObjectMeta};
+use crate::store::{frame_batches, Bucket, ObjectMeta};
 
 /// Tuning of a pass.
 #[derive(Debug, Clone)]
@@ -287,55 +286,6 @@ fn meta_bytes(m: &ObjectMeta) -> u64 {
     ltx_core::header::HEADER_SIZE as u64 + ltx_core::file::TAIL_SIZE as u64 + r
 }
 
-/// Batches of consecutive planned frames of at most `limit` compressed bytes.
-fn batches(frames: &[PlannedFrame], limit: u64) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0u64);
-    for (i, f) in frames.iter().enumerate() {
-        if i > start && bytes + f.entry.size > limit {
-            out.push(start..i);
-            start = i;
-            bytes = 0;
-        }
-        bytes += f.entry.size;
-    }
-    if start < frames.len() {
-        out.push(start..frames.len());
-    }
-    out
-}
-
-/// Fetches the frames of one batch with one `get_ranges` per input.
-async fn fetch_batch(
-    bucket: Bucket,
-    keys: Vec<String>,
-    frames: Vec<PlannedFrame>,
-) -> Result<Vec<Bytes>> {
-    let mut by_input: HashMap<usize, Vec<(usize, std::ops::Range<u64>)>> = HashMap::new();
-    for (i, f) in frames.iter().enumerate() {
-        let r = f.entry.offset..f.entry.offset + f.entry.size;
-        by_input.entry(f.input).or_default().push((i, r));
-    }
-    let got: Vec<Vec<(usize, Bytes)>> = futures::stream::iter(by_input)
-        .map(|(input, v)| {
-            let bucket = &bucket;
-            let key = &keys[input];
-            async move {
-                let ranges: Vec<_> = v.iter().map(|(_, r)| r.clone()).collect();
-                let data = bucket.read_ranges(key, &ranges).await?;
-                Ok::<_, anyhow::Error>(v.into_iter().map(|(i, _)| i).zip(data).collect())
-            }
-        })
-        .buffer_unordered(8)
-        .try_collect()
-        .await?;
-    let mut out = vec![Bytes::new(); frames.len()];
-    for (i, b) in got.into_iter().flatten() {
-        out[i] = b;
-    }
-    Ok(out)
-}
-
 /// Where an output's bytes go: memory until the single-PUT limit, then a
 /// multipart upload.
 struct Sink<'a> {
@@ -534,13 +484,14 @@ async fn write_merge(
         .map_err(|e| anyhow!("output header: {e}"))?;
     let mut page = vec![0u8; ps.bytes()];
     let mut db = (plan.header.is_snapshot() && plan.post_apply.0 != 0).then(|| DbChecksum::new(ps));
-    let bs = batches(&plan.frames, sink.opts.fetch_batch);
+    let bs = frame_batches(&plan.frames, sink.opts.fetch_batch);
     let spawn = |r: &std::ops::Range<usize>| {
-        tokio::spawn(fetch_batch(
+        let (bucket, keys, batch) = (
             bucket.clone(),
             keys.to_vec(),
             plan.frames[r.clone()].to_vec(),
-        ))
+        );
+        tokio::spawn(async move { bucket.read_frames(&keys, &batch).await })
     };
     let mut pending = bs.first().map(spawn);
     for (bi, r) in bs.iter().enumerate() {

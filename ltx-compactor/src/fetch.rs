@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::catalog::{txid_serde, LtxObject};
 use crate::restore::{plan_restore, RestorePlan, Target};
-use crate::store::{Bucket, READ_CONCURRENCY};
+use crate::store::{frame_batches, Bucket, READ_CONCURRENCY};
 
 /// Progress callback: (bytes of frames done, total).
 pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
@@ -249,7 +249,7 @@ pub async fn restore_to_file(
     let frames = Arc::new(mp.frames.clone());
     let total: u64 = frames.iter().map(|f| f.entry.size).sum();
     let done = Arc::new(AtomicU64::new(0));
-    let batches = split(&frames, opts.fetch_batch);
+    let batches = frame_batches(&frames, opts.fetch_batch);
     let xors: Vec<u64> = futures::stream::iter(batches)
         .map(|r| {
             let (bucket, keys, frames, file, done) = (
@@ -262,7 +262,7 @@ pub async fn restore_to_file(
             let progress = opts.progress.clone();
             async move {
                 let batch: Vec<PlannedFrame> = frames[r].to_vec();
-                let data = fetch(&bucket, &keys, &batch).await?;
+                let data = bucket.read_frames(&keys, &batch).await?;
                 let n: u64 = data.iter().map(|d| d.len() as u64).sum();
                 let x = tokio::task::spawn_blocking(move || {
                     write_pages(&keys, &batch, &data, ps, &file)
@@ -362,51 +362,6 @@ impl Drop for TempGuard {
             let _ = std::fs::remove_file(p);
         }
     }
-}
-
-fn split(frames: &[PlannedFrame], limit: u64) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0u64);
-    for (i, f) in frames.iter().enumerate() {
-        if i > start && bytes + f.entry.size > limit {
-            out.push(start..i);
-            start = i;
-            bytes = 0;
-        }
-        bytes += f.entry.size;
-    }
-    if start < frames.len() {
-        out.push(start..frames.len());
-    }
-    out
-}
-
-async fn fetch(
-    bucket: &Bucket,
-    keys: &[String],
-    batch: &[PlannedFrame],
-) -> Result<Vec<bytes::Bytes>> {
-    let mut by_input: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
-    for (i, f) in batch.iter().enumerate() {
-        by_input.entry(f.input).or_default().push(i);
-    }
-    let got: Vec<Vec<(usize, bytes::Bytes)>> = futures::stream::iter(by_input)
-        .map(|(input, idx)| async move {
-            let ranges: Vec<_> = idx
-                .iter()
-                .map(|&i| batch[i].entry.offset..batch[i].entry.offset + batch[i].entry.size)
-                .collect();
-            let data = bucket.read_ranges(&keys[input], &ranges).await?;
-            Ok::<_, anyhow::Error>(idx.into_iter().zip(data).collect())
-        })
-        .buffer_unordered(8)
-        .try_collect()
-        .await?;
-    let mut out = vec![bytes::Bytes::new(); batch.len()];
-    for (i, b) in got.into_iter().flatten() {
-        out[i] = b;
-    }
-    Ok(out)
 }
 
 /// Decodes and writes one batch; returns the XOR of its page checksums.

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use ltx_core::file::{parse_index, parse_tail, TAIL_SIZE};
 use ltx_core::header::HEADER_SIZE;
+use ltx_core::merge::PlannedFrame;
 use ltx_core::{Header, PageIndex, Trailer};
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
@@ -308,6 +309,36 @@ impl Bucket {
         Ok(v)
     }
 
+    /// Reads the frames of `batch` (planned over the files `keys`), one
+    /// `get_ranges` per file, several files at once; returns their bytes in
+    /// `batch` order.
+    ///
+    /// # Errors
+    /// Store errors; a short body.
+    pub async fn read_frames(&self, keys: &[String], batch: &[PlannedFrame]) -> Result<Vec<Bytes>> {
+        let mut by_input: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for (i, f) in batch.iter().enumerate() {
+            by_input.entry(f.input).or_default().push(i);
+        }
+        let got: Vec<Vec<(usize, Bytes)>> = futures::stream::iter(by_input)
+            .map(|(input, idx)| async move {
+                let ranges: Vec<_> = idx
+                    .iter()
+                    .map(|&i| batch[i].entry.offset..batch[i].entry.offset + batch[i].entry.size)
+                    .collect();
+                let data = self.read_ranges(&keys[input], &ranges).await?;
+                Ok::<_, anyhow::Error>(idx.into_iter().zip(data).collect())
+            })
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        let mut out = vec![Bytes::new(); batch.len()];
+        for (i, b) in got.into_iter().flatten() {
+            out[i] = b;
+        }
+        Ok(out)
+    }
+
     /// Reads and validates the header of `key`.
     ///
     /// # Errors
@@ -452,6 +483,25 @@ impl ObjectMeta {
             index: self.index.clone(),
         }
     }
+}
+
+/// Splits planned frames into runs of consecutive frames of at most
+/// `limit` compressed bytes (at least one frame each).
+pub fn frame_batches(frames: &[PlannedFrame], limit: u64) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, f) in frames.iter().enumerate() {
+        if i > start && bytes + f.entry.size > limit {
+            out.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += f.entry.size;
+    }
+    if start < frames.len() {
+        out.push(start..frames.len());
+    }
+    out
 }
 
 /// `a/b` joined without doubled or leading slashes.
