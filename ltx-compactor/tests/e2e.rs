@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use ltx_compactor::catalog::Layout;
 use ltx_compactor::compact::{Compactor, PassOptions};
-use ltx_compactor::fetch::{plan, restore_to_file, RestoreOptions};
+use ltx_compactor::fetch::plan;
 use ltx_compactor::lease::Lease;
 use ltx_compactor::policy::{check_contiguity, Config};
 use ltx_compactor::restore::Target;
@@ -96,18 +96,7 @@ async fn scenario(
             continue;
         };
         max_files = max_files.max(p.files.len());
-        let rep = restore_to_file(
-            &bucket,
-            &db,
-            &p,
-            &out,
-            &RestoreOptions {
-                force: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        let rep = restore(&bucket, &db, &p, &out).await.0;
         assert_eq!(rep.txid, TxId(*txid));
         let got = std::fs::read(&out).unwrap();
         assert!(got == *bytes, "TXID {txid}: restored database differs");
@@ -117,18 +106,7 @@ async fn scenario(
     let (last_txid, _, last) = w.states.last().unwrap();
     let (p, _) = plan(&bucket, &db, Target::Latest).await.unwrap();
     assert_eq!(p.txid, TxId(*last_txid));
-    restore_to_file(
-        &bucket,
-        &db,
-        &p,
-        &out,
-        &RestoreOptions {
-            force: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    restore(&bucket, &db, &p, &out).await;
     assert!(std::fs::read(&out).unwrap() == *last);
     // By time: lands on the latest reproducible transaction at or before it.
     let mut restored_times = 0;
@@ -144,18 +122,7 @@ async fn scenario(
             p.timestamp_ms
         );
         assert!(p.txid.0 <= *txid || w.states[p.txid.0 as usize - 1].1 <= at);
-        let rep = restore_to_file(
-            &bucket,
-            &db,
-            &p,
-            &out,
-            &RestoreOptions {
-                force: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        let rep = restore(&bucket, &db, &p, &out).await.0;
         let (_, ts_got, want) = &w.states[rep.txid.0 as usize - 1];
         assert_eq!(*ts_got, rep.timestamp_ms);
         assert!(

@@ -70,18 +70,7 @@ async fn check_clean(
         let Ok((p, _)) = plan(clean, db, Target::Txid(TxId(*txid))).await else {
             continue;
         };
-        restore_to_file(
-            clean,
-            db,
-            &p,
-            out,
-            &RestoreOptions {
-                force: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+        restore(clean, db, &p, out).await;
         assert!(std::fs::read(out).unwrap() == *bytes, "TXID {txid}");
         f.restores_checked_clean += 1;
     }

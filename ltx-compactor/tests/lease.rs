@@ -265,18 +265,7 @@ async fn concurrent_compactors_never_both_write() {
                 let Ok((p, _)) = plan(&b, &db, Target::Txid(TxId(*txid))).await else {
                     continue;
                 };
-                restore_to_file(
-                    &b,
-                    &db,
-                    &p,
-                    &out,
-                    &RestoreOptions {
-                        force: true,
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap();
+                restore(&b, &db, &p, &out).await;
                 assert!(std::fs::read(&out).unwrap() == *bytes, "TXID {txid}");
             }
         }

@@ -160,3 +160,21 @@ pub fn unique(tag: &str) -> String {
             .as_nanos()
     )
 }
+
+/// Restores `plan` over `out` (replacing it); returns the report and the
+/// restored bytes.
+pub async fn restore(
+    bucket: &Bucket,
+    db: &str,
+    plan: &ltx_compactor::RestorePlan,
+    out: &Path,
+) -> (ltx_compactor::fetch::RestoreReport, Vec<u8>) {
+    let opts = ltx_compactor::fetch::RestoreOptions {
+        force: true,
+        ..Default::default()
+    };
+    let rep = ltx_compactor::fetch::restore_to_file(bucket, db, plan, out, &opts)
+        .await
+        .unwrap();
+    (rep, std::fs::read(out).unwrap())
+}
