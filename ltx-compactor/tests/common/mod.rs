@@ -1,6 +1,7 @@
 //! Test support: a real SQLite workload that emits one L0 LTX file per
 //! commit (the page diff against the previous state, as a replicator
-//! would), and helpers to open the test buckets.
+//! would), and helpers to open the test buckets. `ltx-cli/tests/restore.rs`
+//! includes this file too (`#[path]`), so both crates test on one workload.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,8 @@ pub struct Workload {
     prev: Vec<u8>,
     pub txid: u64,
     rng: u64,
+    /// Bytes of random payload per inserted row (updates write 3/4 of it).
+    row: usize,
     /// (txid, timestamp ms, database bytes) after each commit.
     pub states: Vec<(u64, i64, Vec<u8>)>,
 }
@@ -27,7 +30,13 @@ pub struct Workload {
 pub const PS: u32 = 4096;
 
 impl Workload {
+    /// A new database `app.db` in `dir`, rows of 40 random bytes.
     pub fn new(dir: &Path, seed: u64) -> Workload {
+        Workload::with_row(dir, seed, 40)
+    }
+
+    /// A new database `app.db` in `dir`, rows of `row` random bytes.
+    pub fn with_row(dir: &Path, seed: u64, row: usize) -> Workload {
         let path = dir.join("app.db");
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
@@ -42,6 +51,7 @@ impl Workload {
             prev: Vec::new(),
             txid: 0,
             rng: seed | 1,
+            row,
             states: Vec::new(),
         }
     }
@@ -57,15 +67,18 @@ impl Workload {
     pub fn step(&mut self, ts_ms: i64) -> (u64, Vec<u8>) {
         let r = self.rand() % 100;
         let n = 1 + self.rand() % 40;
+        let (row, upd) = (self.row, self.row * 3 / 4);
         let sql = match r {
+            // The first transaction is the schema already created plus a row.
+            _ if self.txid == 0 => "INSERT INTO t(k, v) VALUES (1, 'first');".to_string(),
             // Mostly appends (hot right-most leaf) and index pages.
             0..=69 => format!(
                 "BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < {n})
-                 INSERT INTO t(k, v) SELECT abs(random()) % 100000, hex(randomblob(40)) FROM n; COMMIT;"
+                 INSERT INTO t(k, v) SELECT abs(random()) % 100000, hex(randomblob({row})) FROM n; COMMIT;"
             ),
             // Random updates.
             70..=89 => format!(
-                "BEGIN; UPDATE t SET v = hex(randomblob(30)) WHERE id IN
+                "BEGIN; UPDATE t SET v = hex(randomblob({upd})) WHERE id IN
                  (SELECT id FROM t ORDER BY random() LIMIT {n}); COMMIT;"
             ),
             // Deletes.
@@ -76,14 +89,12 @@ impl Workload {
             // Shrink the file now and then.
             _ => "VACUUM;".to_string(),
         };
-        if self.txid == 0 {
-            // The first transaction is the schema already created plus rows.
-            self.conn
-                .execute_batch("BEGIN; INSERT INTO t(k, v) VALUES (1, 'first'); COMMIT;")
-                .unwrap();
-        } else {
-            self.conn.execute_batch(&sql).unwrap();
-        }
+        self.step_sql(&sql, ts_ms)
+    }
+
+    /// Runs `sql` as one transaction; returns its L0 file (TXID, bytes).
+    pub fn step_sql(&mut self, sql: &str, ts_ms: i64) -> (u64, Vec<u8>) {
+        self.conn.execute_batch(sql).unwrap();
         let cur = std::fs::read(&self.path).unwrap();
         self.txid += 1;
         let ltx = encode_diff(&self.prev, &cur, self.txid, ts_ms);
