@@ -40,7 +40,12 @@ checked as a chain, in TXID order:
   name-mismatch    the file name's TXIDs differ from its header's
   db-checksum      replaying the database checksum from the chain's snapshot
                    gives another value than a file's post-apply checksum
-A snapshot (min TXID 1) starts a new chain. For each chain that starts with
+A snapshot (min TXID 1) starts a new chain. In a replica layout, a file that
+starts just after a file of a coarser level (or a snapshot) of the same
+database follows that file: its gap or overlap with the file before it in
+its level is how the compactor's cumulative windows are laid out, not a
+problem, and its checksum link and new pages are checked against the
+coarser file instead. For each chain that starts with
 a snapshot, the rolling database checksum is replayed file by file from one
 checksum per page (8 bytes a page; the page checksums are computed while the
 files are verified), which finds a page swapped in a file whose stored
@@ -562,6 +567,40 @@ fn check_chains(results: &[FileResult]) -> (Vec<ChainProblem>, Vec<Chain>) {
         }
     }
 
+    // In a replica layout, the files of every level of one database by the
+    // TXID they end at: a level's file that starts just after a file of a
+    // coarser level (or a snapshot) follows that file, as the compactor's
+    // cumulative windows do (level k's window starts where its parent's
+    // does, so level k alone overlaps itself and has holes its parent
+    // bridges).
+    let mut ends: std::collections::HashMap<(PathBuf, u64), Vec<&FileResult>> =
+        std::collections::HashMap::new();
+    for r in results
+        .iter()
+        .filter(|r| r.in_dir && r.path.level.is_some())
+    {
+        if let Some(h) = &r.header {
+            let root = parent(&parent(&r.path.path));
+            ends.entry((root, h.max_txid.0)).or_default().push(r);
+        }
+    }
+    let rank = |r: &FileResult| match (r.header, r.path.level) {
+        (Some(h), _) if h.is_snapshot() => u32::MAX,
+        (_, l) => l.unwrap_or(0),
+    };
+    let bridges = |b: &FileResult| -> Vec<&FileResult> {
+        let (Some(h), Some(level)) = (b.header, b.path.level) else {
+            return Vec::new();
+        };
+        let key = (parent(&parent(&b.path.path)), h.min_txid.0.wrapping_sub(1));
+        ends.get(&key)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&r| rank(r) > level)
+            .collect()
+    };
+
     let mut groups: BTreeMap<PathBuf, Vec<&FileResult>> = BTreeMap::new();
     for r in results.iter().filter(|r| r.in_dir && r.header.is_some()) {
         groups.entry(parent(&r.path.path)).or_default().push(r);
@@ -574,12 +613,12 @@ fn check_chains(results: &[FileResult]) -> (Vec<ChainProblem>, Vec<Chain>) {
         for w in files.windows(2) {
             let (a, b) = (w[0], w[1]);
             let (ha, hb) = (a.header.unwrap(), b.header.unwrap());
-            let mut push = |kind: &'static str, message: String| {
+            let mut push = |kind: &'static str, prev: &FileResult, message: String| {
                 problems.push(ChainProblem {
                     kind,
                     dir: dir.clone(),
                     level: b.path.level,
-                    prev: Some(a.path.name()),
+                    prev: Some(prev.path.name()),
                     next: b.path.name(),
                     message,
                 })
@@ -588,9 +627,34 @@ fn check_chains(results: &[FileResult]) -> (Vec<ChainProblem>, Vec<Chain>) {
             if hb.is_snapshot() {
                 continue; // a snapshot starts a new chain
             }
+            let contiguous = hb.min_txid.0 == ha.max_txid.0.saturating_add(1);
+            if !contiguous && hb.max_txid > ha.max_txid {
+                let coarser = bridges(b);
+                if !coarser.is_empty() {
+                    for c in coarser {
+                        let hc = c.header.expect("has a header");
+                        if hb.page_size != hc.page_size {
+                            let cn = file_name(&c.path.path);
+                            push(
+                                "page-size",
+                                c,
+                                format!(
+                                    "{bn} has page size {}, {cn} before it has {}",
+                                    hb.page_size, hc.page_size
+                                ),
+                            );
+                        }
+                        for (kind, message) in link_problems(c, b) {
+                            push(kind, c, message);
+                        }
+                    }
+                    continue;
+                }
+            }
             if hb.page_size != ha.page_size {
                 push(
                     "page-size",
+                    a,
                     format!(
                         "{bn} has page size {}, {an} before it has {}",
                         hb.page_size, ha.page_size
@@ -600,6 +664,7 @@ fn check_chains(results: &[FileResult]) -> (Vec<ChainProblem>, Vec<Chain>) {
             if hb.min_txid.0 > ha.max_txid.0.saturating_add(1) {
                 push(
                     "gap",
+                    a,
                     format!(
                         "TXIDs {}..={} are missing between {an} and {bn}",
                         hex16(ha.max_txid.0 + 1),
@@ -611,6 +676,7 @@ fn check_chains(results: &[FileResult]) -> (Vec<ChainProblem>, Vec<Chain>) {
             if hb.min_txid <= ha.max_txid {
                 push(
                     "overlap",
+                    a,
                     format!(
                         "{bn} (TXIDs {}-{}) overlaps {an} (TXIDs {}-{})",
                         hb.min_txid, hb.max_txid, ha.min_txid, ha.max_txid
@@ -619,39 +685,8 @@ fn check_chains(results: &[FileResult]) -> (Vec<ChainProblem>, Vec<Chain>) {
                 continue;
             }
             // Contiguous.
-            if !ha.no_checksum() && !hb.no_checksum() {
-                if let Some(sa) = &a.summary {
-                    let post = sa.trailer.post_apply_checksum;
-                    if hb.pre_apply_checksum != post {
-                        push(
-                            "checksum-link",
-                            format!(
-                                "{bn} expects pre-apply checksum {}, but {an} leaves the database at {post}",
-                                hb.pre_apply_checksum
-                            ),
-                        );
-                    }
-                }
-            }
-            if hb.commit > ha.commit {
-                if let Some(pgnos) = &b.pgnos {
-                    let lock = hb.lock_pgno();
-                    let missing: Vec<Pgno> = (ha.commit + 1..=hb.commit)
-                        .filter(|&p| p != lock && pgnos.binary_search(&p).is_err())
-                        .collect();
-                    if !missing.is_empty() {
-                        push(
-                            "missing-pages",
-                            format!(
-                                "{bn} grows the database from {} to {} pages but lacks {} of the new pages: {}",
-                                ha.commit,
-                                hb.commit,
-                                missing.len(),
-                                output::ranges(&missing, 8)
-                            ),
-                        );
-                    }
-                }
+            for (kind, message) in link_problems(a, b) {
+                push(kind, a, message);
             }
         }
         // Split at every snapshot and replay each chain.
@@ -689,6 +724,52 @@ fn check_chains(results: &[FileResult]) -> (Vec<ChainProblem>, Vec<Chain>) {
         }
     }
     (problems, chains)
+}
+
+/// What is wrong between `a` and `b` when `b` starts just after `a` ends
+/// (page sizes are compared by the caller): the checksum link (both
+/// tracking checksums) and pages missing where `b` grows the database.
+fn link_problems(a: &FileResult, b: &FileResult) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let (Some(ha), Some(hb)) = (a.header, b.header) else {
+        return out;
+    };
+    let (an, bn) = (file_name(&a.path.path), file_name(&b.path.path));
+    if !ha.no_checksum() && !hb.no_checksum() {
+        if let Some(sa) = &a.summary {
+            let post = sa.trailer.post_apply_checksum;
+            if hb.pre_apply_checksum != post {
+                out.push((
+                    "checksum-link",
+                    format!(
+                        "{bn} expects pre-apply checksum {}, but {an} leaves the database at {post}",
+                        hb.pre_apply_checksum
+                    ),
+                ));
+            }
+        }
+    }
+    if hb.commit > ha.commit {
+        if let Some(pgnos) = &b.pgnos {
+            let lock = hb.lock_pgno();
+            let missing: Vec<Pgno> = (ha.commit + 1..=hb.commit)
+                .filter(|&p| p != lock && pgnos.binary_search(&p).is_err())
+                .collect();
+            if !missing.is_empty() {
+                out.push((
+                    "missing-pages",
+                    format!(
+                        "{bn} grows the database from {} to {} pages but lacks {} of the new pages: {}",
+                        ha.commit,
+                        hb.commit,
+                        missing.len(),
+                        output::ranges(&missing, 8)
+                    ),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// One chain of a directory and what replaying its database checksum found.
