@@ -4,42 +4,20 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use ltx_core::checksum::database_checksum;
 use ltx_core::{Checksum, LtxFile, PageSize};
 use rusqlite::Connection;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-fn ltx() -> Command {
-    Command::cargo_bin("ltx").unwrap()
-}
+mod support;
+use support::{ltx, read, sha256};
 
 fn conformance() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/conformance")
-}
-
-fn manifest() -> Value {
-    let text = std::fs::read_to_string(conformance().join("manifest.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+    support::vectors("conformance")
 }
 
 fn cases(kind: &str) -> Vec<Value> {
-    manifest()["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["kind"] == kind)
-        .cloned()
-        .collect()
-}
-
-fn sha256(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
-}
-
-fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    support::cases(&conformance(), kind)
 }
 
 fn stdout(a: &assert_cmd::assert::Assert) -> String {

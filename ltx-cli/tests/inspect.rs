@@ -3,72 +3,21 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+
+mod support;
+use support::{json_of, ltx, run, run_stdin, s, sha256 as sha256_hex};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/conformance")
-}
-
-fn manifest() -> Value {
-    let text = std::fs::read_to_string(root().join("manifest.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+    support::vectors("conformance")
 }
 
 fn cases(kind: &str) -> Vec<Value> {
-    manifest()["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["kind"] == kind)
-        .cloned()
-        .collect()
+    support::cases(&root(), kind)
 }
 
 fn path_of(rel: &Value) -> PathBuf {
     root().join(rel.as_str().unwrap())
-}
-
-fn ltx() -> Command {
-    Command::cargo_bin("ltx").unwrap()
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(args: &[&str]) -> Run {
-    run_stdin(args, None)
-}
-
-fn run_stdin(args: &[&str], stdin: Option<Vec<u8>>) -> Run {
-    let mut c = ltx();
-    c.args(args);
-    if let Some(b) = stdin {
-        c.write_stdin(b);
-    }
-    let o = c.output().unwrap();
-    Run {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
-
-fn json_of(r: &Run) -> Value {
-    serde_json::from_str(&r.stdout)
-        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}\nstderr: {}", r.stdout, r.stderr))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn sha256_hex(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
 }
 
 /// Every (file, description) the manifest describes in full: valid cases,

@@ -2,30 +2,25 @@
 //! versions 1 and 2 (testdata/conformance-old), detected automatically or
 //! forced with --format-version, and on chains that mix versions.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use assert_cmd::Command;
 use ltx_core::detect::for_each_page;
 use ltx_core::{detect, FormatVersion, Header};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+
+mod support;
+use support::{json_of, run, run_stdin, s, sha256 as sha_hex};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/conformance-old")
+    support::vectors("conformance-old")
 }
 
 fn manifest() -> Value {
-    serde_json::from_slice(&std::fs::read(root().join("manifest.json")).unwrap()).unwrap()
+    support::manifest(&root())
 }
 
 fn cases(kind: &str) -> Vec<Value> {
-    manifest()["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["kind"] == kind)
-        .cloned()
-        .collect()
+    support::cases(&root(), kind)
 }
 
 fn case(name: &str) -> Value {
@@ -36,43 +31,6 @@ fn case(name: &str) -> Value {
         .find(|c| c["name"] == name)
         .cloned()
         .unwrap_or_else(|| panic!("no case {name}"))
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(args: &[&str]) -> Run {
-    run_stdin(args, None)
-}
-
-fn run_stdin(args: &[&str], stdin: Option<Vec<u8>>) -> Run {
-    let mut c = Command::cargo_bin("ltx").unwrap();
-    c.args(args);
-    if let Some(b) = stdin {
-        c.write_stdin(b);
-    }
-    let o = c.output().unwrap();
-    Run {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
-
-fn json_of(r: &Run) -> Value {
-    serde_json::from_str(&r.stdout)
-        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}\nstderr: {}", r.stdout, r.stderr))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn sha_hex(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
 }
 
 #[test]

@@ -12,26 +12,16 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use ltx_core::checksum::{database_checksum, DbChecksum};
 use ltx_core::{format_filename, Checksum, Encoder, LtxFile, TxId};
 use rusqlite::Connection;
 
-mod support {
-    pub mod kill;
-}
+mod support;
 use support::kill::{kill_sweep, Subject};
-
-fn ltx() -> Command {
-    Command::cargo_bin("ltx").unwrap()
-}
+use support::{ltx, read};
 
 fn conformance() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/conformance")
-}
-
-fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    support::vectors("conformance")
 }
 
 fn write(p: &Path, b: &[u8]) {
@@ -652,13 +642,13 @@ fn apply_killed_at_random_moments_leaves_before_or_after() {
         o.max_delay
     );
     println!(
-        "  database after the kill: before {}, after {} (in {} runs apply had already exited), neither {}; runs leaving temp files: {}; re-applied over leftovers: {}; {:.1}s",
-        o.saw_before,
-        o.saw_after,
-        o.exited_first,
-        o.bad.len(),
-        o.leftovers,
-        o.reran,
+        "{}; {:.1}s",
+        o.summary(
+            "database",
+            ("before", "after"),
+            "apply",
+            "re-applied over leftovers"
+        ),
         started.elapsed().as_secs_f64()
     );
     o.assert_held();

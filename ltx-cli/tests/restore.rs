@@ -15,7 +15,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Instant;
 
-use assert_cmd::Command;
 use ltx_compactor::catalog::Layout;
 use ltx_compactor::compact::{Compactor, PassOptions};
 use ltx_compactor::lease::Lease;
@@ -23,19 +22,14 @@ use ltx_compactor::policy::Config;
 use ltx_compactor::store::Bucket;
 use serde_json::Value;
 
-fn ltx() -> Command {
-    Command::cargo_bin("ltx").unwrap()
-}
-
 // The workload, L0 encoder and bucket helpers are ltx-compactor's test
 // support, shared rather than copied.
 #[path = "../../ltx-compactor/tests/common/mod.rs"]
 mod common;
 use common::{put_l0, s3_required, s3_url, unique, Workload};
-mod support {
-    pub mod kill;
-}
+mod support;
 use support::kill::{kill_sweep, Subject};
+use support::ltx;
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -664,13 +658,13 @@ fn restore_killed_at_random_moments_leaves_old_or_new() {
         o.max_delay
     );
     println!(
-        "  output after the kill: old {}, new {} (in {} runs restore had already exited), neither {}; runs leaving temp files: {}, removed by the next restore: {}; {:.1}s",
-        o.saw_before,
-        o.saw_after,
-        o.exited_first,
-        o.bad.len(),
-        o.leftovers,
-        o.reran,
+        "{}; {:.1}s",
+        o.summary(
+            "output",
+            ("old", "new"),
+            "restore",
+            "removed by the next restore"
+        ),
         started.elapsed().as_secs_f64()
     );
     o.assert_held();

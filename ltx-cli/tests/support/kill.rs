@@ -108,6 +108,23 @@ pub fn kill_sweep(s: &Subject, before: &[u8], after: &[u8], runs: usize, seed: u
 }
 
 impl Outcomes {
+    /// The line a test prints: what the target (`target`, its two states
+    /// named `names`) held after the kills of `command`, and what
+    /// `after_kill` did (`reran`).
+    pub fn summary(&self, target: &str, names: (&str, &str), command: &str, reran: &str) -> String {
+        format!(
+            "  {target} after the kill: {} {}, {} {} (in {} runs {command} had already exited), neither {}; runs leaving temp files: {}; {reran}: {}",
+            names.0,
+            self.saw_before,
+            names.1,
+            self.saw_after,
+            self.exited_first,
+            self.bad.len(),
+            self.leftovers,
+            self.reran
+        )
+    }
+
     /// Fails on any mixed state, or when the delays never reached one of
     /// the two outcomes (the sweep would prove nothing).
     pub fn assert_held(&self) {
