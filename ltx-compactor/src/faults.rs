@@ -221,6 +221,19 @@ fn bump(c: &AtomicU64) {
 }
 
 impl Shared {
+    /// The start of every request: its decisions, the delay, then the
+    /// injected failure if one was drawn. `Ok(None)` when disabled.
+    async fn begin(&self, op: &'static str, path: Option<&Path>) -> Result<Option<Draw>> {
+        let Some(d) = self.draw() else {
+            return Ok(None);
+        };
+        pause(d.delay_ms).await;
+        match self.fail(&d, op, path) {
+            Some(e) => Err(e),
+            None => Ok(Some(d)),
+        }
+    }
+
     /// The decisions for one request; `None` when disabled (pass-through).
     fn draw(&self) -> Option<Draw> {
         if !self.enabled.load(Ordering::Relaxed) {
@@ -471,13 +484,9 @@ impl ObjectStore for FaultStore {
         Self: 'async_trait,
     {
         Box::pin(async move {
-            let Some(d) = self.shared.draw() else {
+            let Some(d) = self.shared.begin("put_opts", Some(location)).await? else {
                 return self.inner.put_opts(location, payload, opts).await;
             };
-            pause(d.delay_ms).await;
-            if let Some(e) = self.shared.fail(&d, "put_opts", Some(location)) {
-                return Err(e);
-            }
             let r = self.inner.put_opts(location, payload, opts).await?;
             if d.after_write {
                 return Err(self.shared.after_write("put_opts"));
@@ -497,19 +506,11 @@ impl ObjectStore for FaultStore {
         Self: 'async_trait,
     {
         Box::pin(async move {
-            let Some(d) = self.shared.draw() else {
-                // Still wrapped: faults may be turned on again during the upload.
-                let inner = self.inner.put_multipart_opts(location, opts).await?;
-                return Ok(Box::new(FaultUpload {
-                    inner,
-                    shared: Arc::clone(&self.shared),
-                    path: location.clone(),
-                }) as Box<dyn MultipartUpload>);
-            };
-            pause(d.delay_ms).await;
-            if let Some(e) = self.shared.fail(&d, "put_multipart_opts", Some(location)) {
-                return Err(e);
-            }
+            self.shared
+                .begin("put_multipart_opts", Some(location))
+                .await?;
+            // Wrapped even when faults are off: they may be turned on
+            // during the upload.
             let inner = self.inner.put_multipart_opts(location, opts).await?;
             Ok(Box::new(FaultUpload {
                 inner,
@@ -530,13 +531,9 @@ impl ObjectStore for FaultStore {
         Self: 'async_trait,
     {
         Box::pin(async move {
-            let Some(d) = self.shared.draw() else {
+            let Some(d) = self.shared.begin("get_opts", Some(location)).await? else {
                 return self.inner.get_opts(location, options).await;
             };
-            pause(d.delay_ms).await;
-            if let Some(e) = self.shared.fail(&d, "get_opts", Some(location)) {
-                return Err(e);
-            }
             let head = options.head;
             let r = self.inner.get_opts(location, options).await?;
             let len = r.range.end.saturating_sub(r.range.start);
@@ -583,13 +580,9 @@ impl ObjectStore for FaultStore {
         Self: 'async_trait,
     {
         Box::pin(async move {
-            let Some(d) = self.shared.draw() else {
+            let Some(d) = self.shared.begin("get_ranges", Some(location)).await? else {
                 return self.inner.get_ranges(location, ranges).await;
             };
-            pause(d.delay_ms).await;
-            if let Some(e) = self.shared.fail(&d, "get_ranges", Some(location)) {
-                return Err(e);
-            }
             let mut out = self.inner.get_ranges(location, ranges).await?;
             let nonempty: Vec<usize> = (0..out.len()).filter(|&i| !out[i].is_empty()).collect();
             if d.truncate && !nonempty.is_empty() {
@@ -618,14 +611,8 @@ impl ObjectStore for FaultStore {
                 let shared = Arc::clone(&shared);
                 async move {
                     let loc = loc?;
-                    let Some(d) = shared.draw() else {
-                        return Ok(loc);
-                    };
-                    pause(d.delay_ms).await;
-                    match shared.fail(&d, "delete", Some(&loc)) {
-                        Some(e) => Err(e),
-                        None => Ok(loc),
-                    }
+                    shared.begin("delete", Some(&loc)).await?;
+                    Ok(loc)
                 }
             })
             .boxed();
@@ -661,13 +648,9 @@ impl ObjectStore for FaultStore {
         Self: 'async_trait,
     {
         Box::pin(async move {
-            let Some(d) = self.shared.draw() else {
+            let Some(d) = self.shared.begin("list_with_delimiter", prefix).await? else {
                 return self.inner.list_with_delimiter(prefix).await;
             };
-            pause(d.delay_ms).await;
-            if let Some(e) = self.shared.fail(&d, "list_with_delimiter", prefix) {
-                return Err(e);
-            }
             let r = self.inner.list_with_delimiter(prefix).await?;
             let mut rng = SplitMix(d.seed);
             let objects = mangle(&self.shared, &mut rng, r.objects, true);
@@ -693,12 +676,7 @@ impl ObjectStore for FaultStore {
         Self: 'async_trait,
     {
         Box::pin(async move {
-            if let Some(d) = self.shared.draw() {
-                pause(d.delay_ms).await;
-                if let Some(e) = self.shared.fail(&d, "copy_opts", Some(to)) {
-                    return Err(e);
-                }
-            }
+            self.shared.begin("copy_opts", Some(to)).await?;
             self.inner.copy_opts(from, to, options).await
         })
     }
@@ -716,12 +694,7 @@ impl ObjectStore for FaultStore {
         Self: 'async_trait,
     {
         Box::pin(async move {
-            if let Some(d) = self.shared.draw() {
-                pause(d.delay_ms).await;
-                if let Some(e) = self.shared.fail(&d, "rename_opts", Some(to)) {
-                    return Err(e);
-                }
-            }
+            self.shared.begin("rename_opts", Some(to)).await?;
             self.inner.rename_opts(from, to, options).await
         })
     }
@@ -768,13 +741,9 @@ impl MultipartUpload for FaultUpload {
         Self: 'async_trait,
     {
         Box::pin(async move {
-            let Some(d) = self.shared.draw() else {
+            let Some(d) = self.shared.begin("complete", Some(&self.path)).await? else {
                 return self.inner.complete().await;
             };
-            pause(d.delay_ms).await;
-            if let Some(e) = self.shared.fail(&d, "complete", Some(&self.path)) {
-                return Err(e);
-            }
             let r = self.inner.complete().await?;
             if d.after_write {
                 return Err(self.shared.after_write("complete"));
