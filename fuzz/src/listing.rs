@@ -143,15 +143,7 @@ pub fn check(db: &str, listing: &[ListedObject]) {
         assert!(valid_db(&p.db), "{:?}: database {:?}", o.key, p.db);
         let again = format_key(&p.db, p.layout, p.level, p.min_txid, p.max_txid);
         assert_eq!(again, o.key, "a parsed key does not format back to itself");
-        all.push(ltx_compactor::LtxObject {
-            level: p.level,
-            min_txid: p.min_txid,
-            max_txid: p.max_txid,
-            size: o.size,
-            created_ms: o.last_modified_ms,
-            timestamp_ms: None,
-            key: o.key.clone(),
-        });
+        all.push(p.object(o.clone()));
     }
 
     let (cat, foreign) = from_listing(db, listing.iter().cloned());

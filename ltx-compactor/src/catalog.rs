@@ -249,6 +249,33 @@ pub struct ListedObject {
     pub last_modified_ms: i64,
 }
 
+impl ParsedKey {
+    /// The catalog entry of the listed object this key was parsed from
+    /// (no header timestamp yet).
+    ///
+    /// ```
+    /// use ltx_compactor::catalog::{parse_key, ListedObject};
+    /// let o = ListedObject {
+    ///     key: "db/ltx/1/0000000000000002-0000000000000005.ltx".into(),
+    ///     size: 4096,
+    ///     last_modified_ms: 7,
+    /// };
+    /// let obj = parse_key(&o.key).unwrap().object(o);
+    /// assert_eq!((obj.level, obj.min_txid.0, obj.max_txid.0, obj.size), (1, 2, 5, 4096));
+    /// ```
+    pub fn object(&self, o: ListedObject) -> LtxObject {
+        LtxObject {
+            level: self.level,
+            min_txid: self.min_txid,
+            max_txid: self.max_txid,
+            size: o.size,
+            created_ms: o.last_modified_ms,
+            timestamp_ms: None,
+            key: o.key,
+        }
+    }
+}
+
 /// Builds a sorted catalog from a raw listing, keeping only keys of
 /// database `db` (any layout) and returning the ignored (foreign) keys too.
 pub fn from_listing(
@@ -259,15 +286,7 @@ pub fn from_listing(
     let mut foreign = Vec::new();
     for o in listing {
         match parse_key(&o.key) {
-            Some(p) if p.db == db => out.push(LtxObject {
-                level: p.level,
-                min_txid: p.min_txid,
-                max_txid: p.max_txid,
-                size: o.size,
-                created_ms: o.last_modified_ms,
-                timestamp_ms: None,
-                key: o.key,
-            }),
+            Some(p) if p.db == db => out.push(p.object(o)),
             _ => foreign.push(o.key),
         }
     }
