@@ -11,7 +11,7 @@
 //! layout) when `AWS_ENDPOINT` is set; `LTX_REQUIRE_S3=1` makes its absence
 //! a failure.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
 
@@ -26,7 +26,7 @@ use serde_json::Value;
 // support, shared rather than copied.
 #[path = "../../ltx-compactor/tests/common/mod.rs"]
 mod common;
-use common::{put_l0, s3_required, s3_url, unique, Workload};
+use common::{put_l0, s3_test_url, Workload};
 mod support;
 use support::kill::{kill_sweep, Subject};
 use support::ltx;
@@ -72,28 +72,12 @@ fn populate(url: &str, db: &str, layout: Layout, w: &mut Workload, transactions:
     });
 }
 
+/// The time `ltx restore` prints, from chrono (an independent
+/// implementation of the calendar the binary computes itself).
 fn rfc3339(ms: i64) -> String {
-    // Howard Hinnant's days-to-civil, as the reference prints times.
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60,
-        ms.rem_euclid(1000)
-    )
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn json_of(out: &[u8]) -> Value {
@@ -204,6 +188,18 @@ fn check_restores(url: &str, w: &Workload, out_dir: &Path, every: usize) -> usiz
     restored
 }
 
+/// A scratch directory holding `bucket/` (returned with its `file://` URL)
+/// and `work/` (for the workload's database).
+fn file_bucket() -> (tempfile::TempDir, PathBuf, String, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket_dir = tmp.path().join("bucket");
+    let wdir = tmp.path().join("work");
+    std::fs::create_dir_all(&bucket_dir).unwrap();
+    std::fs::create_dir_all(&wdir).unwrap();
+    let url = format!("file://{}", bucket_dir.display());
+    (tmp, bucket_dir, url, wdir)
+}
+
 /// The `(level, min, max, path)` of every LTX file under `ltx_dir/<level>/`.
 fn level_files(ltx_dir: &Path) -> Vec<(u32, u64, u64, std::path::PathBuf)> {
     let mut out = Vec::new();
@@ -284,12 +280,7 @@ fn check_local_verify_without_a_bridge(ltx_dir: &Path, scratch: &Path) {
 #[test]
 fn file_bucket_restores_by_txid_time_and_latest() {
     let started = Instant::now();
-    let tmp = tempfile::tempdir().unwrap();
-    let bucket_dir = tmp.path().join("bucket");
-    std::fs::create_dir_all(&bucket_dir).unwrap();
-    let url = format!("file://{}", bucket_dir.display());
-    let wdir = tmp.path().join("work");
-    std::fs::create_dir_all(&wdir).unwrap();
+    let (tmp, bucket_dir, url, wdir) = file_bucket();
     let mut w = Workload::with_row(&wdir, 11, 40);
     populate(&url, "tenant-1/app.db", Layout::LtxDir, &mut w, 180);
     let db_url = format!("{url}/tenant-1/app.db");
@@ -416,12 +407,7 @@ fn file_bucket_restores_by_txid_time_and_latest() {
 
 #[test]
 fn s3_bucket_restores_lists_and_verifies() {
-    let Some(root) = s3_url(&unique("cli")) else {
-        assert!(
-            !s3_required(),
-            "LTX_REQUIRE_S3=1 but AWS_ENDPOINT is not set"
-        );
-        eprintln!("AWS_ENDPOINT not set: S3 scenario skipped (CI runs it)");
+    let Some(root) = s3_test_url("cli") else {
         return;
     };
     let started = Instant::now();
@@ -459,10 +445,7 @@ fn s3_bucket_restores_lists_and_verifies() {
 
 #[test]
 fn several_databases_must_be_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bucket_dir = tmp.path().join("bucket");
-    std::fs::create_dir_all(&bucket_dir).unwrap();
-    let url = format!("file://{}", bucket_dir.display());
+    let (tmp, _, url, _) = file_bucket();
     for db in ["a.db", "b.db"] {
         let wdir = tmp.path().join(db);
         std::fs::create_dir_all(&wdir).unwrap();
@@ -495,12 +478,7 @@ fn several_databases_must_be_named() {
 
 #[test]
 fn corrupted_compacted_object_is_reported_and_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bucket_dir = tmp.path().join("bucket");
-    std::fs::create_dir_all(&bucket_dir).unwrap();
-    let url = format!("file://{}", bucket_dir.display());
-    let wdir = tmp.path().join("work");
-    std::fs::create_dir_all(&wdir).unwrap();
+    let (tmp, bucket_dir, url, wdir) = file_bucket();
     let mut w = Workload::with_row(&wdir, 5, 40);
     populate(&url, "app.db", Layout::LtxDir, &mut w, 60);
 
@@ -574,12 +552,7 @@ fn restore_killed_at_random_moments_leaves_old_or_new() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
     let started = Instant::now();
-    let tmp = tempfile::tempdir().unwrap();
-    let bucket_dir = tmp.path().join("bucket");
-    std::fs::create_dir_all(&bucket_dir).unwrap();
-    let url = format!("file://{}", bucket_dir.display());
-    let wdir = tmp.path().join("work");
-    std::fs::create_dir_all(&wdir).unwrap();
+    let (tmp, _, url, wdir) = file_bucket();
     // A few MB: 5000 rows of ~1.2 KB, then updates over a third of them.
     let mut w = Workload::with_row(&wdir, 9, 600);
     let rt = tokio::runtime::Runtime::new().unwrap();
