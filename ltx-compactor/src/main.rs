@@ -1,5 +1,7 @@
 //! `ltx-compactor`: compaction and restore planning for LTX files.
 
+use std::ffi::OsStr;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -122,6 +124,13 @@ fn load_config(config: Option<PathBuf>) -> Result<Config> {
     }
 }
 
+/// Whether log lines may carry ANSI colour codes: only on a terminal, and
+/// never when `NO_COLOR` is set to a non-empty value (<https://no-color.org>).
+/// Logs sent to a file, a pipe or a collector are plain text.
+fn log_colour(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(OsStr::is_empty)
+}
+
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Run {
@@ -140,6 +149,10 @@ fn main() -> Result<()> {
         } => {
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
+                .with_ansi(log_colour(
+                    std::io::stderr().is_terminal(),
+                    std::env::var_os("NO_COLOR").as_deref(),
+                ))
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -242,4 +255,18 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(log_colour(true, None));
+        assert!(log_colour(true, Some(OsStr::new(""))));
+        assert!(!log_colour(true, Some(OsStr::new("1"))));
+        assert!(!log_colour(false, None));
+        assert!(!log_colour(false, Some(OsStr::new("1"))));
+    }
 }

@@ -128,3 +128,66 @@ async fn daemon_serves_metrics_and_stops_on_sigterm() {
     assert!(status.success(), "exit {status:?}: {err}");
     assert!(err.contains("shutdown requested"), "{err}");
 }
+
+/// Runs `ltx-compactor run DIR --once --dry-run` under a pseudo-terminal
+/// (util-linux `script`), returning what it wrote there.
+fn on_a_terminal(dir: &str, no_color: Option<&str>) -> String {
+    let bin = env!("CARGO_BIN_EXE_ltx-compactor");
+    let mut c = Command::new("script");
+    c.args([
+        "-qec",
+        &format!("{bin} run {dir} --once --dry-run >/dev/null"),
+        "/dev/null",
+    ]);
+    c.env_remove("NO_COLOR");
+    if let Some(v) = no_color {
+        c.env("NO_COLOR", v);
+    }
+    let out = c
+        .output()
+        .expect("util-linux `script` runs the command on a pty");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Logs on a pipe or in a file are plain text; colour only on a terminal,
+/// and never with `NO_COLOR` set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_plain_text_off_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let bucket = Bucket::open(dir.path().to_str().unwrap()).unwrap();
+    let mut w = Workload::new(work.path(), 3);
+    let t0 = now_ms() - 600_000;
+    for i in 0..5 {
+        let (txid, ltx) = w.step(t0 + i * 2_000);
+        put_l0(&bucket, "app.db", Layout::LtxDir, txid, ltx).await;
+    }
+    let d = dir.path().to_str().unwrap();
+    // Standard error to a pipe, and to a file.
+    let out = Command::new(env!("CARGO_BIN_EXE_ltx-compactor"))
+        .args(["run", d, "--once", "--dry-run"])
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("INFO"), "nothing logged: {log}");
+    assert!(!log.contains('\u{1b}'), "escape codes on a pipe: {log:?}");
+    let file = work.path().join("log");
+    let st = Command::new(env!("CARGO_BIN_EXE_ltx-compactor"))
+        .args(["run", d, "--once", "--dry-run"])
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&file).unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let log = std::fs::read_to_string(&file).unwrap();
+    assert!(log.contains("INFO") && !log.contains('\u{1b}'), "{log:?}");
+    // On a terminal: colour, unless NO_COLOR says otherwise.
+    let tty = on_a_terminal(d, None);
+    assert!(tty.contains("INFO") && tty.contains('\u{1b}'), "{tty:?}");
+    let tty = on_a_terminal(d, Some("1"));
+    assert!(tty.contains("INFO") && !tty.contains('\u{1b}'), "{tty:?}");
+}
