@@ -449,16 +449,7 @@ pub fn plan_pass_at(
         {
             continue;
         }
-        let cover: Option<Vec<LtxObject>> = {
-            let within = virt
-                .iter()
-                .map(|c| c.as_ref())
-                .filter(|f| f.max_txid.0 <= cur_end && (start == 1 || !f.is_base()));
-            let idx = RestoreIndex::from_start(within, start);
-            idx.path(TxId(cur_end))
-                .map(|p| p.into_iter().cloned().collect())
-        };
-        let Some(inputs) = cover else {
+        let Some(inputs) = cover(virt.iter().map(|c| c.as_ref()), start, cur_end) else {
             plan.warnings.push(format!(
                 "no contiguous chain of files covers {}-{} (level {level} at {e} ms): skipped",
                 TxId(start),
@@ -495,7 +486,11 @@ pub fn plan_pass_at(
         plan.compactions.push(c);
     }
 
-    // 4. Retention over the catalog as it will be after the pass. Outputs
+    // 4. Outputs the retention would not keep are not written (a backlog
+    //    older than the retention needs only its newest states).
+    prune_unretained(catalog, &mut plan, &mut virt, cfg, now_ms);
+
+    // 5. Retention over the catalog as it will be after the pass. Outputs
     //    come after the listing in `virt`, so positions below
     //    `catalog.len()` are listed objects.
     let refs: Vec<&LtxObject> = virt.iter().map(|c| c.as_ref()).collect();
@@ -508,6 +503,81 @@ pub fn plan_pass_at(
         .collect();
     sort_catalog(&mut plan.deletions);
     plan
+}
+
+/// The fewest files of `files` that exactly cover `start..=end`, none
+/// starting before `start`, none a full image unless `start` is 1.
+fn cover<'a>(
+    files: impl Iterator<Item = &'a LtxObject>,
+    start: u64,
+    end: u64,
+) -> Option<Vec<LtxObject>> {
+    let within = files.filter(|f| f.max_txid.0 <= end && (start == 1 || !f.is_base()));
+    RestoreIndex::from_start(within, start)
+        .path(TxId(end))
+        .map(|p| p.into_iter().cloned().collect())
+}
+
+/// Drops the planned outputs that the retention, computed over the catalog
+/// as it will be after the pass, would not keep: writing them would leave
+/// files that only the next pass deletes, and that may hang after a file
+/// this pass deletes (a first pass over a backlog older than the retention
+/// wrote a ladder file starting after an L0 snapshot it deleted). The
+/// remaining outputs take their inputs again from the listing and the
+/// outputs kept, so none reads a dropped one. Repeats until every output is
+/// kept; a round whose inputs cannot be re-covered (not expected: a dropped
+/// output's inputs cover what it covered) is undone with a warning.
+fn prune_unretained<'c>(
+    catalog: &'c [LtxObject],
+    plan: &mut PassPlan,
+    virt: &mut Vec<Cow<'c, LtxObject>>,
+    cfg: &Config,
+    now_ms: i64,
+) {
+    let n = catalog.len();
+    while !plan.compactions.is_empty() {
+        let refs: Vec<&LtxObject> = virt.iter().map(|c| c.as_ref()).collect();
+        let keep = retained(&refs, cfg, now_ms, &mut Vec::new());
+        if keep[n..].iter().all(|&k| k) {
+            return;
+        }
+        let mut kept: Vec<Compaction> = Vec::new();
+        let mut outputs: Vec<LtxObject> = Vec::new();
+        for (c, &k) in plan.compactions.iter().zip(&keep[n..]) {
+            if !k {
+                continue;
+            }
+            let avail = catalog.iter().chain(outputs.iter());
+            let inputs = cover(avail, c.min_txid.0, c.max_txid.0);
+            let Some(inputs) = inputs.filter(|i| i.len() > 1 || i[0].level == 0) else {
+                plan.warnings.push(format!(
+                    "cannot re-plan the inputs of {} without the outputs the retention drops: all written",
+                    c.output_key
+                ));
+                return;
+            };
+            let kind = if inputs.len() == 1 {
+                CompactionKind::Copy
+            } else {
+                CompactionKind::Merge
+            };
+            let c = Compaction {
+                kind,
+                inputs,
+                ..c.clone()
+            };
+            let size = if kind == CompactionKind::Copy {
+                c.inputs[0].size
+            } else {
+                0
+            };
+            outputs.push(c.output_object(size, now_ms));
+            kept.push(c);
+        }
+        virt.truncate(n);
+        virt.extend(outputs.into_iter().map(Cow::Owned));
+        plan.compactions = kept;
+    }
 }
 
 /// The latest reproducible TXID held by a compacted file (level ≥ 1 or a

@@ -395,3 +395,94 @@ fn takes_over_a_litestream_ladder() {
     }
     assert!(b.cat.iter().all(|o| o.key.starts_with("tenant/db/000")));
 }
+
+/// A bucket a user points the job at for the first time: a chain of L0
+/// files (the first a full image, as Litestream and the reference write
+/// it), all or part of it older than the retention. One pass must leave
+/// a contiguous bucket that restores the latest TXID, write nothing it
+/// deletes again, and a second pass must have nothing to do.
+#[test]
+fn first_pass_over_an_old_backlog() {
+    let cfg = Config::default();
+    let year = 365 * DAY;
+    let now = T0 + 2 * year + 12_345;
+    // (label, files: (level, min, max, time relative to now)).
+    type Spec = (&'static str, Vec<(u8, u64, u64, i64)>);
+    let l0_chain = |n: u64, first_age: i64, step: i64| -> Vec<(u8, u64, u64, i64)> {
+        (1..=n)
+            .map(|t| (0, t, t, -first_age + (t as i64 - 1) * step))
+            .collect()
+    };
+    let mut specs: Vec<Spec> = vec![
+        // All of it a year old, within three seconds (the conformance chains).
+        ("all old, one slot", l0_chain(30, year, 100)),
+        // A year old, spread over days.
+        ("all old, over days", l0_chain(30, year, 7 * 3_600_000)),
+        // Part outside the retention, part inside.
+        ("half old", l0_chain(40, DAY + 3_600_000, 120_000)),
+        // Just outside and just inside the 24 h window.
+        ("straddling", l0_chain(10, DAY + 60_000, 20_000)),
+        // Recent: all inside the retention.
+        ("recent", l0_chain(20, 3_600_000, 60_000)),
+        // One file.
+        ("one old file", l0_chain(1, year, 0)),
+        ("one recent file", l0_chain(1, 120_000, 0)),
+        // A snapshot only (Litestream's level 9), old and recent.
+        ("old snapshot only", vec![(SNAPSHOT_LEVEL, 1, 57, -year)]),
+        (
+            "recent snapshot only",
+            vec![(SNAPSHOT_LEVEL, 1, 57, -90_000)],
+        ),
+    ];
+    // An old snapshot followed by L0 files, old and new.
+    let mut snap_then: Vec<(u8, u64, u64, i64)> = vec![(SNAPSHOT_LEVEL, 1, 10, -year)];
+    snap_then.extend((11..=30).map(|t| (0, t, t, -2 * DAY + (t as i64) * 3_600_000)));
+    specs.push(("old snapshot, L0 after", snap_then));
+    for layout in [Layout::LtxDir, Layout::HexLevel] {
+        for (label, files) in &specs {
+            let mut b = Bucket {
+                cat: Vec::new(),
+                txid: 0,
+                layout,
+            };
+            for &(level, min, max, age) in files {
+                let ts = now + age;
+                b.cat.push(LtxObject {
+                    level,
+                    min_txid: TxId(min),
+                    max_txid: TxId(max),
+                    size: 100,
+                    created_ms: now - 5_000,
+                    timestamp_ms: Some(ts),
+                    key: format_key("tenant/db", layout, level, TxId(min), TxId(max)),
+                });
+                b.txid = max;
+            }
+            let latest = TxId(b.txid);
+            let plan = plan_pass(&b.cat, &cfg, now);
+            check_plan(&plan, &b.cat, &cfg);
+            b.apply(&plan, now);
+            let problems = check_contiguity(&b.cat);
+            let keys: Vec<&str> = b.cat.iter().map(|o| o.key.as_str()).collect();
+            assert!(
+                problems.is_empty(),
+                "{label} ({layout:?}): after one pass: {problems:?}\nbucket: {keys:#?}"
+            );
+            let idx = RestoreIndex::new(&b.cat);
+            assert_eq!(
+                idx.latest(),
+                Some(latest),
+                "{label} ({layout:?}): {keys:#?}"
+            );
+            // Nothing written in this pass is already unnecessary: a second
+            // pass at the same time neither compacts nor deletes.
+            let again = plan_pass(&b.cat, &cfg, now);
+            assert!(
+                again.compactions.is_empty() && again.deletions.is_empty(),
+                "{label} ({layout:?}): second pass: {:?} deletes {:?}\nbucket: {keys:#?}",
+                again.compactions,
+                again.deletions
+            );
+        }
+    }
+}
