@@ -669,6 +669,18 @@ pub fn retained(
             "{unreachable} files are not reachable from any snapshot: kept"
         ));
     }
+    // Litestream (0.5.17) takes its replica position from the highest L0
+    // TXID in the bucket: with no L0 file left, a restarted `litestream
+    // replicate` cannot resume (it looks for L0 file 1) or ships its whole
+    // local history again. The newest L0 file always stays.
+    if let Some((i, _)) = files
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.level == 0)
+        .max_by_key(|(_, f)| (f.max_txid, std::cmp::Reverse(f.min_txid)))
+    {
+        keep[i] = true;
+    }
     keep
 }
 
@@ -676,10 +688,13 @@ pub fn retained(
 /// max TXID) chain (`next.min <= cur.max + 1`, `next.max > cur.max`), and
 /// where they do not, or before a level's first file, the next file starts
 /// right after a file of a coarser level or a snapshot (the ladder bridges
-/// the gap: cumulative windows restart at their parent's end). Returns the
-/// problems found.
+/// the gap: cumulative windows restart at their parent's end). A file whose
+/// whole range lies inside a file of a coarser level (or a snapshot) is
+/// redundant, never a hole: e.g. the newest L0 file, kept for Litestream,
+/// after it was compacted. Returns the problems found.
 pub fn check_contiguity(catalog: &[LtxObject]) -> Vec<String> {
     let mut problems = Vec::new();
+    let mut coarse = CoarserCover::default();
     // The coarsest level ending at each TXID (a full image counts as a snapshot).
     let mut coarsest: std::collections::HashMap<u64, u8> = std::collections::HashMap::new();
     for g in catalog {
@@ -701,7 +716,7 @@ pub fn check_contiguity(catalog: &[LtxObject]) -> Vec<String> {
                 let p = files[i - 1];
                 f.min_txid.0 <= p.max_txid.0.saturating_add(1) && f.max_txid > p.max_txid
             };
-            if !chained && !bridged(f) {
+            if !chained && !bridged(f) && !coarse.covers(catalog, f) {
                 problems.push(format!(
                     "level {level}: {} does not follow its level or a coarser file",
                     f.key
@@ -710,6 +725,37 @@ pub fn check_contiguity(catalog: &[LtxObject]) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Answers "does a file of a coarser level (or a snapshot) contain this
+/// range?" in O(log n) per question, built once per level asked about.
+#[derive(Default)]
+struct CoarserCover {
+    level: Option<u8>,
+    /// Coarser files as (min, running max of max), sorted by min.
+    runs: Vec<(u64, u64)>,
+}
+
+impl CoarserCover {
+    fn covers(&mut self, catalog: &[LtxObject], f: &LtxObject) -> bool {
+        if self.level != Some(f.level) {
+            let mut v: Vec<(u64, u64)> = catalog
+                .iter()
+                .filter(|g| g.level > f.level || (g.is_base() && g.level != f.level))
+                .map(|g| (g.min_txid.0, g.max_txid.0))
+                .collect();
+            v.sort_unstable();
+            let mut run = 0;
+            for e in &mut v {
+                run = run.max(e.1);
+                e.1 = run;
+            }
+            self.runs = v;
+            self.level = Some(f.level);
+        }
+        let n = self.runs.partition_point(|&(min, _)| min <= f.min_txid.0);
+        n > 0 && self.runs[n - 1].1 >= f.max_txid.0
+    }
 }
 
 #[cfg(test)]
@@ -749,6 +795,17 @@ mod tests {
         assert_eq!(check_contiguity(&bad).len(), 1);
         // Bridged only by a finer level: not enough.
         let bad = vec![f(9, 1, 10), f(1, 11, 15), f(2, 16, 20)];
+        assert_eq!(check_contiguity(&bad).len(), 1);
+        // Inside a coarser file: redundant, not a hole (the newest L0 file
+        // kept after compaction), wherever it starts.
+        let ok = vec![f(9, 1, 10), f(2, 11, 20), f(0, 20, 20), f(1, 14, 16)];
+        assert!(
+            check_contiguity(&ok).is_empty(),
+            "{:?}",
+            check_contiguity(&ok)
+        );
+        // Only partly inside: still a hole.
+        let bad = vec![f(9, 1, 10), f(2, 11, 20), f(0, 19, 21)];
         assert_eq!(check_contiguity(&bad).len(), 1);
     }
 

@@ -147,8 +147,20 @@ fn run(cfg: &Config, layout: Layout, base_level: u8, hours: i64, gap_ms: i64) ->
             "plan_pass is deterministic"
         );
         check_plan(&plan, &b.cat, cfg);
+        let newest_l0 = |cat: &[LtxObject]| {
+            cat.iter()
+                .filter(|o| o.level == 0)
+                .map(|o| o.max_txid)
+                .max()
+        };
+        let l0_before = newest_l0(&b.cat);
         b.apply(&plan, now);
         n_pass += 1;
+        assert_eq!(
+            newest_l0(&b.cat),
+            l0_before,
+            "pass {n_pass} deleted the newest L0 file"
+        );
 
         let problems = check_contiguity(&b.cat);
         assert!(problems.is_empty(), "after pass {n_pass}: {problems:?}");
@@ -274,11 +286,19 @@ fn a_backlog_drains_in_one_pass() {
         n += 1;
     }
     assert!(n > 2800);
-    // L0 files compacted are gone, the rest remain.
+    // L0 files compacted are gone, the rest remain, and so does the newest
+    // (Litestream's replica position).
+    let newest = b
+        .cat
+        .iter()
+        .filter(|o| o.level == 0)
+        .map(|o| o.max_txid)
+        .max();
+    assert_eq!(newest, Some(TxId(b.txid)));
     let stale: Vec<_> = b
         .cat
         .iter()
-        .filter(|o| o.level == 0 && o.max_txid <= ft)
+        .filter(|o| o.level == 0 && o.max_txid <= ft && o.max_txid.0 != b.txid)
         .map(|o| (&o.key, o.time_ms()))
         .collect();
     assert!(
@@ -311,8 +331,14 @@ fn idle_database_consolidates_and_keeps_restores() {
         assert_eq!(p.txid, TxId(21));
         now += 15 * 60_000;
     }
-    // After days of idleness: one snapshot holds everything.
-    assert_eq!(b.cat.len(), 1, "{:#?}", b.cat);
+    // After days of idleness: one snapshot holds everything, beside the
+    // newest L0 file (kept for Litestream's replica position).
+    assert_eq!(b.cat.len(), 2, "{:#?}", b.cat);
+    assert!(b
+        .cat
+        .iter()
+        .any(|o| o.level == SNAPSHOT_LEVEL && o.max_txid == TxId(21)));
+    assert!(b.cat.iter().any(|o| o.level == 0 && o.min_txid == TxId(21)));
 }
 
 #[test]
