@@ -601,6 +601,36 @@ fn check_chains(results: &[FileResult]) -> (Vec<ChainProblem>, Vec<Chain>) {
             .collect()
     };
 
+    // A file whose whole range lies inside a file of a coarser level (or a
+    // snapshot) of the same database is redundant, never a gap or an
+    // overlap: Litestream keeps L0 files for `l0-retention` after
+    // compacting them, and the newest L0 file stays for its replica
+    // position (the compactor's `check_contiguity` has the same rule).
+    let mut by_root: std::collections::HashMap<PathBuf, Vec<&FileResult>> =
+        std::collections::HashMap::new();
+    for r in results
+        .iter()
+        .filter(|r| r.in_dir && r.path.level.is_some() && r.header.is_some())
+    {
+        by_root
+            .entry(parent(&parent(&r.path.path)))
+            .or_default()
+            .push(r);
+    }
+    let covered = |b: &FileResult| -> bool {
+        let (Some(h), Some(level)) = (b.header, b.path.level) else {
+            return false;
+        };
+        by_root
+            .get(&parent(&parent(&b.path.path)))
+            .into_iter()
+            .flatten()
+            .any(|&r| {
+                let hr = r.header.expect("filtered");
+                rank(r) > level && hr.min_txid <= h.min_txid && hr.max_txid >= h.max_txid
+            })
+    };
+
     let mut groups: BTreeMap<PathBuf, Vec<&FileResult>> = BTreeMap::new();
     for r in results.iter().filter(|r| r.in_dir && r.header.is_some()) {
         groups.entry(parent(&r.path.path)).or_default().push(r);
@@ -650,6 +680,9 @@ fn check_chains(results: &[FileResult]) -> (Vec<ChainProblem>, Vec<Chain>) {
                     }
                     continue;
                 }
+            }
+            if !contiguous && covered(b) {
+                continue;
             }
             if hb.page_size != ha.page_size {
                 push(

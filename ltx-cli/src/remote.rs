@@ -233,6 +233,10 @@ fn list_json(r: &ListRow) -> Value {
         "pre_apply_checksum": h.map(|h| h.pre_apply_checksum.to_string()),
         "post_apply_checksum": r.meta.as_ref().map(|m| m.trailer.post_apply_checksum.to_string()),
         "file_checksum": r.meta.as_ref().map(|m| m.trailer.file_checksum.to_string()),
+        // The object's time as Litestream reads it on object stores (its
+        // `litestream-timestamp` metadata; on a `file` replica, the
+        // modification time: `last_modified_ms`).
+        "litestream_timestamp": r.meta.as_ref().and_then(|m| m.litestream_ms),
         "error": r.error,
     })
 }

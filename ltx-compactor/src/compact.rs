@@ -37,7 +37,10 @@ use ltx_core::header::HEADER_FLAG_NO_CHECKSUM;
 use ltx_core::merge::prepare_frame;
 use ltx_core::{plan_merge, MergeOptions, MergePlan};
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{
+    ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload,
+    WriteMultipart,
+};
 use serde::Serialize;
 
 use crate::catalog::{DbLocation, LtxObject};
@@ -288,6 +291,8 @@ fn meta_bytes(m: &ObjectMeta) -> u64 {
 
 /// Where an output's bytes go: memory until the single-PUT limit, then a
 /// multipart upload.
+/// Every object is written with its header timestamp where Litestream
+/// reads an object's time (see [`Bucket::time_attributes`]).
 struct Sink<'a> {
     bucket: &'a Bucket,
     key: String,
@@ -296,10 +301,17 @@ struct Sink<'a> {
     buf: Vec<u8>,
     upload: Option<WriteMultipart>,
     size: u64,
+    timestamp_ms: i64,
 }
 
 impl<'a> Sink<'a> {
-    fn new(bucket: &'a Bucket, key: &str, lease: &'a Lease, opts: &'a PassOptions) -> Self {
+    fn new(
+        bucket: &'a Bucket,
+        key: &str,
+        lease: &'a Lease,
+        opts: &'a PassOptions,
+        timestamp_ms: i64,
+    ) -> Self {
         Sink {
             bucket,
             key: key.to_string(),
@@ -308,6 +320,7 @@ impl<'a> Sink<'a> {
             buf: Vec::new(),
             upload: None,
             size: 0,
+            timestamp_ms,
         }
     }
 
@@ -328,7 +341,13 @@ impl<'a> Sink<'a> {
             let up = self
                 .bucket
                 .store()
-                .put_multipart(&Path::from(self.key.as_str()))
+                .put_multipart_opts(
+                    &Path::from(self.key.as_str()),
+                    PutMultipartOptions {
+                        attributes: self.bucket.time_attributes(self.timestamp_ms),
+                        ..Default::default()
+                    },
+                )
                 .await
                 .with_context(|| format!("starting multipart upload of {}", self.key))?;
             let mut w = WriteMultipart::new_with_chunk_size(up, self.opts.part_size);
@@ -348,6 +367,7 @@ impl<'a> Sink<'a> {
             w.finish()
                 .await
                 .with_context(|| format!("completing multipart upload of {}", self.key))?;
+            self.bucket.stamp(&self.key, self.timestamp_ms)?;
             return Ok((self.size, true));
         }
         self.buf.append(&mut out);
@@ -359,11 +379,13 @@ impl<'a> Sink<'a> {
                 PutPayload::from(std::mem::take(&mut self.buf)),
                 PutOptions {
                     mode: PutMode::Create,
+                    attributes: self.bucket.time_attributes(self.timestamp_ms),
                     ..Default::default()
                 },
             )
             .await
             .with_context(|| format!("writing {}", self.key))?;
+        self.bucket.stamp(&self.key, self.timestamp_ms)?;
         Ok((n, false))
     }
 
@@ -456,7 +478,7 @@ async fn merge_one(
         return Ok(written(size, true, false, bytes_read));
     }
     let keys: Vec<String> = metas.iter().map(|m| m.key.clone()).collect();
-    let mut sink = Sink::new(bucket, &c.output_key, lease, opts);
+    let mut sink = Sink::new(bucket, &c.output_key, lease, opts, plan.header.timestamp);
     let res = write_merge(bucket, &plan, &keys, &mut sink, &mut bytes_read).await;
     let (out, trailer) = match res {
         Ok(v) => v,
@@ -563,12 +585,25 @@ async fn copy_one(
         Path::from(c.output_key.as_str()),
     );
     let mut multipart = false;
-    match bucket.store().copy_if_not_exists(&from, &to).await {
-        Ok(()) => {}
+    // A server-side copy keeps the source's metadata: it is used only when
+    // that already carries the header time (Litestream's L0 files do), or
+    // on a local directory (a hard link, whose time is the source's).
+    let keeps_time =
+        bucket.local_root().is_some() || src.litestream_ms == Some(src.header.timestamp);
+    let copied = if keeps_time {
+        bucket.store().copy_if_not_exists(&from, &to).await
+    } else {
+        Err(object_store::Error::NotImplemented {
+            operation: "a copy that sets the litestream-timestamp metadata".into(),
+            implementer: "ltx-compactor".into(),
+        })
+    };
+    match copied {
+        Ok(()) => bucket.stamp(&c.output_key, src.header.timestamp)?,
         Err(
             object_store::Error::NotSupported { .. } | object_store::Error::NotImplemented { .. },
         ) => {
-            let mut sink = Sink::new(bucket, &c.output_key, lease, opts);
+            let mut sink = Sink::new(bucket, &c.output_key, lease, opts, src.header.timestamp);
             let res = async {
                 let mut stream = bucket
                     .store()

@@ -27,12 +27,59 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{
+    Attribute, AttributeValue, Attributes, GetOptions, GetRange, ObjectStore, ObjectStoreExt,
+};
 
 use crate::catalog::{from_listing, parse_key, ListedObject, LtxObject, SNAPSHOT_LEVEL};
 
 /// Requests in flight at once for small reads (headers, tails, indexes).
 pub const READ_CONCURRENCY: usize = 32;
+
+/// The object metadata key in which Litestream (0.5.17) keeps an LTX
+/// object's time on S3-like stores, RFC 3339 with up to nanoseconds. On
+/// `file` replicas it uses the file's modification time instead. Either
+/// way it is the header timestamp of the object, and it is what
+/// `litestream restore -timestamp` compares, not the header.
+pub const LITESTREAM_TIMESTAMP: &str = "litestream-timestamp";
+
+/// A time as Litestream writes it: Go's `RFC3339Nano` (fraction without
+/// trailing zeros, none for a whole second), UTC.
+///
+/// ```
+/// use ltx_compactor::store::{litestream_time, parse_litestream_time};
+/// assert_eq!(litestream_time(1_796_590_740_660), "2026-12-06T20:59:00.66Z");
+/// assert_eq!(litestream_time(1_796_590_740_000), "2026-12-06T20:59:00Z");
+/// assert_eq!(parse_litestream_time("2026-12-06T20:59:00.66Z"), Some(1_796_590_740_660));
+/// ```
+pub fn litestream_time(ms: i64) -> String {
+    let Some(t) = chrono::DateTime::from_timestamp_millis(ms) else {
+        return ms.to_string();
+    };
+    let mut s = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let frac = ms.rem_euclid(1000);
+    if frac != 0 {
+        let f = format!("{frac:03}");
+        s.push('.');
+        s.push_str(f.trim_end_matches('0'));
+    }
+    s.push('Z');
+    s
+}
+
+/// Parses a `litestream-timestamp` value (RFC 3339) to milliseconds.
+pub fn parse_litestream_time(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// The `litestream-timestamp` metadata of a GET's attributes, if any.
+fn litestream_ms_of(attrs: &Attributes) -> Option<i64> {
+    attrs
+        .get(&Attribute::Metadata(LITESTREAM_TIMESTAMP.into()))
+        .and_then(|v| parse_litestream_time(v.as_ref()))
+}
 
 /// An opened bucket: the store and the prefix the URL points at.
 #[derive(Debug, Clone)]
@@ -162,6 +209,44 @@ impl Bucket {
         self.local_root.as_deref()
     }
 
+    /// The attributes an LTX object of header timestamp `timestamp_ms` is
+    /// written with, so that Litestream sees its time: the
+    /// [`LITESTREAM_TIMESTAMP`] metadata on object stores; none for local
+    /// directories, whose objects get their modification time set by
+    /// [`Bucket::stamp`] instead (object_store's local store keeps no
+    /// metadata).
+    pub fn time_attributes(&self, timestamp_ms: i64) -> Attributes {
+        let mut a = Attributes::new();
+        if self.local_root.is_none() {
+            a.insert(
+                Attribute::Metadata(LITESTREAM_TIMESTAMP.into()),
+                AttributeValue::from(litestream_time(timestamp_ms)),
+            );
+        }
+        a
+    }
+
+    /// After writing `key` to a local directory: sets its modification time
+    /// to `timestamp_ms`, as Litestream's `file` replica does (it reads an
+    /// object's time from there). Nothing to do on object stores (see
+    /// [`Bucket::time_attributes`]).
+    ///
+    /// # Errors
+    /// The file cannot be opened or its time set.
+    pub fn stamp(&self, key: &str, timestamp_ms: i64) -> Result<()> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        let p = root.join(key);
+        let t = std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(u64::try_from(timestamp_ms).unwrap_or(0));
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .and_then(|f| f.set_modified(t))
+            .with_context(|| format!("setting the modification time of {}", p.display()))
+    }
+
     /// Finds the databases under the URL's prefix: prefixes holding an
     /// `ltx/<level>/` directory or `%04x` level directories. The prefix itself
     /// counts when it is a database. Depth-first, up to 8 levels of nesting,
@@ -255,12 +340,34 @@ impl Bucket {
     /// # Errors
     /// Store errors; a short body.
     pub async fn read_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+        Ok(self.read_range_attrs(key, range).await?.0)
+    }
+
+    /// [`Bucket::read_range`], with the object's Litestream time
+    /// ([`LITESTREAM_TIMESTAMP`] metadata) when the store returned it.
+    ///
+    /// # Errors
+    /// Store errors; a short body.
+    pub async fn read_range_attrs(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<(Bytes, Option<i64>)> {
         let want = range.end - range.start;
-        let b = self
+        let ctx = || format!("{}: reading {key} bytes {range:?}", self.url);
+        let r = self
             .store
-            .get_range(&Path::from(key), range.clone())
+            .get_opts(
+                &Path::from(key),
+                GetOptions {
+                    range: Some(GetRange::Bounded(range.clone())),
+                    ..Default::default()
+                },
+            )
             .await
-            .with_context(|| format!("{}: reading {key} bytes {range:?}", self.url))?;
+            .with_context(ctx)?;
+        let ls = litestream_ms_of(&r.attributes);
+        let b = r.bytes().await.with_context(ctx)?;
         if b.len() as u64 != want {
             bail!(
                 "{}: {key}: short read at offset {}: got {} of {want} bytes",
@@ -269,7 +376,7 @@ impl Bucket {
                 b.len()
             );
         }
-        Ok(b)
+        Ok((b, ls))
     }
 
     /// Reads several ranges of `key` in one call (the store coalesces
@@ -363,18 +470,20 @@ impl Bucket {
             );
         }
         let small = size <= 64 * 1024;
-        let (head, tail_bytes, whole) = if small {
-            let b = self.read_range(key, 0..size).await?;
+        let (head, tail_bytes, whole, litestream_ms) = if small {
+            let (b, ls) = self.read_range_attrs(key, 0..size).await?;
             (
                 b.slice(..HEADER_SIZE),
                 b.slice(b.len() - TAIL_SIZE..),
                 Some(b),
+                ls,
             )
         } else {
-            let v = self
-                .read_ranges(key, &[0..HEADER_SIZE as u64, size - TAIL_SIZE as u64..size])
-                .await?;
-            (v[0].clone(), v[1].clone(), None)
+            let ((h, ls), t) = futures::try_join!(
+                self.read_range_attrs(key, 0..HEADER_SIZE as u64),
+                self.read_range(key, size - TAIL_SIZE as u64..size)
+            )?;
+            (h, t, None, ls)
         };
         let header = Header::decode(&head).map_err(ctx)?;
         let tail = parse_tail(tail_bytes[..].try_into().expect("tail size"), size).map_err(ctx)?;
@@ -390,6 +499,7 @@ impl Bucket {
             header,
             trailer: tail.trailer,
             index,
+            litestream_ms,
         })
     }
 
@@ -472,6 +582,9 @@ pub struct ObjectMeta {
     pub trailer: Trailer,
     /// The page index.
     pub index: PageIndex,
+    /// The object's time as Litestream reads it on object stores (its
+    /// [`LITESTREAM_TIMESTAMP`] metadata), when the store returned it.
+    pub litestream_ms: Option<i64>,
 }
 
 impl ObjectMeta {

@@ -87,6 +87,18 @@ async fn scenario(
     eprintln!("{url}: {passes} passes; files per level {per_level:?}");
     assert!(cat.iter().any(|o| o.level == 9), "a snapshot was made");
     assert!(cat.iter().any(|o| (1..=5).contains(&o.level)));
+    // Every output carries its header time where Litestream reads an
+    // object's time: the file's modification time in a directory, the
+    // `litestream-timestamp` metadata on object stores.
+    for o in cat.iter().filter(|o| o.level >= 1) {
+        let h = bucket.read_header(&o.key).await.unwrap();
+        assert_eq!(
+            litestream_time_of(&bucket, &o.key).await,
+            Some(h.timestamp),
+            "{url}: {}",
+            o.key
+        );
+    }
 
     let out = tmp.path().join("restored.db");
     let mut restored_txids = 0;

@@ -193,3 +193,18 @@ pub async fn restore(
         .unwrap();
     (rep, std::fs::read(out).unwrap())
 }
+
+/// An object's time as Litestream 0.5.17 reads it: the modification time of
+/// a file in a local directory, the `litestream-timestamp` metadata on an
+/// object store (`None` when absent).
+pub async fn litestream_time_of(bucket: &Bucket, key: &str) -> Option<i64> {
+    if let Some(root) = bucket.local_root() {
+        let m = std::fs::metadata(root.join(key))
+            .unwrap()
+            .modified()
+            .unwrap();
+        let d = m.duration_since(std::time::UNIX_EPOCH).unwrap();
+        return Some(d.as_millis() as i64);
+    }
+    bucket.read_range_attrs(key, 0..1).await.unwrap().1
+}
