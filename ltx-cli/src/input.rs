@@ -92,8 +92,14 @@ pub fn level_of(path: &Path) -> Option<u32> {
     if grand == Some("ltx") && !dir.is_empty() && dir.bytes().all(|b| b.is_ascii_digit()) {
         return dir.parse().ok();
     }
-    if dir.len() == 4 && dir.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return u32::from_str_radix(dir, 16).ok();
+    // As Litestream names them (and as the compactor's catalog reads
+    // them): four lower-case hex digits, levels 0 to 9.
+    if dir.len() == 4
+        && dir
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return u32::from_str_radix(dir, 16).ok().filter(|&l| l <= 9);
     }
     None
 }
@@ -120,7 +126,18 @@ fn walk(dir: &Path, out: &mut Vec<LtxPath>, depth: usize) -> Result<()> {
         if ft.is_dir() {
             walk(&p, out, depth + 1)?;
         } else if p.extension().is_some_and(|e| e == "ltx") {
-            out.push(describe(p));
+            let d = describe(p);
+            // In a replica layout, a name Litestream does not read (it
+            // matches `^[0-9a-f]{16}-[0-9a-f]{16}\.ltx$`: upper-case hex is
+            // ignored) is not part of the replica: skipped, and said so.
+            if d.level.is_some() && d.txids.is_none() {
+                eprintln!(
+                    "ltx: ignoring {}: not a Litestream file name (%016x-%016x.ltx, lower-case hex); Litestream does not read it either",
+                    d.path.display()
+                );
+                continue;
+            }
+            out.push(d);
         }
     }
     Ok(())
@@ -160,7 +177,11 @@ mod tests {
             Some(0)
         );
         assert_eq!(level_of(Path::new("db/ltx/9/a.ltx")), Some(9));
-        assert_eq!(level_of(Path::new("db/000a/a.ltx")), Some(10));
+        assert_eq!(level_of(Path::new("db/0009/a.ltx")), Some(9));
+        // Litestream's levels are 0..=9 in lower-case hex: `000a` and
+        // `000A` are not level directories (the compactor's catalog agrees).
+        assert_eq!(level_of(Path::new("db/000a/a.ltx")), None);
+        assert_eq!(level_of(Path::new("db/000A/a.ltx")), None);
         assert_eq!(level_of(Path::new("db/x/a.ltx")), None);
     }
 }

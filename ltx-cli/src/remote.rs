@@ -83,6 +83,16 @@ async fn databases(url: &str) -> Result<(Bucket, Vec<String>)> {
     Ok((bucket, dbs))
 }
 
+/// Says which `.ltx` keys under a database's level prefixes are not read:
+/// names Litestream does not read either (e.g. upper-case hex).
+fn note_ignored(foreign: &[String]) {
+    for k in foreign.iter().filter(|k| k.ends_with(".ltx")) {
+        eprintln!(
+            "ltx: ignoring {k}: not a Litestream file name (%016x-%016x.ltx, lower-case hex); Litestream does not read it either"
+        );
+    }
+}
+
 /// Display name of a database prefix.
 fn db_name(db: &str) -> &str {
     if db.is_empty() {
@@ -189,7 +199,8 @@ async fn list_url(url: &str) -> Result<Vec<ListRow>> {
     let (bucket, dbs) = databases(url).await?;
     let mut rows = Vec::new();
     for db in dbs {
-        let (cat, _) = bucket.catalog(&db).await?;
+        let (cat, foreign) = bucket.catalog(&db).await?;
+        note_ignored(&foreign);
         let metas: Vec<ListRow> = futures::stream::iter(cat)
             .map(|obj| {
                 let (bucket, db) = (&bucket, &db);
@@ -277,7 +288,8 @@ pub fn verify(urls: &[String], json_out: bool, quiet: bool, out: &mut dyn Write)
     for url in urls {
         let (bucket, dbs) = rt.block_on(databases(url))?;
         for db in dbs {
-            let (cat, _) = rt.block_on(bucket.catalog(&db))?;
+            let (cat, foreign) = rt.block_on(bucket.catalog(&db))?;
+            note_ignored(&foreign);
             let total: u64 = cat.iter().map(|o| o.size).sum();
             let pb = output::progress(total >= 32 << 20, Some(total), "verify");
             let done = AtomicU64::new(0);

@@ -952,3 +952,67 @@ fn checksum_skips_the_lock_page() {
     let c1 = ltx_core::checksum::page_checksum(1, &page1);
     assert_eq!(listed[0]["checksum"], c1.to_string());
 }
+
+/// Names Litestream does not read (upper-case hex, `000a` level
+/// directories) are not part of a replica, locally or as a bucket: skipped
+/// with a note, never a gap; and a real hole is still reported.
+#[test]
+fn names_litestream_ignores_are_ignored_and_said_so() {
+    let chain = root().join("chains/chain-4k-checksums");
+    let tmp = tempfile::tempdir().unwrap();
+    let l0 = tmp.path().join("db/ltx/0");
+    std::fs::create_dir_all(&l0).unwrap();
+    for t in 1..=3 {
+        let n = format!("{t:016x}-{t:016x}.ltx");
+        std::fs::copy(chain.join(&n), l0.join(&n)).unwrap();
+    }
+    // TXID 10 under an upper-case name, and TXID 4 under a level "000a".
+    std::fs::copy(
+        chain.join("000000000000000a-000000000000000a.ltx"),
+        l0.join("000000000000000A-000000000000000A.ltx"),
+    )
+    .unwrap();
+    let odd = tmp.path().join("db/000a");
+    std::fs::create_dir_all(&odd).unwrap();
+    let n4 = "0000000000000004-0000000000000004.ltx";
+    std::fs::copy(chain.join(n4), odd.join(n4)).unwrap();
+    let db = tmp.path().join("db");
+    let url = format!("file://{}", db.display());
+    for target in [s(&db), url.as_str()] {
+        let r = run(&["verify", target]);
+        assert_eq!(r.code, 0, "{target}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains("000000000000000A-000000000000000A.ltx")
+                && r.stderr.contains("Litestream does not read it either"),
+            "{target}: {}",
+            r.stderr
+        );
+        let l = json_of(&run(&["list", "--json", target]));
+        // (A local listing also shows stray files outside the layout, with
+        // no level: `000a/` is not a level directory.)
+        let maxes: Vec<&str> = l
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| !r["level"].is_null())
+            .filter_map(|r| r["max_txid"].as_str())
+            .collect();
+        assert!(l.as_array().unwrap().iter().all(|r| !r["path"]
+            .as_str()
+            .unwrap_or("")
+            .contains("000a/")
+            || r["level"].is_null()));
+        assert_eq!(
+            maxes,
+            ["0000000000000001", "0000000000000002", "0000000000000003"],
+            "{target}: {l}"
+        );
+    }
+    // A real hole: TXID 3 removed, 4 in the right place.
+    std::fs::remove_file(l0.join("0000000000000003-0000000000000003.ltx")).unwrap();
+    std::fs::copy(chain.join(n4), l0.join(n4)).unwrap();
+    for target in [s(&db), url.as_str()] {
+        let r = run(&["verify", target]);
+        assert_eq!(r.code, 1, "{target}: a hole must be reported: {}", r.stdout);
+    }
+}

@@ -96,6 +96,8 @@ pub struct Written {
 pub struct PassReport {
     /// Database prefix.
     pub db: String,
+    /// Where the database is, for messages ([`Bucket::location`]).
+    pub location: String,
     /// Objects in the catalog at the start.
     pub catalog_files: usize,
     /// The plan (always filled; in a dry run, nothing else is).
@@ -186,6 +188,7 @@ pub async fn run_pass(
     bucket.fill_timestamps(&mut catalog, cache).await?;
     let mut report = PassReport {
         db: db.to_string(),
+        location: bucket.location(db),
         catalog_files: catalog.len(),
         ..Default::default()
     };

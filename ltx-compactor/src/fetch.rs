@@ -118,7 +118,7 @@ pub async fn plan(
         bucket.fill_timestamps(&mut catalog, &mut cache).await?;
     }
     let mut plan =
-        plan_restore(&catalog, target).map_err(|e| anyhow!("{}: {db}: {e}", bucket.url()))?;
+        plan_restore(&catalog, target).map_err(|e| anyhow!("{}: {e}", bucket.location(db)))?;
     if !matches!(target, Target::Time(_)) {
         bucket.fill_timestamps(&mut plan.files, &mut cache).await?;
         if let Some(last) = plan.files.last().and_then(|f| f.timestamp_ms) {
@@ -176,8 +176,8 @@ pub async fn restore_to_file(
     )
     .map_err(|e| {
         anyhow!(
-            "{}: {db}: the planned files do not chain: {e}",
-            bucket.url()
+            "{}: the planned files do not chain: {e}",
+            bucket.location(db)
         )
     })?;
     for w in metas.windows(2) {
@@ -206,8 +206,8 @@ pub async fn restore_to_file(
         }
         if f.entry.pgno != want {
             bail!(
-                "{}: {db}: page {want} is in none of the {} files (the chain cannot rebuild the database at {})",
-                bucket.url(),
+                "{}: page {want} is in none of the {} files (the chain cannot rebuild the database at {})",
+                bucket.location(db),
                 metas.len(),
                 mp.header.max_txid
             );
@@ -219,8 +219,8 @@ pub async fn restore_to_file(
     }
     if want <= commit {
         bail!(
-            "{}: {db}: page {want} is in none of the {} files (commit is {commit})",
-            bucket.url(),
+            "{}: page {want} is in none of the {} files (commit is {commit})",
+            bucket.location(db),
             metas.len()
         );
     }
@@ -287,8 +287,8 @@ pub async fn restore_to_file(
     } else {
         if sum.value() != mp.post_apply {
             bail!(
-                "{}: {db}: the restored pages have database checksum {} but {} says {} after {}: refusing the result",
-                bucket.url(),
+                "{}: the restored pages have database checksum {} but {} says {} after {}: refusing the result",
+                bucket.location(db),
                 sum.value(),
                 keys.last().map_or("", |k| k.as_str()),
                 mp.post_apply,

@@ -142,18 +142,19 @@ async fn one_db(sh: &Shared, db: &str) -> bool {
         return true;
     }
     let a = &sh.args;
+    let loc = sh.bucket.location(db);
     let lease = if a.dry_run {
         Lease::dry_run()
     } else {
         match Lease::acquire(&sh.bucket, db, &a.holder, a.lease_ttl_ms).await {
             Ok(Some(l)) => l,
             Ok(None) => {
-                info!(db, "lease held by another compactor: skipped");
+                info!(db = loc, "lease held by another compactor: skipped");
                 sh.metrics.lease_busy();
                 return true;
             }
             Err(e) => {
-                error!(db, "{e:#}");
+                error!(db = loc, "{e:#}");
                 sh.metrics.failure();
                 return false;
             }
@@ -176,7 +177,7 @@ async fn one_db(sh: &Shared, db: &str) -> bool {
         .insert(db.to_string(), cache);
     if !a.dry_run {
         if let Err(e) = lease.release().await {
-            warn!(db, "{e:#}");
+            warn!(db = loc, "{e:#}");
         }
     }
     match res {
@@ -186,7 +187,7 @@ async fn one_db(sh: &Shared, db: &str) -> bool {
             r.contiguity.is_empty()
         }
         Err(e) => {
-            error!(db, "pass failed: {e:#}");
+            error!(db = loc, "pass failed: {e:#}");
             sh.metrics.failure();
             false
         }
@@ -199,7 +200,7 @@ fn report(a: &RunArgs, r: &PassReport) {
     } else if a.dry_run {
         println!(
             "{}: {} files; plan: {} compactions, {} deletions",
-            r.db,
+            r.location,
             r.catalog_files,
             r.plan.compactions.len(),
             r.plan.deletions.len()
@@ -217,13 +218,13 @@ fn report(a: &RunArgs, r: &PassReport) {
         }
     }
     for w in &r.plan.warnings {
-        warn!(db = r.db, "{w}");
+        warn!(db = r.location, "{w}");
     }
     for p in &r.contiguity {
-        error!(db = r.db, "contiguity: {p}");
+        error!(db = r.location, "contiguity: {p}");
     }
     info!(
-        db = r.db,
+        db = r.location,
         files = r.catalog_files,
         written = r.written.len(),
         deleted = r.deleted.len(),

@@ -204,6 +204,34 @@ impl Bucket {
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
+    /// Where database `db` (a prefix inside the store, as [`Bucket::discover`]
+    /// returns it) is, for messages: the URL when `db` is the URL itself,
+    /// else the store's root URL joined with `db`.
+    ///
+    /// ```
+    /// let b = ltx_compactor::store::Bucket::open("memory://loc/root").unwrap();
+    /// assert_eq!(b.location("root"), "memory://loc/root");
+    /// assert_eq!(b.location("root/tenant/app.db"), "memory://loc/root/tenant/app.db");
+    /// assert_eq!(b.location(""), "memory://loc/root");
+    /// ```
+    pub fn location(&self, db: &str) -> String {
+        let url = self.url.trim_end_matches('/');
+        if db.is_empty() || db == self.prefix {
+            return url.to_string();
+        }
+        let root = url
+            .strip_suffix(self.prefix.as_str())
+            .unwrap_or(url)
+            .trim_end_matches('/');
+        match db
+            .strip_prefix(self.prefix.as_str())
+            .filter(|_| !self.prefix.is_empty())
+        {
+            Some(rest) => format!("{url}/{}", rest.trim_start_matches('/')),
+            None => format!("{root}/{db}"),
+        }
+    }
+
     /// The local directory for `file://` buckets and plain paths.
     pub fn local_root(&self) -> Option<&std::path::Path> {
         self.local_root.as_deref()
