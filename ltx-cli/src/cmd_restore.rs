@@ -36,15 +36,22 @@ TXID forms: exactly 16 hex digits is hexadecimal, as the reference prints it
 (000000000000002a is 42); a 0x prefix is hexadecimal (0x2a); any other run of
 decimal digits is decimal (42). Without --txid or --timestamp the latest
 reproducible transaction is restored. --timestamp restores the latest
-transaction at or before that time that the bucket can still reproduce, and
-says which TXID and time that was.
+transaction at or before that time that the bucket can still reproduce (a
+transaction committed exactly at that time is included; Litestream takes
+only files strictly before it), and says which TXID and time that was and
+how much older than the requested time it is; a time after the newest
+transaction restores the latest state and says so (Litestream answers
+\"timestamp does not exist\").
+
+For container entrypoints: --if-db-not-exists exits 0 without touching an
+existing OUT, --if-replica-exists exits 0 when the URL holds no database.
 
 The plan uses the fewest files over every level and snapshot. Only the newest
 copy of each page is fetched (ranged GETs, several batches in parallel) and
 written in place into a temporary file beside OUT; its database checksum must
 equal the last file's post-apply checksum; --integrity-check then runs
-SQLite's PRAGMA integrity_check on it; only then is it fsynced and renamed
-over OUT. On any failure OUT is untouched. A temporary file left by a killed
+SQLite's PRAGMA integrity_check (or quick_check) on it; only then is it
+fsynced and renamed over OUT. On any failure OUT is untouched. A temporary file left by a killed
 restore (.OUT.restore-PID.tmp) is removed by the next restore of OUT.
 
 Exit codes: 0 restored; 1 the restore failed (no plan for the target, a
@@ -80,15 +87,55 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Run SQLite's PRAGMA integrity_check on the result before it replaces OUT.
-    #[arg(long)]
-    pub integrity_check: bool,
+    /// Check the result with SQLite before it replaces OUT: `quick`
+    /// (PRAGMA quick_check), `full` (PRAGMA integrity_check; the default
+    /// when the flag is given alone) or `none`.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "LEVEL",
+        num_args = 0..=1,
+        require_equals = false,
+        default_missing_value = "full",
+        default_value = "none"
+    )]
+    pub integrity_check: IntegrityCheck,
     /// Replace an existing OUT.
     #[arg(long)]
     pub force: bool,
+    /// Exit 0 without touching OUT when it already exists (as
+    /// `litestream restore -if-db-not-exists`, for container entrypoints).
+    #[arg(long)]
+    pub if_db_not_exists: bool,
+    /// Exit 0 when the URL holds no database (as `litestream restore
+    /// -if-replica-exists`): a first start with an empty bucket.
+    #[arg(long)]
+    pub if_replica_exists: bool,
     /// Batches of frames fetched at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub concurrency: u64,
+}
+
+/// How the restored database is checked with SQLite before it replaces OUT.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntegrityCheck {
+    /// No SQLite check (the database checksum is still checked when the
+    /// files track it).
+    None,
+    /// `PRAGMA quick_check`.
+    Quick,
+    /// `PRAGMA integrity_check`.
+    Full,
+}
+
+impl IntegrityCheck {
+    fn name(self) -> &'static str {
+        match self {
+            IntegrityCheck::None => "none",
+            IntegrityCheck::Quick => "quick",
+            IntegrityCheck::Full => "full",
+        }
+    }
 }
 
 /// Parses a TXID (see the command's help).
@@ -129,14 +176,36 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         (None, None) => Target::Latest,
     };
     if let Some(o) = &args.output {
+        if args.if_db_not_exists && !args.dry_run && o.exists() {
+            eprintln!(
+                "ltx: {} exists: nothing restored (--if-db-not-exists)",
+                o.display()
+            );
+            return Ok(());
+        }
         if !args.dry_run {
             check_output(o, args.force)?;
         }
     }
-    let bucket = Bucket::open(&args.url)?;
     let rt = remote::runtime()?;
+    let found = Bucket::open(&args.url).and_then(|b| {
+        let dbs = rt.block_on(b.discover())?;
+        Ok((b, dbs))
+    });
+    if args.if_replica_exists && found.as_ref().map_or(true, |(_, d)| d.is_empty()) {
+        let why = match &found {
+            Err(e) => format!("{e:#}"),
+            Ok(_) => "no LTX database there".into(),
+        };
+        eprintln!(
+            "ltx: {}: no replica ({why}): nothing restored (--if-replica-exists)",
+            args.url
+        );
+        return Ok(());
+    }
+    let (bucket, _) = found?;
     let db = rt.block_on(bucket.single_db())?;
-    let (plan, _) = match rt.block_on(fetch::plan(&bucket, &db, target)) {
+    let (plan, catalog) = match rt.block_on(fetch::plan(&bucket, &db, target)) {
         Ok(p) => p,
         Err(e) => return remote::fail(out, &format!("{e:#}")),
     };
@@ -195,6 +264,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     let pb = output::progress(true, Some(plan.bytes), "restore");
     let pbc = pb.clone();
     let integrity = args.integrity_check;
+    let landing = Landing::of(target, &plan, &catalog);
     let opts = RestoreOptions {
         concurrency: args.concurrency as usize,
         force: args.force,
@@ -202,8 +272,9 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
             pbc.set_length(total);
             pbc.set_position(done);
         })),
-        pre_commit: integrity.then(|| {
-            Arc::new(|p: &Path| integrity_check(p)) as ltx_compactor::fetch::PreCommitCheck
+        pre_commit: (integrity != IntegrityCheck::None).then(|| {
+            Arc::new(move |p: &Path| sqlite_check(p, integrity))
+                as ltx_compactor::fetch::PreCommitCheck
         }),
         ..Default::default()
     };
@@ -222,11 +293,23 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         if let Some(m) = v.as_object_mut() {
             m.insert(
                 "integrity_check".into(),
-                if integrity {
+                if integrity != IntegrityCheck::None {
                     "ok".into()
                 } else {
                     serde_json::Value::Null
                 },
+            );
+            m.insert("integrity_check_level".into(), integrity.name().into());
+            m.insert("requested".into(), landing.requested_json());
+            m.insert(
+                "behind_requested_ms".into(),
+                landing
+                    .behind_ms()
+                    .map_or(serde_json::Value::Null, Into::into),
+            );
+            m.insert(
+                "newest_at_or_before_requested".into(),
+                landing.newest.into(),
             );
             m.insert(
                 "elapsed_ms".into(),
@@ -237,14 +320,100 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         writeln!(out)?;
     } else {
         print_report(out, &rep, integrity, started.elapsed())?;
+        if let Some(line) = landing.describe() {
+            writeln!(out, "{line}")?;
+        }
     }
     Ok(())
+}
+
+/// Where a restore landed relative to what was asked.
+struct Landing {
+    target: Target,
+    /// The restored TXID's time (ms).
+    landed_ms: i64,
+    /// Whether no transaction the bucket knows of lies between the restored
+    /// one and the requested time (always true for TXID and latest targets).
+    newest: bool,
+    /// The time of the newest transaction the bucket holds.
+    bucket_newest_ms: Option<i64>,
+}
+
+impl Landing {
+    fn of(
+        target: Target,
+        plan: &ltx_compactor::RestorePlan,
+        catalog: &[ltx_compactor::catalog::LtxObject],
+    ) -> Landing {
+        let bucket_newest_ms = catalog
+            .iter()
+            .max_by_key(|o| o.max_txid)
+            .map(|o| o.time_ms());
+        let newest = match target {
+            Target::Time(t) => !catalog
+                .iter()
+                .any(|o| o.max_txid > plan.txid && o.timestamp_ms.is_some() && o.time_ms() <= t),
+            _ => true,
+        };
+        Landing {
+            target,
+            landed_ms: plan.timestamp_ms,
+            newest,
+            bucket_newest_ms,
+        }
+    }
+
+    fn behind_ms(&self) -> Option<i64> {
+        match self.target {
+            Target::Time(t) => Some(t - self.landed_ms),
+            _ => None,
+        }
+    }
+
+    fn requested_json(&self) -> serde_json::Value {
+        match self.target {
+            Target::Txid(t) => serde_json::json!({"kind": "txid", "txid": t.to_string()}),
+            Target::Time(ms) => serde_json::json!({
+                "kind": "timestamp",
+                "timestamp_ms": ms,
+                "timestamp": fetch::rfc3339(ms),
+            }),
+            Target::Latest => serde_json::json!({"kind": "latest"}),
+        }
+    }
+
+    /// One line for a time target: how far before the requested time the
+    /// restored state is, and why.
+    fn describe(&self) -> Option<String> {
+        let Target::Time(t) = self.target else {
+            return None;
+        };
+        let asked = fetch::rfc3339(t);
+        let behind = (t - self.landed_ms) as f64 / 1000.0;
+        Some(if behind == 0.0 {
+            format!("requested {asked}: the transaction committed at exactly that time")
+        } else if !self.newest {
+            format!(
+                "requested {asked}: later transactions before that time are no longer reproducible (compacted); this is the latest reproducible state, {behind:.3} s older than requested"
+            )
+        } else if self.bucket_newest_ms.is_some_and(|n| n < t)
+            && self.landed_ms >= self.bucket_newest_ms.unwrap_or(i64::MAX)
+        {
+            format!(
+                "requested {asked}: after the newest transaction in the bucket; this is the latest state, {behind:.3} s older than requested"
+            )
+        } else {
+            format!(
+                "requested {asked}: the latest transaction at or before that time, {behind:.3} s older than requested"
+            )
+        })
+    }
 }
 
 fn print_report(
     out: &mut dyn Write,
     rep: &RestoreReport,
-    integrity: bool,
+    integrity: IntegrityCheck,
     elapsed: std::time::Duration,
 ) -> Result<()> {
     writeln!(
@@ -274,8 +443,10 @@ fn print_report(
         )?,
         None => writeln!(out, "checksum: not tracked by these files (NoChecksum)")?,
     }
-    if integrity {
-        writeln!(out, "integrity_check: ok")?;
+    match integrity {
+        IntegrityCheck::None => {}
+        IntegrityCheck::Quick => writeln!(out, "quick_check: ok")?,
+        IntegrityCheck::Full => writeln!(out, "integrity_check: ok")?,
     }
     Ok(())
 }
@@ -339,13 +510,19 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// SQLite's `PRAGMA integrity_check` on `path`, opened immutable and
-/// read-only (no journal, WAL or shared-memory files are created).
+/// SQLite's `PRAGMA quick_check` or `PRAGMA integrity_check` on `path`
+/// (`none` does nothing), opened immutable and read-only (no journal, WAL
+/// or shared-memory files are created).
 ///
 /// # Errors
 /// The database cannot be opened, or the check reports problems (the first
 /// ones are quoted).
-pub fn integrity_check(path: &Path) -> Result<()> {
+pub fn sqlite_check(path: &Path, level: IntegrityCheck) -> Result<()> {
+    let pragma = match level {
+        IntegrityCheck::None => return Ok(()),
+        IntegrityCheck::Quick => "quick_check",
+        IntegrityCheck::Full => "integrity_check",
+    };
     use rusqlite::OpenFlags;
     let uri = format!("file:{}?immutable=1", uri_path(path));
     let conn = rusqlite::Connection::open_with_flags(
@@ -354,17 +531,17 @@ pub fn integrity_check(path: &Path) -> Result<()> {
     )
     .with_context(|| format!("{}: opening with SQLite", path.display()))?;
     let mut st = conn
-        .prepare("PRAGMA integrity_check(20)")
-        .with_context(|| format!("{}: integrity_check", path.display()))?;
+        .prepare(&format!("PRAGMA {pragma}(20)"))
+        .with_context(|| format!("{}: {pragma}", path.display()))?;
     let rows: Vec<String> = st
         .query_map([], |r| r.get::<_, String>(0))
         .and_then(|it| it.collect())
-        .with_context(|| format!("{}: integrity_check", path.display()))?;
+        .with_context(|| format!("{}: {pragma}", path.display()))?;
     if rows.len() == 1 && rows[0] == "ok" {
         return Ok(());
     }
     bail!(
-        "integrity_check failed on the restored database: {}",
+        "{pragma} failed on the restored database: {}",
         rows.join("; ")
     )
 }
