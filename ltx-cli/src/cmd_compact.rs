@@ -17,7 +17,7 @@ use ltx_core::merge::{
     merge_any, plan_merge, prepare_frame, MergeInput, MergeOptions, MergePlan, PlannedFrame,
     PreparedFrame,
 };
-use ltx_core::{format_filename, Encoder, FormatVersion, Header, LtxFile};
+use ltx_core::{format_filename, Encoder, FormatVersion, Header, LtxFile, TxId};
 use rayon::prelude::*;
 
 use crate::db::TempFile;
@@ -43,7 +43,13 @@ checksum is computed anew. With v1/v2 inputs the output is assembled in memory.
 
 Examples:
   ltx compact -o replica/ltx/1/ replica/ltx/0/
-  ltx compact --no-checksum -o 0000000000000001-0000000000000064.ltx L0/*.ltx"
+  ltx compact --no-checksum -o 0000000000000001-0000000000000064.ltx L0/*.ltx
+
+Checksums (--checksum auto, the default): an output inside a replica layout
+follows that replica's newest file (Litestream's are NoChecksum, and its
+restore refuses a file with a post-apply checksum); else any NoChecksum input
+makes the output NoChecksum; else checksums are tracked. --checksum track or
+none (--no-checksum) forces it."
 )]
 pub struct Args {
     /// Output file, or an existing directory to write `<min>-<max>.ltx` into.
@@ -52,10 +58,8 @@ pub struct Args {
     /// Input LTX files (directories stand for their `*.ltx` files); merged in TXID order.
     #[arg(required = true, value_name = "FILES")]
     pub files: Vec<PathBuf>,
-    /// Write the NoChecksum header flag, as Litestream does (otherwise flags 0,
-    /// which needs inputs that track checksums).
-    #[arg(long)]
-    pub no_checksum: bool,
+    #[command(flatten)]
+    pub checksum: crate::convention::ChecksumArg,
     /// Accept TXID gaps between inputs (when the missing range is known to be empty).
     #[arg(long)]
     pub allow_gaps: bool,
@@ -69,8 +73,28 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         .into_iter()
         .map(|l| l.path)
         .collect();
+    // Any NoChecksum input (a header read; an unreadable input is reported
+    // by the merge below).
+    let any_no_checksum = paths.iter().any(|p| {
+        use std::io::Read;
+        let mut b = [0u8; ltx_core::header::HEADER_SIZE];
+        std::fs::File::open(p)
+            .and_then(|mut f| f.read_exact(&mut b))
+            .ok()
+            .and_then(|()| Header::decode_unvalidated(&b).ok())
+            .is_some_and(|h| h.flags & HEADER_FLAG_NO_CHECKSUM != 0)
+    });
+    let probe = if args.output.is_dir() {
+        args.output.join(format_filename(TxId(1), TxId(1)))
+    } else {
+        args.output.clone()
+    };
+    let decision = args.checksum.decide(&probe, any_no_checksum);
+    if let Some(r) = &decision.reason {
+        eprintln!("ltx: {r}");
+    }
     let opts = MergeOptions {
-        flags: if args.no_checksum {
+        flags: if decision.no_checksum {
             HEADER_FLAG_NO_CHECKSUM
         } else {
             0
@@ -183,7 +207,7 @@ pub fn compact_with(
                 msg = msg.replace(&format!("input {i} "), &format!("{} ", p.display()));
             }
             if msg.contains("NoChecksum") {
-                msg.push_str(" (pass --no-checksum)");
+                msg.push_str(" (pass --checksum none)");
             }
             eprintln!("ltx: compact: {msg}");
             return Err(Failed.into());
@@ -228,7 +252,7 @@ fn compact_any(
             msg = msg.replace(&format!("input {i}:"), &format!("{}:", p.display()));
         }
         if msg.contains("NoChecksum") {
-            msg.push_str(" (pass --no-checksum)");
+            msg.push_str(" (pass --checksum none)");
         }
         eprintln!("ltx: compact: {msg}");
         return Err(Failed.into());

@@ -62,9 +62,8 @@ pub struct Args {
         allow_negative_numbers = true
     )]
     pub timestamp: Option<i64>,
-    /// Write the delta with the NoChecksum flag (pre- and post-apply 0).
-    #[arg(long, requires = "output")]
-    pub no_checksum: bool,
+    #[command(flatten)]
+    pub checksum: crate::convention::ChecksumArg,
 }
 
 /// One side of the comparison.
@@ -333,7 +332,13 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
             let opts = LtxOptions {
                 txid: args.txid.unwrap_or(TxId(2)),
                 timestamp: args.timestamp.unwrap_or_else(encode::now_ms),
-                no_checksum: args.no_checksum,
+                no_checksum: {
+                    let d = args.checksum.decide(dest, false);
+                    if let Some(r) = d.reason {
+                        eprintln!("ltx: {r}");
+                    }
+                    d.no_checksum
+                },
             };
             let (d, tmp, w) = delta_between(old, new, dest, &opts)?;
             tmp.commit(dest)?;

@@ -38,9 +38,8 @@ pub struct Args {
     /// Header timestamp in milliseconds since the Unix epoch (default: now).
     #[arg(long, value_name = "MS", allow_negative_numbers = true)]
     pub timestamp: Option<i64>,
-    /// Do not track checksums: set the NoChecksum flag, post-apply checksum 0 (as Litestream writes).
-    #[arg(long)]
-    pub no_checksum: bool,
+    #[command(flatten)]
+    pub checksum: crate::convention::ChecksumArg,
 }
 
 /// Parses a TXID: 16 hex digits (the reference's form), `0x…` hex, or decimal.
@@ -83,7 +82,13 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     let opts = LtxOptions {
         txid: args.txid,
         timestamp: args.timestamp.unwrap_or_else(encode::now_ms),
-        no_checksum: args.no_checksum,
+        no_checksum: {
+            let d = args.checksum.decide(&args.output, false);
+            if let Some(r) = d.reason {
+                eprintln!("ltx: {r}");
+            }
+            d.no_checksum
+        },
     };
     let started = std::time::Instant::now();
     let (tmp, w) = encode::snapshot_db(&image, &args.output, &opts)?;

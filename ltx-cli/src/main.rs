@@ -21,6 +21,7 @@ mod cmd_page;
 mod cmd_quickstart;
 mod cmd_restore;
 mod cmd_verify;
+mod convention;
 mod db;
 mod encode;
 mod input;

@@ -796,15 +796,32 @@ fn compact_matches_the_reference_compactions() {
         .args(["--allow-gaps"])
         .assert()
         .success();
+    // NoChecksum inputs: forced to track checksums, refused with the way
+    // out; by default (--checksum auto) the output is NoChecksum, said so.
     let nc = chain_files("chain-4k-nochecksum-wal");
+    let a = ltx()
+        .arg("compact")
+        .arg("-o")
+        .arg(dir.path().join("nc.ltx"))
+        .args(["--checksum", "track"])
+        .args(&nc[..3])
+        .assert()
+        .code(1);
+    assert!(stderr(&a).contains("--checksum none"), "{}", stderr(&a));
+    assert!(!dir.path().join("nc.ltx").exists());
     let a = ltx()
         .arg("compact")
         .arg("-o")
         .arg(dir.path().join("nc.ltx"))
         .args(&nc[..3])
         .assert()
-        .code(1);
-    assert!(stderr(&a).contains("--no-checksum"), "{}", stderr(&a));
+        .success();
+    assert!(
+        stderr(&a).contains("an input is NoChecksum"),
+        "{}",
+        stderr(&a)
+    );
+    assert!(stdout(&a).contains("flags 0x00000002"), "{}", stdout(&a));
     // A corrupt input is refused.
     let bad = corrupt_copy(&chain[2], dir.path());
     ltx()

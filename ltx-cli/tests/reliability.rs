@@ -457,9 +457,9 @@ fn sqlite_chain(dir: &Path, steps: &[&str], no_checksum: bool) -> (PathBuf, Vec<
                 .arg(&dest)
                 .args(["--txid", &txid.0.to_string()]);
         }
-        if no_checksum {
-            cmd.arg("--no-checksum");
-        }
+        // Inside a replica layout `auto` would follow Litestream's
+        // convention (NoChecksum): say which chain this is.
+        cmd.args(["--checksum", if no_checksum { "none" } else { "track" }]);
         cmd.assert().success();
         states.push(read(&db));
     }
