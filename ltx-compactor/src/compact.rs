@@ -45,6 +45,7 @@ use serde::Serialize;
 
 use crate::catalog::{DbLocation, LtxObject};
 use crate::lease::Lease;
+use crate::owner::{foreign_ladder_files, refusal, OwnerRecord, RECORD_NAME};
 use crate::policy::{check_contiguity, plan_pass_at, Compaction, CompactionKind, Config, PassPlan};
 use crate::store::{frame_batches, Bucket, ObjectMeta};
 
@@ -59,11 +60,15 @@ pub struct PassOptions {
     pub part_size: usize,
     /// Compressed bytes of frames fetched per batch.
     pub fetch_batch: u64,
+    /// Adopt level files another writer added (see [`crate::owner`]):
+    /// once, after that writer (Litestream's own compaction) was stopped.
+    pub adopt: bool,
 }
 
 impl Default for PassOptions {
     fn default() -> Self {
         PassOptions {
+            adopt: false,
             dry_run: false,
             single_put_limit: 16 << 20,
             part_size: 8 << 20,
@@ -110,6 +115,9 @@ pub struct PassReport {
     pub contiguity: Vec<String>,
     /// Stopped early (shutdown requested): no deletions were made.
     pub abandoned: bool,
+    /// Why the pass refused to run (another compactor writes this
+    /// database's levels; see [`crate::owner`]): nothing was written.
+    pub refused: Option<String>,
     /// Output bytes written.
     pub bytes_written: u64,
     /// Input bytes read.
@@ -204,9 +212,37 @@ pub async fn run_pass(
         db: db.to_string(),
         ..loc
     };
+    // Another writer's level files: refuse rather than fight it.
+    let record_key = crate::store::join(db, RECORD_NAME);
+    let (record, adopting) = match read_record(bucket, &record_key).await? {
+        Some(r) if !opts.adopt => {
+            let foreign = foreign_ladder_files(&catalog, &r);
+            if !foreign.is_empty() {
+                report.refused = Some(refusal(&report.location, &foreign));
+                return Ok(report);
+            }
+            (r, false)
+        }
+        _ => (OwnerRecord::adopting(&catalog, now_ms), true),
+    };
     report.plan = plan_pass_at(&catalog, cfg, now_ms, &loc);
     if opts.dry_run {
         return Ok(report);
+    }
+    let planned = report
+        .plan
+        .compactions
+        .iter()
+        .map(|c| (c.output_level, c.output_key.as_str()));
+    let next = record.before_writing(&catalog, planned, now_ms);
+    if let Some(r) = next.as_ref().or(adopting.then_some(&record)) {
+        lease.check().await?;
+        let body = serde_json::to_vec_pretty(r).expect("record serialises");
+        bucket
+            .store()
+            .put(&Path::from(record_key.as_str()), PutPayload::from(body))
+            .await
+            .with_context(|| format!("{}: writing {record_key}", bucket.url()))?;
     }
     let mut sizes: HashMap<String, u64> = catalog.iter().map(|o| (o.key.clone(), o.size)).collect();
     for c in &report.plan.compactions.clone() {
@@ -252,6 +288,22 @@ pub async fn run_pass(
         check_contiguity(&bucket.catalog(db).await?.0)
     };
     Ok(report)
+}
+
+/// The compactor's record of a database ([`crate::owner`]); `None` when
+/// there is none (or it cannot be parsed: it is then rewritten, adopting).
+async fn read_record(bucket: &Bucket, key: &str) -> Result<Option<OwnerRecord>> {
+    match bucket.store().get(&Path::from(key)).await {
+        Ok(r) => {
+            let b = r
+                .bytes()
+                .await
+                .with_context(|| format!("{}: reading {key}", bucket.url()))?;
+            Ok(serde_json::from_slice(&b).ok())
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("{}: reading {key}", bucket.url())),
+    }
 }
 
 async fn input_metas(

@@ -23,6 +23,7 @@ pub mod fetch;
 pub mod lease;
 #[cfg(feature = "io")]
 pub mod metrics;
+pub mod owner;
 pub mod policy;
 pub mod restore;
 pub mod simulate;

@@ -108,6 +108,11 @@ enum Cmd {
         /// Policy clock override, ms since the epoch (tests, replays).
         #[arg(long, hide = true)]
         now_ms: Option<i64>,
+        /// Accept the level files another compactor wrote (a pass refuses
+        /// to run beside one: Litestream with its own compaction on). Give
+        /// it once, after that compactor was stopped.
+        #[arg(long)]
+        adopt: bool,
     },
 }
 
@@ -146,6 +151,7 @@ fn main() -> Result<()> {
             single_put_limit,
             part_size,
             now_ms,
+            adopt,
         } => {
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
@@ -183,6 +189,7 @@ fn main() -> Result<()> {
                 now_ms,
                 opts: ltx_compactor::compact::PassOptions {
                     dry_run,
+                    adopt,
                     single_put_limit,
                     part_size,
                     ..Default::default()

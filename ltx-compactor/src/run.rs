@@ -183,6 +183,11 @@ async fn one_db(sh: &Shared, db: &str) -> bool {
     match res {
         Ok(r) => {
             report(a, &r);
+            if let Some(why) = &r.refused {
+                error!(db = r.location, "refused: {why}");
+                sh.metrics.failure();
+                return false;
+            }
             sh.metrics.pass(&r);
             r.contiguity.is_empty()
         }

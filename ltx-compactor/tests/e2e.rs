@@ -15,6 +15,7 @@ use ltx_compactor::policy::{check_contiguity, Config};
 use ltx_compactor::restore::Target;
 use ltx_compactor::store::Bucket;
 use ltx_core::TxId;
+use object_store::ObjectStoreExt;
 
 /// A small ladder so that a test of minutes of simulated time crosses every level.
 pub fn small_config() -> Config {
@@ -217,4 +218,72 @@ async fn s3_bucket_both_layouts() {
     };
     let o = scenario(&format!("{url}/hex"), Layout::HexLevel, 230, 3, opts).await;
     check(&o, 5);
+}
+
+/// Another compactor's level files (Litestream with its own compaction on)
+/// make a pass refuse, writing and deleting nothing, until `adopt`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_compactor_is_refused_until_adopted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = Bucket::open("memory://refuse/root").unwrap();
+    let db = "root/app.db".to_string();
+    let mut w = Workload::new(tmp.path(), 11);
+    let mut c = Compactor::new(bucket.clone(), small_config(), PassOptions::default());
+    let lease = Lease::acquire(&bucket, &db, "t", 600_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut now = T0;
+    for _ in 0..30 {
+        now += 3_000;
+        let (txid, ltx) = w.step(now);
+        put_l0(&bucket, &db, Layout::LtxDir, txid, ltx).await;
+    }
+    let r = c.pass(&db, now + 100_000, &lease).await.unwrap();
+    assert!(r.refused.is_none() && !r.written.is_empty(), "{r:?}");
+    assert!(bucket
+        .store()
+        .head(&object_store::path::Path::from(
+            "root/app.db/ltx-compactor.json"
+        ))
+        .await
+        .is_ok());
+    // Someone else writes a level-2 file (a copy of one of our files under
+    // another name stands in for Litestream's output).
+    let (cat, _) = bucket.catalog(&db).await.unwrap();
+    let ours = cat.iter().find(|o| o.level >= 1 && o.level < 9).unwrap();
+    let theirs =
+        ltx_compactor::catalog::format_key(&db, Layout::LtxDir, 2, ours.min_txid, ours.max_txid);
+    let body = bucket
+        .store()
+        .get(&ours.key.as_str().into())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    bucket
+        .store()
+        .put(&theirs.as_str().into(), body.into())
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        now += 3_000;
+        let (txid, ltx) = w.step(now);
+        put_l0(&bucket, &db, Layout::LtxDir, txid, ltx).await;
+    }
+    let before = bucket.catalog(&db).await.unwrap().0;
+    let r = c.pass(&db, now + 100_000, &lease).await.unwrap();
+    let why = r.refused.clone().expect("refused");
+    assert!(why.contains(&theirs) && why.contains("--adopt"), "{why}");
+    assert!(r.written.is_empty() && r.deleted.is_empty());
+    assert_eq!(bucket.catalog(&db).await.unwrap().0, before);
+    // Adopted once: passes run again, and the next one needs no --adopt.
+    c.opts.adopt = true;
+    let r = c.pass(&db, now + 100_000, &lease).await.unwrap();
+    assert!(r.refused.is_none(), "{r:?}");
+    c.opts.adopt = false;
+    let r = c.pass(&db, now + 200_000, &lease).await.unwrap();
+    assert!(r.refused.is_none(), "{r:?}");
+    lease.release().await.unwrap();
 }
