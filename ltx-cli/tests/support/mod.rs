@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod kill;
+pub mod litestream;
 
 use std::path::{Path, PathBuf};
 
