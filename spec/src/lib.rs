@@ -42,6 +42,8 @@
 //!   reference output is checked like a valid case; with `db_after`, both
 //!   outputs are applied to the base state and compared.
 
+pub mod manifest;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
