@@ -10,8 +10,9 @@ use ltx_core::merge::{
     merge_any, merge_files, plan_merge, prepare_frame, MergeInput, MergeOptions,
 };
 use ltx_core::v1::V1_FLAG_LZ4;
-use ltx_core::{FormatVersion, LtxFile, PageSize, Trailer};
+use ltx_core::{Error, FormatVersion, LtxFile, PageSize, Trailer};
 
+use crate::categories::{verdict, Allowed, PathKind, Verdict};
 use crate::db::{
     apply, apply_file, db_diffs, digest_file, image_diffs, DbImage, DB_KEYS, STEP_KEYS,
 };
@@ -175,23 +176,23 @@ impl<'m> Ctx<'m> {
         }
     }
 
-    /// Every decoding path must reject the file (a different error category
-    /// is only noted).
+    /// Every decoding path must reject the file, with the manifest's
+    /// category or an allowed difference ([`crate::categories`]).
     fn check_rejected(&self, c: &RejectedCase, kind: &str, out: &mut Out, version: FormatVersion) {
         let Some(src) = self.open_field(c.file.as_deref(), "file", "", out) else {
             return;
         };
-        let want = c.category.as_deref().unwrap_or("?");
+        let want = c.category.as_deref();
+        let want_s = want.unwrap_or("?");
         let mut accepted = Vec::new();
-        let mut stream_cat = None;
+        // (path, its label, our error)
+        let mut errors: Vec<(PathKind, String, Error)> = Vec::new();
         let (streams, file) = decode_every_way(&src, version, false);
         for (chunk, r) in streams {
             let label = chunk_label(chunk, &src);
             match r {
                 Ok(_) => accepted.push(label),
-                Err(StreamError::Ltx(e)) => {
-                    stream_cat.get_or_insert_with(|| describe_err(&e));
-                }
+                Err(StreamError::Ltx(e)) => errors.push((PathKind::Stream, label, e)),
                 Err(e) => out.fail(format!(
                     "streaming decoder ({label}) broke its contract or could not read: {e}"
                 )),
@@ -199,43 +200,85 @@ impl<'m> Ctx<'m> {
         }
         if !accepted.is_empty() {
             out.fail(format!(
-                "accepted by the streaming decoder ({}), expected a {want} error",
+                "accepted by the streaming decoder ({}), expected a {want_s} error",
                 accepted.join(", ")
             ));
         }
         let file_label = file_path_label(version, &src);
-        let file_cat = match file {
+        match file {
             Ok(_) => {
                 let by = match file_label {
                     "LtxFile" => "LtxFile::parse+verify",
                     "ranged reads" => "ranged reads (parse_tail, parse_index, decode_frame)",
                     _ => "detect (some format version validates it)",
                 };
-                out.fail(format!("accepted by {by}, expected a {want} error"));
-                None
+                out.fail(format!("accepted by {by}, expected a {want_s} error"));
             }
-            Err(StreamError::Ltx(e)) => Some(describe_err(&e)),
-            Err(e) => {
-                out.fail(format!(
-                    "{file_label} broke its contract or could not read: {e}"
-                ));
-                None
+            Err(StreamError::Ltx(e)) => errors.push((PathKind::File, file_label.into(), e)),
+            Err(e) => out.fail(format!(
+                "{file_label} broke its contract or could not read: {e}"
+            )),
+        }
+        let Some(want) = want else {
+            out.fail("manifest: no \"category\"");
+            return;
+        };
+        // One line per distinct (path kind, category, verdict).
+        let mut allowed: Vec<(&Allowed, Vec<String>)> = Vec::new();
+        let mut differs: Vec<(PathKind, Option<&str>, Vec<String>, String)> = Vec::new();
+        for (path, label, e) in &errors {
+            match verdict(kind, version, *path, want, e.category()) {
+                Verdict::Same => {}
+                Verdict::Allowed(a) => match allowed.iter_mut().find(|(b, _)| *b == a) {
+                    Some((_, labels)) => labels.push(label.clone()),
+                    None => allowed.push((a, vec![label.clone()])),
+                },
+                Verdict::Differs => {
+                    match differs
+                        .iter_mut()
+                        .find(|d| d.0 == *path && d.1 == e.category())
+                    {
+                        Some(d) => d.2.push(label.clone()),
+                        None => differs.push((
+                            *path,
+                            e.category(),
+                            vec![label.clone()],
+                            describe_err(e),
+                        )),
+                    }
+                }
             }
+        }
+        for (path, _, labels, err) in &differs {
+            let who = match path {
+                PathKind::Stream => format!("the streaming decoder ({})", labels.join(", ")),
+                PathKind::File => labels.join(", "),
+            };
+            out.fail(format!(
+                "{who} rejects it as {err}, but the manifest's category is {want} (not an allowed difference: see ltx_spec::categories)"
+            ));
+        }
+        let show = |p: PathKind| {
+            errors
+                .iter()
+                .find(|(q, _, _)| *q == p)
+                .map_or_else(|| "accepted".to_string(), |(_, _, e)| describe_err(e))
         };
-        let show = |c: Option<String>| c.unwrap_or_else(|| "accepted".into());
-        let same = |c: &Option<String>| {
-            c.as_deref()
-                .is_some_and(|s| s.split(' ').next() == Some(want))
-        };
-        let verdict = if same(&stream_cat) && same(&file_cat) {
-            "same category"
+        let verdict = if !differs.is_empty() {
+            "CATEGORY DIFFERS".to_string()
+        } else if allowed.is_empty() {
+            "same category".to_string()
         } else {
-            "CATEGORY DIFFERS (not a failure)"
+            let each: Vec<String> = allowed
+                .iter()
+                .map(|(a, labels)| format!("{} from {}: {}", a.ours, labels.join(", "), a.why))
+                .collect();
+            format!("allowed difference: {}", each.join("; "))
         };
         out.note(format!(
             "manifest: {kind} {want}; ours: stream {}, file {}; {verdict}",
-            show(stream_cat),
-            show(file_cat),
+            show(PathKind::Stream),
+            show(PathKind::File),
         ));
     }
 

@@ -8,8 +8,10 @@
 //!
 //! Modules: [`manifest`] (the typed manifest model, also used by the tests
 //! that doctor manifests), the decoding harness (every decoding path, the
-//! expected values, file access), `cases` (the checks of each kind), [`db`]
-//! (database images and applying files to them) and [`report`].
+//! expected values, file access), `cases` (the checks of each kind),
+//! [`categories`] (error categories of rejected files and the allowed
+//! differences), [`db`] (database images and applying files to them) and
+//! [`report`].
 //!
 //! The decoding paths of one file run on threads of their own (they only
 //! read it); cases run one after the other.
@@ -43,7 +45,8 @@
 //!   With `db_after`, the database is built by following `applies_to` and
 //!   compared.
 //! - `invalid`, `reference-accepts`: every decoding path must reject the
-//!   file (a different error category is only reported in verbose mode).
+//!   file, with the manifest's `category` or a difference listed, with its
+//!   reason, in [`categories::ALLOWED`].
 //! - `db`: page count, sha256 and rolling checksum of a database file.
 //! - `chain`: each file is checked like a valid case, then applied in order
 //!   to a database image; pre-/post-apply checksums, the database after
@@ -79,6 +82,7 @@
 //! `merge_any` takes slices.
 
 mod cases;
+pub mod categories;
 pub mod db;
 pub(crate) mod harness;
 pub mod manifest;
