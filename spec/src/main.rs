@@ -1,16 +1,24 @@
-//! `ltx-spec [-v] DIR`: checks ltx-core against the vectors in `DIR/manifest.json`.
+//! `ltx-spec [-v] [--in-memory-limit BYTES] DIR`: checks ltx-core against the vectors in `DIR/manifest.json`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: ltx-spec [-v|--verbose] DIR\n\nChecks every case of DIR/manifest.json with ltx-core. Prints `FAIL <name>: ...`\nfor each failing case (and `ok <name>` with -v), then `N passed, N failed`.\nExit status: 0 all passed, 1 some failed, 2 usage or I/O error.";
+const USAGE: &str = "usage: ltx-spec [-v|--verbose] [--in-memory-limit BYTES] DIR\n\nChecks every case of DIR/manifest.json with ltx-core. Prints `FAIL <name>: ...`\nfor each failing case (and `ok <name>` with -v), then `N passed, N failed`.\nLTX files up to --in-memory-limit bytes (default 67108864) are read whole,\nlarger ones in bounded pieces; databases of any size are built in\ntemporary files.\nExit status: 0 all passed, 1 some failed, 2 usage or I/O error.";
 
 fn main() -> ExitCode {
-    let mut verbose = false;
+    let mut opts = ltx_spec::Options::default();
     let mut dir: Option<PathBuf> = None;
-    for arg in std::env::args_os().skip(1) {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
         match arg.to_str() {
-            Some("-v" | "--verbose") => verbose = true,
+            Some("-v" | "--verbose") => opts.verbose = true,
+            Some("--in-memory-limit") => match args.next().and_then(|v| v.to_str()?.parse().ok()) {
+                Some(n) => opts.in_memory_limit = n,
+                None => {
+                    eprintln!("ltx-spec: --in-memory-limit needs a number of bytes\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
             Some("-h" | "--help") => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -30,7 +38,7 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    let report = ltx_spec::run(&dir, verbose);
+    let report = ltx_spec::run_with(&dir, &opts);
     if let Some(e) = &report.fatal {
         eprintln!("ltx-spec: {e}");
         return ExitCode::from(report.exit_code());
