@@ -10,14 +10,19 @@ use serde_json::Value;
 mod support;
 use support::{json_of, read, run, s, sha256, vectors};
 
+/// The manifest's case of the chain `chain-4k-checksums`.
+fn chain_case() -> Value {
+    support::cases(&vectors("conformance"), "chain")
+        .into_iter()
+        .find(|c| c["name"] == "chain-4k-checksums")
+        .unwrap()
+}
+
 /// The chain `chain-4k-checksums` as L0 files of `<tmp>/bucket/app.db`;
 /// returns the database directory and the manifest's steps.
 fn bucket(tmp: &Path) -> (PathBuf, Vec<Value>) {
     let root = vectors("conformance");
-    let chain = support::cases(&root, "chain")
-        .into_iter()
-        .find(|c| c["name"] == "chain-4k-checksums")
-        .unwrap();
+    let chain = chain_case();
     let db = tmp.join("bucket/app.db");
     let l0 = db.join("ltx/0");
     std::fs::create_dir_all(&l0).unwrap();
@@ -170,14 +175,7 @@ fn time_targets_say_where_they_landed() {
     assert_eq!(j["behind_requested_ms"], 60_000);
     assert_eq!(j["requested"]["kind"], "timestamp");
     assert!(text.contains("after the newest transaction"), "{text}");
-    let final_db = vectors("conformance").join(
-        support::cases(&vectors("conformance"), "chain")
-            .into_iter()
-            .find(|c| c["name"] == "chain-4k-checksums")
-            .unwrap()["final_db"]
-            .as_str()
-            .unwrap(),
-    );
+    let final_db = vectors("conformance").join(chain_case()["final_db"].as_str().unwrap());
     assert_eq!(sha256(&read(&out)), sha256(&read(&final_db)));
     // Before the first: an error naming the earliest.
     let r = run(&[
