@@ -150,20 +150,7 @@ fn describe(ltx: &Path, db: &Path) -> Value {
     assert_eq!(d["page_count"], pages.len());
     let h = &d["header"];
     let mut header = json!({});
-    for k in [
-        "flags",
-        "page_size",
-        "commit",
-        "min_txid",
-        "max_txid",
-        "timestamp",
-        "pre_apply_checksum",
-        "wal_offset",
-        "wal_size",
-        "wal_salt1",
-        "wal_salt2",
-        "node_id",
-    ] {
+    for k in support::HEADER_FIELDS {
         assert!(!h[k].is_null(), "dump lacks header.{k}");
         header[k] = h[k].clone();
     }

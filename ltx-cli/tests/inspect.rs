@@ -503,20 +503,7 @@ fn list_json_of_a_chain_is_sorted_with_the_right_commits() {
             assert_eq!(row["path"], s(&path_of(&step["file"])));
             assert_eq!(row["level"], Value::Null);
             assert_eq!(row["commit"], step["db_pages"]);
-            for k in [
-                "commit",
-                "min_txid",
-                "max_txid",
-                "timestamp",
-                "pre_apply_checksum",
-                "wal_offset",
-                "wal_size",
-                "wal_salt1",
-                "wal_salt2",
-                "node_id",
-                "flags",
-                "page_size",
-            ] {
+            for k in support::HEADER_FIELDS {
                 assert_eq!(row[k], step["header"][k], "{k}");
             }
             assert_eq!(

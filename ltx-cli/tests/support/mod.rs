@@ -90,3 +90,20 @@ pub fn sha256(b: &[u8]) -> String {
 pub fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
+
+/// The header fields the manifests and `--json` outputs name, in the
+/// reference's order.
+pub const HEADER_FIELDS: [&str; 12] = [
+    "flags",
+    "page_size",
+    "commit",
+    "min_txid",
+    "max_txid",
+    "timestamp",
+    "pre_apply_checksum",
+    "wal_offset",
+    "wal_size",
+    "wal_salt1",
+    "wal_salt2",
+    "node_id",
+];
