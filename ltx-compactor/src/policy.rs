@@ -585,13 +585,10 @@ fn plan_cumulative(catalog: &[LtxObject], cfg: &Config, now_ms: i64, loc: &DbLoc
 
     // 4. Outputs the retention would not keep are not written (a backlog
     //    older than the retention needs only its newest states).
-    prune_unretained(catalog, &mut plan, &mut virt, cfg, now_ms);
-
-    // 5. Retention over the catalog as it will be after the pass. Outputs
-    //    come after the listing in `virt`, so positions below
-    //    `catalog.len()` are listed objects.
-    let refs: Vec<&LtxObject> = virt.iter().map(|c| c.as_ref()).collect();
-    let keep = retained(&refs, cfg, now_ms, &mut plan.warnings);
+    // 5. Retention over the catalog as it will be after the pass (computed
+    //    by the pruning's last round). Outputs come after the listing in
+    //    `virt`, so positions below `catalog.len()` are listed objects.
+    let keep = prune_unretained(catalog, &mut plan, &mut virt, cfg, now_ms);
     plan.deletions = catalog
         .iter()
         .enumerate()
@@ -623,7 +620,9 @@ fn cover<'a>(
 /// remaining outputs take their inputs again from the listing and the
 /// outputs kept, so none reads a dropped one. Repeats until every output is
 /// kept; a round whose inputs cannot be re-covered (not expected: a dropped
-/// output's inputs cover what it covered) is undone with a warning.
+/// output's inputs cover what it covered) is undone with a warning. Returns
+/// which files of the catalog as it will be after the pass the retention
+/// keeps (by position in `virt`), and adds its warnings to the plan's.
 ///
 /// In ladder shape, a level's outputs chain from its listed files, which
 /// stay until the deletions: an output before a kept one of the same level
@@ -639,11 +638,12 @@ fn prune_unretained<'c>(
     virt: &mut Vec<Cow<'c, LtxObject>>,
     cfg: &Config,
     now_ms: i64,
-) {
+) -> Vec<bool> {
     let n = catalog.len();
-    while !plan.compactions.is_empty() {
+    loop {
         let refs: Vec<&LtxObject> = virt.iter().map(|c| c.as_ref()).collect();
-        let mut keep = kept_by_shape(&refs, cfg, now_ms, &mut Vec::new());
+        let mut warnings = Vec::new();
+        let mut keep = kept_by_shape(&refs, cfg, now_ms, &mut warnings);
         if cfg.shape == Shape::Ladder {
             for level in (1..SNAPSHOT_LEVEL).filter(|&l| catalog.iter().any(|f| f.level == l)) {
                 let outs: Vec<usize> = (0..plan.compactions.len())
@@ -657,7 +657,8 @@ fn prune_unretained<'c>(
             }
         }
         if keep[n..].iter().all(|&k| k) {
-            return;
+            plan.warnings.extend(warnings);
+            return keep;
         }
         let mut kept: Vec<Compaction> = Vec::new();
         let mut outputs: Vec<LtxObject> = Vec::new();
@@ -676,7 +677,8 @@ fn prune_unretained<'c>(
                     "cannot re-plan the inputs of {} without the outputs the retention drops: all written",
                     c.output_key
                 ));
-                return;
+                plan.warnings.extend(warnings);
+                return keep;
             };
             let kind = if inputs.len() == 1 {
                 CompactionKind::Copy

@@ -418,13 +418,10 @@ pub(super) fn plan_ladder(
         plan.compactions.push(c);
     }
 
-    // 4. Outputs the retention would not keep are not written.
+    // 4. Outputs the retention would not keep are not written; 5. the
+    //    retention over the catalog as it will be after the pass.
     let mut virt = lv.virt;
-    prune_unretained(catalog, &mut plan, &mut virt, cfg, now_ms);
-
-    // 5. Retention over the catalog as it will be after the pass.
-    let refs: Vec<&LtxObject> = virt.iter().map(|c| c.as_ref()).collect();
-    let keep = ladder_retained(&refs, cfg, now_ms, &mut plan.warnings);
+    let keep = prune_unretained(catalog, &mut plan, &mut virt, cfg, now_ms);
     plan.deletions = catalog
         .iter()
         .enumerate()
