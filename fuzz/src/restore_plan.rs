@@ -30,16 +30,22 @@
 //!   (exact header timestamp if any file ending there has one, else the
 //!   earliest last-modified) is at or before `ms`; `Latest` the latest one;
 //! - `walk_path` visits the path's files (as catalog positions), last first;
-//! - `plan_pass(&catalog, &Config::default(), now)`: every deletion is in the
-//!   catalog, every compaction's inputs chain from its min to its max TXID
-//!   and its output key parses to its level and range, and the latest
+//! - `plan_pass(&catalog, cfg, now)`, with `Config::default()` (cumulative)
+//!   and `Config::litestream_ladder()` (ladder shape): every deletion is in
+//!   the catalog, every compaction's inputs chain from its min to its max
+//!   TXID and its output key parses to its level and range, and the latest
 //!   reproducible TXID stays reproducible after the pass (deletions removed,
-//!   outputs added).
+//!   outputs added). In ladder shape also: a single input only as the copy
+//!   of an L0 full image to a snapshot, no ladder output from a full image;
+//!   the outputs of a level that has files chain from its last file; the
+//!   deletions of each level come before (in TXID order) every file it
+//!   keeps, so only a prefix of a chain goes.
 
 use std::collections::BTreeMap;
 use std::ops::Bound::{Excluded, Unbounded};
 
 use ltx_compactor::catalog::{format_key, parse_key, Layout, LtxObject, SNAPSHOT_LEVEL};
+use ltx_compactor::policy::Shape;
 use ltx_compactor::{plan_pass, plan_restore, Config, RestoreError, RestoreIndex, Target};
 use ltx_core::TxId;
 
@@ -280,7 +286,8 @@ pub fn check(case: &Case) {
         check_plan(cat, &idx, &want, &times, Target::Time(ms));
     }
 
-    check_pass(case);
+    check_pass(case, &Config::default());
+    check_pass(case, &Config::litestream_ladder());
 }
 
 fn check_plan(
@@ -362,9 +369,9 @@ fn check_plan(
 }
 
 /// `plan_pass` on the catalog.
-fn check_pass(case: &Case) {
+fn check_pass(case: &Case, cfg: &Config) {
     let cat = &case.catalog;
-    let pass = plan_pass(cat, &Config::default(), case.now);
+    let pass = plan_pass(cat, cfg, case.now);
     // Deletions: each is a catalog object (as a multiset).
     let mut after: Vec<LtxObject> = cat.clone();
     for d in &pass.deletions {
@@ -420,11 +427,70 @@ fn check_pass(case: &Case) {
         );
         after.push(c.output_object(1, case.now));
     }
+    if cfg.shape == Shape::Ladder {
+        check_ladder_pass(cat, &pass, &after);
+    }
     if let Some(latest) = RestoreIndex::new(cat).latest() {
         assert!(
             RestoreIndex::new(&after).reachable(latest),
             "the latest TXID {latest} is not reproducible after the pass (deleted {:?})",
             pass.deletions.iter().map(|d| &d.key).collect::<Vec<_>>()
         );
+    }
+}
+
+/// The ladder-shape rules of a pass (`after`: the catalog without the
+/// deletions, with the outputs).
+fn check_ladder_pass(cat: &[LtxObject], pass: &ltx_compactor::PassPlan, after: &[LtxObject]) {
+    let mut end: [Option<u64>; 10] = [None; 10];
+    for o in cat {
+        let e = &mut end[usize::from(o.level)];
+        *e = (*e).max(Some(o.max_txid.0));
+    }
+    let listed: Vec<bool> = (0..10u8)
+        .map(|l| cat.iter().any(|o| o.level == l))
+        .collect();
+    for c in &pass.compactions {
+        if c.inputs.len() == 1 {
+            let i = &c.inputs[0];
+            assert!(
+                c.output_level == SNAPSHOT_LEVEL && i.level == 0 && i.is_base(),
+                "{}: a single input is only the copy of an L0 full image to a snapshot",
+                c.output_key
+            );
+        }
+        if c.output_level < SNAPSHOT_LEVEL {
+            assert!(
+                c.inputs.iter().all(|i| !i.is_base()),
+                "{}: a full image as a ladder input",
+                c.output_key
+            );
+            let l = usize::from(c.output_level);
+            if listed[l] {
+                assert_eq!(
+                    Some(c.min_txid.0),
+                    end[l].and_then(|e| e.checked_add(1)),
+                    "{}: does not follow its level",
+                    c.output_key
+                );
+            }
+            end[l] = end[l].max(Some(c.max_txid.0));
+        }
+    }
+    for level in 0..SNAPSHOT_LEVEL {
+        let gone = pass
+            .deletions
+            .iter()
+            .filter(|o| o.level == level)
+            .map(|o| (o.min_txid, o.max_txid))
+            .max();
+        let kept = after
+            .iter()
+            .filter(|o| o.level == level)
+            .map(|o| (o.min_txid, o.max_txid))
+            .min();
+        if let (Some(g), Some(k)) = (gone, kept) {
+            assert!(g <= k, "level {level}: deleted {g:?} after kept {k:?}");
+        }
     }
 }

@@ -25,7 +25,11 @@ struct Cli {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum LadderArg {
+    /// Our policy with `--config` (cumulative by default).
     Ours,
+    /// Our policy in ladder shape with `--ladder-config`.
+    OursLadder,
+    /// A model of Litestream's default ladder.
     Litestream,
 }
 
@@ -37,8 +41,9 @@ enum WorkloadArg {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the policy with a simulated clock over synthetic L0 traffic and
-    /// compare it with Litestream's default ladder.
+    /// Run the policy with a simulated clock over synthetic L0 traffic, in
+    /// both shapes (cumulative and ladder), and compare it with Litestream's
+    /// default ladder.
     Simulate {
         /// Simulated days.
         #[arg(long, default_value_t = 7.0)]
@@ -49,7 +54,12 @@ enum Cmd {
         /// Policy configuration (JSON); default: the built-in ladder.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Run only this ladder (default: both).
+        /// Configuration of the ladder-shape run (JSON; its shape is forced to
+        /// ladder); default: Litestream's intervals and L0 retention
+        /// (`Config::litestream_ladder`) with `--config`'s retention.
+        #[arg(long)]
+        ladder_config: Option<PathBuf>,
+        /// Run only this ladder (default: all three).
         #[arg(long, value_enum)]
         ladder: Option<LadderArg>,
         /// Traffic shape.
@@ -209,6 +219,7 @@ fn main() -> Result<()> {
             days,
             rate,
             config,
+            ladder_config,
             ladder,
             workload,
             db_pages,
@@ -223,9 +234,17 @@ fn main() -> Result<()> {
                 bail!("--db-pages must be at least 16");
             }
             let cfg = load_config(config)?;
+            let ladder_cfg = match ladder_config {
+                Some(p) => load_config(Some(p))?,
+                None => Config {
+                    retention: cfg.retention,
+                    ..Config::litestream_ladder()
+                },
+            };
             let ladders: Vec<Ladder> = match ladder {
-                None => vec![Ladder::Ours, Ladder::Litestream],
+                None => vec![Ladder::Ours, Ladder::OursLadder, Ladder::Litestream],
                 Some(LadderArg::Ours) => vec![Ladder::Ours],
+                Some(LadderArg::OursLadder) => vec![Ladder::OursLadder],
                 Some(LadderArg::Litestream) => vec![Ladder::Litestream],
             };
             let params = SimParams {
@@ -239,24 +258,40 @@ fn main() -> Result<()> {
                 seed,
                 ..SimParams::default()
             };
-            let report = simulate::run(&params, &cfg, &ladders);
+            let report = simulate::run_with(&params, &cfg, &ladder_cfg, &ladders);
             if let Some(p) = svg_out {
                 svg::draw(&report, &p)?;
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                for r in [&report.ours, &report.litestream].into_iter().flatten() {
+                for r in report.ladders() {
                     println!(
-                        "{:<10} max_restore_files {:>3} (compacted targets {:>3})  mean_restore_files {:>6.2}  bytes_stored {:>14}  bytes_written {:>15}  files_stored {:>6}",
-                        r.ladder, r.max_restore_files, r.max_restore_files_compacted, r.mean_restore_files, r.bytes_stored, r.bytes_written, r.files_stored
+                        "{:<11} max_restore_files {:>3} (compacted targets {:>3})  mean_restore_files {:>6.2}  bytes_stored {:>14}  bytes_written {:>15}  files_stored {:>6}  written/day {:>7.0} (copies {})  deleted/day {:>7.0}",
+                        r.ladder, r.max_restore_files, r.max_restore_files_compacted, r.mean_restore_files, r.bytes_stored, r.bytes_written, r.files_stored, r.objects_written_per_day, r.copies, r.deletions_per_day
                     );
+                    for p in &r.problems {
+                        println!("  problem: {p}");
+                    }
                 }
-                if let Some(x) = report.bytes_stored_ratio {
-                    println!(
-                        "bytes_stored ours/litestream: {x:.2} (mean over the run: {:.2})",
-                        report.mean_bytes_stored_ratio.unwrap_or(0.0)
-                    );
+                for (name, x, mean) in [
+                    (
+                        "ours",
+                        report.bytes_stored_ratio,
+                        report.mean_bytes_stored_ratio,
+                    ),
+                    (
+                        "ours-ladder",
+                        report.ladder_bytes_stored_ratio,
+                        report.ladder_mean_bytes_stored_ratio,
+                    ),
+                ] {
+                    if let Some(x) = x {
+                        println!(
+                            "bytes_stored {name}/litestream: {x:.2} (mean over the run: {:.2})",
+                            mean.unwrap_or(0.0)
+                        );
+                    }
                 }
             }
         }

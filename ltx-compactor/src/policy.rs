@@ -1,6 +1,14 @@
 //! The compaction policy: a pure function of a listing, a configuration and
 //! `now`, returning the compactions due and the deletions that are safe.
 //!
+//! Two shapes ([`Config::shape`]): [`Shape::Cumulative`] (the default,
+//! described below: fewest files per restore) and [`Shape::Ladder`]
+//! (Litestream's: every level one contiguous chain, for Litestream's VFS
+//! read replicas and tools that expect it; its rules are in the `ladder`
+//! submodule and on [`Shape::Ladder`]). Both share the retention
+//! ([`retained`]), the single-input rule and the pruning of outputs the
+//! retention would not keep.
+//!
 //! # The ladder: cumulative windows
 //!
 //! Time is cut into *slots* of the finest interval (L1, 30 s by default).
@@ -58,6 +66,9 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{sort_catalog, txid_serde, DbLocation, Layout, LtxObject, SNAPSHOT_LEVEL};
 use crate::restore::RestoreIndex;
 
+mod ladder;
+pub use ladder::{check_ladder, ladder_retained, sort_deletions};
+
 /// One incremental level of the ladder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LevelConfig {
@@ -73,8 +84,11 @@ pub struct LevelConfig {
 /// ```json
 /// { "levels": [ {"level": 1, "interval": "30s"}, {"level": 2, "interval": "5m"},
 ///               {"level": 3, "interval": "1h"} ],
-///   "snapshot_interval": "24h", "retention": "24h", "l0_retention": "0s", "settle": "1s" }
+///   "snapshot_interval": "24h", "retention": "24h", "l0_retention": "0s", "settle": "1s",
+///   "shape": "cumulative" }
 /// ```
+///
+/// `shape` is optional (`"cumulative"` by default, or `"ladder"`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -94,6 +108,47 @@ pub struct Config {
     /// How long after a slot ends before it is compacted (late uploads).
     #[serde(with = "duration_serde", default)]
     pub settle: i64,
+    /// Which files the levels hold: [`Shape::Cumulative`] (default) or
+    /// Litestream's [`Shape::Ladder`].
+    #[serde(default)]
+    pub shape: Shape,
+}
+
+/// What the files of a level cover.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shape {
+    /// Cumulative windows: a level-`k` file covers from just after the
+    /// latest coarser file (or snapshot) to the end of its slot, so any slot
+    /// end restores from at most `1 + levels` files. A level has holes that a
+    /// coarser file bridges ([`check_contiguity`]).
+    #[default]
+    Cumulative,
+    /// Litestream's ladder: every level is one contiguous, non-overlapping
+    /// chain ([`check_ladder`]), what Litestream's own compaction and its VFS
+    /// read replicas expect; restores take up to
+    /// [`Config::worst_case_files`] files. At each boundary of its interval
+    /// (wall-clock aligned), a level merges the files of the next finer
+    /// configured level (L0 for the finest) that follow its own last TXID and
+    /// fall in closed slots; snapshots (level 9, `1-<max>`) merge the
+    /// previous snapshot with the files after it at every snapshot boundary.
+    /// Unlike Litestream:
+    /// - a window with a single input is not written (no byte-identical
+    ///   copy up the ladder): the level waits for a second file, and its
+    ///   next file starts where it stopped;
+    /// - a level's first file starts where its consumer (the next coarser
+    ///   level) ends, or after the latest snapshot or full image: no ladder
+    ///   file starts at TXID 1 or takes a full image as input;
+    /// - the one copy: an L0 full image (Litestream's first L0 file) with no
+    ///   twin at a higher level is promoted to the snapshot of the same name
+    ///   by [`CompactionKind::Copy`], so that L0 stays a queue whose
+    ///   compacted prefix is deleted;
+    /// - retention ([`ladder_retained`]) keeps what [`retained`] keeps, the
+    ///   files a level has not consumed yet and everything after a kept file
+    ///   in its level: only a prefix of a chain is ever deleted, oldest first
+    ///   ([`sort_deletions`]), so every level stays one chain at every
+    ///   intermediate point of a pass.
+    Ladder,
 }
 
 const S: i64 = 1000;
@@ -121,6 +176,7 @@ impl Default for Config {
             retention: 24 * H,
             l0_retention: 0,
             settle: S,
+            shape: Shape::Cumulative,
         }
     }
 }
@@ -139,6 +195,18 @@ impl Config {
                 })
                 .collect(),
             ..Config::default()
+        }
+    }
+
+    /// Litestream 0.5's defaults in its own shape: L1 30 s, L2 5 m, L3 1 h,
+    /// snapshots every 24 h, retention 24 h, L0 files kept 5 minutes after
+    /// they are compacted (its `l0-retention`, which its VFS read replicas
+    /// rely on), every level one contiguous chain ([`Shape::Ladder`]).
+    pub fn litestream_ladder() -> Config {
+        Config {
+            l0_retention: 5 * M,
+            shape: Shape::Ladder,
+            ..Config::litestream_intervals()
         }
     }
 
@@ -211,10 +279,29 @@ impl Config {
             .map_or(self.levels[0].level, |l| l.level)
     }
 
-    /// Worst-case restore plan size for slot-end targets: one file per level
-    /// plus the snapshot.
+    /// Worst-case restore plan size for targets on a compacted TXID.
+    /// Cumulative: one file per level plus the snapshot. Ladder: the
+    /// snapshot, then per level at most as many files as fit in its parent's
+    /// interval (`ratio`), one fewer at the coarsest level: Σ ratio
+    /// (46 for Litestream's 30 s / 5 m / 1 h / 24 h; its own ladder needs up
+    /// to 44, we may hold one more file per finer level while a window waits
+    /// for its second input).
     pub fn worst_case_files(&self) -> usize {
-        self.levels.len() + 1
+        match self.shape {
+            Shape::Cumulative => self.levels.len() + 1,
+            Shape::Ladder => self
+                .intervals()
+                .windows(2)
+                .map(|w| usize::try_from(w[1] / w[0]).unwrap_or(usize::MAX))
+                .fold(0usize, usize::saturating_add),
+        }
+    }
+
+    /// Intervals of the levels, finest first, then the snapshot interval.
+    fn intervals(&self) -> Vec<i64> {
+        let mut iv: Vec<i64> = self.levels.iter().map(|l| l.interval).collect();
+        iv.push(self.snapshot_interval);
+        iv
     }
 }
 
@@ -328,7 +415,9 @@ impl Compaction {
 pub struct PassPlan {
     /// Compactions to run, in order.
     pub compactions: Vec<Compaction>,
-    /// Files safe to delete once every compaction is written and verified.
+    /// Files safe to delete once every compaction is written and verified,
+    /// in catalog order; run them in [`sort_deletions`] order for the
+    /// configuration's shape.
     pub deletions: Vec<LtxObject>,
     /// Things the caller should log (gaps, unreachable files).
     pub warnings: Vec<String>,
@@ -364,6 +453,14 @@ pub fn plan_pass_at(
     now_ms: i64,
     loc: &DbLocation,
 ) -> PassPlan {
+    match cfg.shape {
+        Shape::Cumulative => plan_cumulative(catalog, cfg, now_ms, loc),
+        Shape::Ladder => ladder::plan_ladder(catalog, cfg, now_ms, loc),
+    }
+}
+
+/// The pass in [`Shape::Cumulative`].
+fn plan_cumulative(catalog: &[LtxObject], cfg: &Config, now_ms: i64, loc: &DbLocation) -> PassPlan {
     let mut plan = PassPlan::default();
     // The catalog as it will be after the pass: the listing, then outputs.
     let mut virt: Vec<Cow<'_, LtxObject>> = catalog.iter().map(Cow::Borrowed).collect();
@@ -488,13 +585,10 @@ pub fn plan_pass_at(
 
     // 4. Outputs the retention would not keep are not written (a backlog
     //    older than the retention needs only its newest states).
-    prune_unretained(catalog, &mut plan, &mut virt, cfg, now_ms);
-
-    // 5. Retention over the catalog as it will be after the pass. Outputs
-    //    come after the listing in `virt`, so positions below
-    //    `catalog.len()` are listed objects.
-    let refs: Vec<&LtxObject> = virt.iter().map(|c| c.as_ref()).collect();
-    let keep = retained(&refs, cfg, now_ms, &mut plan.warnings);
+    // 5. Retention over the catalog as it will be after the pass (computed
+    //    by the pruning's last round). Outputs come after the listing in
+    //    `virt`, so positions below `catalog.len()` are listed objects.
+    let keep = prune_unretained(catalog, &mut plan, &mut virt, cfg, now_ms);
     plan.deletions = catalog
         .iter()
         .enumerate()
@@ -526,20 +620,45 @@ fn cover<'a>(
 /// remaining outputs take their inputs again from the listing and the
 /// outputs kept, so none reads a dropped one. Repeats until every output is
 /// kept; a round whose inputs cannot be re-covered (not expected: a dropped
-/// output's inputs cover what it covered) is undone with a warning.
+/// output's inputs cover what it covered) is undone with a warning. Returns
+/// which files of the catalog as it will be after the pass the retention
+/// keeps (by position in `virt`), and adds its warnings to the plan's.
+///
+/// In ladder shape, a level's outputs chain from its listed files, which
+/// stay until the deletions: an output before a kept one of the same level
+/// is written too (it bridges the listed files and the kept output, so
+/// that the level is one chain at every point of the pass, and a reader
+/// following the chain finds every file), and the next pass deletes it if
+/// the retention does not need it. This happens only when a level's listed
+/// files all go in the pass that extends it (after an idle spell longer
+/// than the retention).
 fn prune_unretained<'c>(
     catalog: &'c [LtxObject],
     plan: &mut PassPlan,
     virt: &mut Vec<Cow<'c, LtxObject>>,
     cfg: &Config,
     now_ms: i64,
-) {
+) -> Vec<bool> {
     let n = catalog.len();
-    while !plan.compactions.is_empty() {
+    loop {
         let refs: Vec<&LtxObject> = virt.iter().map(|c| c.as_ref()).collect();
-        let keep = retained(&refs, cfg, now_ms, &mut Vec::new());
+        let mut warnings = Vec::new();
+        let mut keep = kept_by_shape(&refs, cfg, now_ms, &mut warnings);
+        if cfg.shape == Shape::Ladder {
+            for level in (1..SNAPSHOT_LEVEL).filter(|&l| catalog.iter().any(|f| f.level == l)) {
+                let outs: Vec<usize> = (0..plan.compactions.len())
+                    .filter(|&j| plan.compactions[j].output_level == level)
+                    .collect();
+                if let Some(last) = outs.iter().rposition(|&j| keep[n + j]) {
+                    for &j in &outs[..last] {
+                        keep[n + j] = true;
+                    }
+                }
+            }
+        }
         if keep[n..].iter().all(|&k| k) {
-            return;
+            plan.warnings.extend(warnings);
+            return keep;
         }
         let mut kept: Vec<Compaction> = Vec::new();
         let mut outputs: Vec<LtxObject> = Vec::new();
@@ -549,12 +668,17 @@ fn prune_unretained<'c>(
             }
             let avail = catalog.iter().chain(outputs.iter());
             let inputs = cover(avail, c.min_txid.0, c.max_txid.0);
-            let Some(inputs) = inputs.filter(|i| i.len() > 1 || i[0].level == 0) else {
+            let single_ok = |i: &LtxObject| match cfg.shape {
+                Shape::Cumulative => i.level == 0,
+                Shape::Ladder => ladder::promotes_base(c.output_level, i),
+            };
+            let Some(inputs) = inputs.filter(|i| i.len() > 1 || single_ok(&i[0])) else {
                 plan.warnings.push(format!(
                     "cannot re-plan the inputs of {} without the outputs the retention drops: all written",
                     c.output_key
                 ));
-                return;
+                plan.warnings.extend(warnings);
+                return keep;
             };
             let kind = if inputs.len() == 1 {
                 CompactionKind::Copy
@@ -577,6 +701,20 @@ fn prune_unretained<'c>(
         virt.truncate(n);
         virt.extend(outputs.into_iter().map(Cow::Owned));
         plan.compactions = kept;
+    }
+}
+
+/// Which files a pass keeps (by position in `files`): [`retained`], or
+/// [`ladder_retained`] in ladder shape.
+fn kept_by_shape(
+    files: &[&LtxObject],
+    cfg: &Config,
+    now_ms: i64,
+    warnings: &mut Vec<String>,
+) -> Vec<bool> {
+    match cfg.shape {
+        Shape::Cumulative => retained(files, cfg, now_ms, warnings),
+        Shape::Ladder => ladder_retained(files, cfg, now_ms, warnings),
     }
 }
 

@@ -1,6 +1,7 @@
 //! A deterministic simulator: synthetic L0 traffic, a simulated clock, the
-//! real policy ([`plan_pass`]) or a model of Litestream's ladder, and
-//! restore-plan sizes measured with the real planner ([`RestoreIndex`]).
+//! real policy ([`plan_pass`]) in either shape or a model of Litestream's
+//! ladder, and restore-plan sizes measured with the real planner
+//! ([`RestoreIndex`]).
 //!
 //! Files are not encoded: each object carries the set of pages it holds
 //! (sorted `Vec<u32>`, or "every page up to commit" for snapshots), and its
@@ -32,7 +33,7 @@ use ltx_core::TxId;
 use serde::Serialize;
 
 use crate::catalog::{format_key, Layout, LtxObject, SNAPSHOT_LEVEL};
-use crate::policy::{plan_pass, CompactionKind, Config};
+use crate::policy::{check_ladder, plan_pass, CompactionKind, Config, Shape};
 use crate::restore::RestoreIndex;
 
 /// Synthetic traffic shape.
@@ -52,10 +53,25 @@ pub enum Workload {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Ladder {
-    /// This crate's policy ([`plan_pass`]) with the given [`Config`].
+    /// This crate's policy ([`plan_pass`]) with the given [`Config`]
+    /// (cumulative by default).
     Ours,
+    /// This crate's policy in [`Shape::Ladder`], with the ladder
+    /// configuration ([`Config::litestream_ladder`] by default).
+    OursLadder,
     /// Litestream v0.5's default ladder (model).
     Litestream,
+}
+
+impl Ladder {
+    /// The name used in reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Ladder::Ours => "ours",
+            Ladder::OursLadder => "ours-ladder",
+            Ladder::Litestream => "litestream",
+        }
+    }
 }
 
 /// Simulation parameters.
@@ -297,8 +313,16 @@ pub struct LadderReport {
     pub bytes_copied: u64,
     /// Objects stored at the end.
     pub files_stored: usize,
-    /// Compactions run (merges + copies).
+    /// Compactions run (merges + copies): objects written.
     pub compactions: u64,
+    /// Of which server-side copies.
+    pub copies: u64,
+    /// Objects deleted.
+    pub deletions: u64,
+    /// Objects written (compactions) per simulated day.
+    pub objects_written_per_day: f64,
+    /// Objects deleted per simulated day.
+    pub deletions_per_day: f64,
     /// Bytes stored per level at the end (index = level).
     pub bytes_per_level: Vec<u64>,
     /// Files stored per level at the end.
@@ -318,18 +342,36 @@ pub struct SimReport {
     pub params: SimParams,
     /// Our configuration.
     pub config: Config,
+    /// Our configuration in ladder shape (for [`Ladder::OursLadder`]).
+    pub ladder_config: Config,
     /// L0 files generated.
     pub l0_files: u64,
     /// L0 bytes uploaded (same for every ladder).
     pub l0_bytes: u64,
     /// Our ladder.
     pub ours: Option<LadderReport>,
+    /// Our policy in ladder shape.
+    pub ours_ladder: Option<LadderReport>,
     /// Litestream's ladder.
     pub litestream: Option<LadderReport>,
     /// ours.bytes_stored / litestream.bytes_stored, when both ran.
     pub bytes_stored_ratio: Option<f64>,
     /// ours.mean_bytes_stored / litestream.mean_bytes_stored.
     pub mean_bytes_stored_ratio: Option<f64>,
+    /// ours_ladder.bytes_stored / litestream.bytes_stored, when both ran.
+    pub ladder_bytes_stored_ratio: Option<f64>,
+    /// ours_ladder.mean_bytes_stored / litestream.mean_bytes_stored.
+    pub ladder_mean_bytes_stored_ratio: Option<f64>,
+}
+
+impl SimReport {
+    /// The reports of the ladders that ran, in the order ours, ours in
+    /// ladder shape, Litestream.
+    pub fn ladders(&self) -> impl Iterator<Item = &LadderReport> {
+        [&self.ours, &self.ours_ladder, &self.litestream]
+            .into_iter()
+            .flatten()
+    }
 }
 
 /// Objects with their page sets.
@@ -376,8 +418,28 @@ impl Sizer {
     }
 }
 
-/// Runs the simulation.
+/// Runs the simulation, [`Ladder::OursLadder`] with
+/// [`Config::litestream_ladder`] at `cfg`'s retention.
 pub fn run(params: &SimParams, cfg: &Config, ladders: &[Ladder]) -> SimReport {
+    let ladder_cfg = Config {
+        retention: cfg.retention,
+        ..Config::litestream_ladder()
+    };
+    run_with(params, cfg, &ladder_cfg, ladders)
+}
+
+/// Runs the simulation: [`Ladder::Ours`] with `cfg`, [`Ladder::OursLadder`]
+/// with `ladder_cfg` (its shape forced to [`Shape::Ladder`]).
+pub fn run_with(
+    params: &SimParams,
+    cfg: &Config,
+    ladder_cfg: &Config,
+    ladders: &[Ladder],
+) -> SimReport {
+    let ladder_cfg = Config {
+        shape: Shape::Ladder,
+        ..ladder_cfg.clone()
+    };
     let sizer = Sizer {
         page_size: params.page_size as f64,
         compression: params.compression,
@@ -393,10 +455,7 @@ pub fn run(params: &SimParams, cfg: &Config, ladders: &[Ladder]) -> SimReport {
                 cat: Vec::new(),
                 sets: HashMap::default(),
                 report: LadderReport {
-                    ladder: match l {
-                        Ladder::Ours => "ours".into(),
-                        Ladder::Litestream => "litestream".into(),
-                    },
+                    ladder: l.label().into(),
                     ..Default::default()
                 },
             };
@@ -451,6 +510,7 @@ pub fn run(params: &SimParams, cfg: &Config, ladders: &[Ladder]) -> SimReport {
         for (ladder, s) in stores.iter_mut() {
             match ladder {
                 Ladder::Ours => pass_ours(s, cfg, now, &sizer),
+                Ladder::OursLadder => pass_ours(s, &ladder_cfg, now, &sizer),
                 Ladder::Litestream => pass_litestream(s, pass, now, &sizer, cfg.retention),
             }
         }
@@ -536,28 +596,34 @@ pub fn run(params: &SimParams, cfg: &Config, ladders: &[Ladder]) -> SimReport {
         r.files_per_level = (0..=SNAPSHOT_LEVEL)
             .map(|l| s.cat.iter().filter(|o| o.level == l).count())
             .collect();
+        r.objects_written_per_day = r.compactions as f64 / params.days;
+        r.deletions_per_day = r.deletions as f64 / params.days;
         r.problems.truncate(20);
     }
-    let mut ours = None;
-    let mut ls = None;
+    let (mut ours, mut ours_ladder, mut ls) = (None, None, None);
     for (l, s) in stores {
         match l {
             Ladder::Ours => ours = Some(s.report),
+            Ladder::OursLadder => ours_ladder = Some(s.report),
             Ladder::Litestream => ls = Some(s.report),
         }
     }
-    let ratio = |f: fn(&LadderReport) -> f64| match (&ours, &ls) {
+    let ratio = |a: &Option<LadderReport>, f: fn(&LadderReport) -> f64| match (a, &ls) {
         (Some(a), Some(b)) => Some(f(a) / f(b)),
         _ => None,
     };
     SimReport {
         params: params.clone(),
         config: cfg.clone(),
+        ladder_config: ladder_cfg,
         l0_files,
         l0_bytes,
-        bytes_stored_ratio: ratio(|r| r.bytes_stored as f64),
-        mean_bytes_stored_ratio: ratio(|r| r.mean_bytes_stored),
+        bytes_stored_ratio: ratio(&ours, |r| r.bytes_stored as f64),
+        mean_bytes_stored_ratio: ratio(&ours, |r| r.mean_bytes_stored),
+        ladder_bytes_stored_ratio: ratio(&ours_ladder, |r| r.bytes_stored as f64),
+        ladder_mean_bytes_stored_ratio: ratio(&ours_ladder, |r| r.mean_bytes_stored),
         ours,
+        ours_ladder,
         litestream: ls,
     }
 }
@@ -607,13 +673,24 @@ fn pass_ours(s: &mut Store, cfg: &Config, now: i64, sizer: &Sizer) {
         let size = sizer.size(set.len());
         match c.kind {
             CompactionKind::Merge => s.report.bytes_written += size,
-            CompactionKind::Copy => s.report.bytes_copied += size,
+            CompactionKind::Copy => {
+                s.report.bytes_copied += size;
+                s.report.copies += 1;
+            }
         }
         s.report.compactions += 1;
         let o = c.output_object(size, now);
         s.add(o, set, commit);
     }
+    s.report.deletions += plan.deletions.len() as u64;
     s.delete(&plan.deletions);
+    if cfg.shape == Shape::Ladder {
+        for p in check_ladder(&s.cat) {
+            if s.report.problems.len() < 20 {
+                s.report.problems.push(format!("at {now}: {p}"));
+            }
+        }
+    }
 }
 
 /// Litestream v0.5's default ladder: at each pass, L1 compacts the L0 files
@@ -713,6 +790,7 @@ fn pass_litestream(s: &mut Store, boundary: i64, now: i64, sizer: &Sizer, retent
             del.push(o.clone());
         }
     }
+    s.report.deletions += del.len() as u64;
     s.delete(&del);
 }
 
@@ -763,18 +841,29 @@ mod tests {
             retention: 6 * 3_600_000,
             ..Config::default()
         };
-        let a = run(&p, &cfg, &[Ladder::Ours, Ladder::Litestream]);
+        let all = [Ladder::Ours, Ladder::OursLadder, Ladder::Litestream];
+        let a = run(&p, &cfg, &all);
         let o = a.ours.as_ref().unwrap();
+        let ol = a.ours_ladder.as_ref().unwrap();
         let l = a.litestream.as_ref().unwrap();
-        assert!(
-            o.problems.is_empty() && l.problems.is_empty(),
-            "{:?} {:?}",
-            o.problems,
-            l.problems
-        );
+        for r in a.ladders() {
+            assert!(r.problems.is_empty(), "{}: {:?}", r.ladder, r.problems);
+        }
         assert!(o.max_restore_files <= 9, "{}", o.max_restore_files);
         assert!(l.max_restore_files > 20, "{}", l.max_restore_files);
-        let b = run(&p, &cfg, &[Ladder::Ours, Ladder::Litestream]);
+        // Ladder shape: Litestream's bound on compacted targets (46 with
+        // its intervals), never a single-input copy up the ladder (the bucket
+        // starts from a snapshot: no L0 image to promote).
+        assert_eq!(a.ladder_config.shape, Shape::Ladder);
+        assert!(
+            ol.max_restore_files_compacted as usize <= a.ladder_config.worst_case_files(),
+            "{}",
+            ol.max_restore_files_compacted
+        );
+        assert!(ol.max_restore_files_compacted > 9);
+        assert_eq!(ol.copies, 0);
+        assert!(ol.files_per_level[1..=3].iter().all(|&n| n > 0));
+        let b = run(&p, &cfg, &all);
         assert_eq!(
             serde_json::to_string(&a).unwrap(),
             serde_json::to_string(&b).unwrap()

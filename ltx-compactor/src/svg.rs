@@ -1,5 +1,6 @@
 //! The `--svg` chart: restore-plan size across the retention window and
-//! bytes per level, ours beside Litestream's ladder.
+//! bytes per level, ours (cumulative and ladder shape) beside Litestream's
+//! ladder.
 
 use std::path::Path;
 
@@ -7,13 +8,23 @@ use anyhow::{anyhow, Result};
 use ltx_compactor::simulate::{LadderReport, SimReport};
 use plotters::prelude::*;
 
-const COLORS: [RGBColor; 2] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40)];
+const COLORS: [RGBColor; 3] = [
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+];
+
+/// The colour of a ladder, the same whichever ladders ran.
+fn colour(l: &LadderReport) -> RGBColor {
+    match l.ladder.as_str() {
+        "ours" => COLORS[0],
+        "ours-ladder" => COLORS[1],
+        _ => COLORS[2],
+    }
+}
 
 pub fn draw(report: &SimReport, path: &Path) -> Result<()> {
-    let ladders: Vec<&LadderReport> = [&report.ours, &report.litestream]
-        .into_iter()
-        .flatten()
-        .collect();
+    let ladders: Vec<&LadderReport> = report.ladders().collect();
     let root = SVGBackend::new(path, (1100, 900)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let (top, bottom) = root.split_vertically(480);
@@ -50,8 +61,8 @@ pub fn draw(report: &SimReport, path: &Path) -> Result<()> {
         .y_desc("files in the restore plan")
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
-    for (i, l) in ladders.iter().enumerate() {
-        let c = COLORS[i % 2];
+    for l in &ladders {
+        let c = colour(l);
         chart
             .draw_series(LineSeries::new(
                 l.profile.iter().map(|&(a, n)| (a / 60.0, n as f64)),
@@ -104,7 +115,7 @@ pub fn draw(report: &SimReport, path: &Path) -> Result<()> {
         .map_err(|e| anyhow!("{e}"))?;
     let n = ladders.len().max(1) as f64;
     for (i, l) in ladders.iter().enumerate() {
-        let c = COLORS[i % 2];
+        let c = colour(l);
         let w = 0.8 / n;
         bars.draw_series(l.bytes_per_level.iter().enumerate().map(|(lv, &b)| {
             let x0 = lv as f64 - 0.4 + i as f64 * w;
