@@ -46,7 +46,10 @@ use serde::Serialize;
 use crate::catalog::{DbLocation, LtxObject};
 use crate::lease::Lease;
 use crate::owner::{foreign_ladder_files, refusal, OwnerRecord, RECORD_NAME};
-use crate::policy::{check_contiguity, plan_pass_at, Compaction, CompactionKind, Config, PassPlan};
+use crate::policy::{
+    check_contiguity, check_ladder, plan_pass_at, sort_deletions, Compaction, CompactionKind,
+    Config, PassPlan, Shape,
+};
 use crate::store::{frame_batches, Bucket, ObjectMeta};
 
 /// Tuning of a pass.
@@ -264,12 +267,13 @@ pub async fn run_pass(
         report.abandoned = true;
         return Ok(report);
     }
-    // One at a time, finer levels first and newest first within a level:
-    // then every intermediate state is as contiguous as the start and the
-    // end (a file still listed keeps its predecessor or its coarser bridge),
-    // whatever point a failure or a kill stops us at.
+    // One at a time, finer levels first, in the order the shape needs
+    // (`sort_deletions`: newest first within a level for cumulative
+    // windows, oldest first for the ladder): then every intermediate state
+    // is as contiguous as the start and the end, whatever point a failure
+    // or a kill stops us at.
     let mut deletions: Vec<&LtxObject> = report.plan.deletions.iter().collect();
-    deletions.sort_by(|a, b| a.level.cmp(&b.level).then(b.max_txid.cmp(&a.max_txid)));
+    sort_deletions(&mut deletions, cfg.shape);
     let deletions: Vec<String> = deletions.into_iter().map(|o| o.key.clone()).collect();
     for k in deletions {
         if stop.load(Ordering::Relaxed) {
@@ -282,10 +286,14 @@ pub async fn run_pass(
             Err(e) => return Err(e).with_context(|| format!("{}: deleting {k}", bucket.url())),
         }
     }
+    let check = match cfg.shape {
+        Shape::Cumulative => check_contiguity,
+        Shape::Ladder => check_ladder,
+    };
     report.contiguity = if report.written.is_empty() && report.deleted.is_empty() {
-        check_contiguity(&catalog)
+        check(&catalog)
     } else {
-        check_contiguity(&bucket.catalog(db).await?.0)
+        check(&bucket.catalog(db).await?.0)
     };
     Ok(report)
 }
