@@ -11,7 +11,7 @@ use ltx_compactor::catalog::Layout;
 use ltx_compactor::compact::{Compactor, PassOptions};
 use ltx_compactor::fetch::plan;
 use ltx_compactor::lease::Lease;
-use ltx_compactor::policy::{check_contiguity, Config};
+use ltx_compactor::policy::{check_contiguity, check_ladder, Config, Shape};
 use ltx_compactor::restore::Target;
 use ltx_compactor::store::Bucket;
 use ltx_core::TxId;
@@ -43,11 +43,25 @@ async fn scenario(
     every: usize,
     opts: PassOptions,
 ) -> Outcome {
+    scenario_with(small_config(), url, layout, transactions, every, opts).await
+}
+
+async fn scenario_with(
+    cfg: Config,
+    url: &str,
+    layout: Layout,
+    transactions: usize,
+    every: usize,
+    opts: PassOptions,
+) -> Outcome {
     let tmp = tempfile::tempdir().unwrap();
     let bucket = Bucket::open(url).unwrap();
     let db = ltx_compactor::store::join(bucket.prefix(), "tenant-1/app.db");
     let mut w = Workload::new(tmp.path(), 7);
-    let cfg = small_config();
+    let shape_check = match cfg.shape {
+        Shape::Cumulative => check_contiguity,
+        Shape::Ladder => check_ladder,
+    };
     let mut c = Compactor::new(bucket.clone(), cfg.clone(), opts);
     let lease = Lease::acquire(&bucket, &db, "e2e", 600_000)
         .await
@@ -68,7 +82,7 @@ async fn scenario(
             let (cat, _) = bucket.catalog(&db).await.unwrap();
             let p = ltx_compactor::plan_restore(&cat, Target::Latest).unwrap();
             assert_eq!(p.txid, TxId(txid), "pass {passes}");
-            assert!(check_contiguity(&cat).is_empty());
+            assert!(shape_check(&cat).is_empty(), "{:?}", shape_check(&cat));
             // Writes land in the database's own layout.
             assert!(cat
                 .iter()
@@ -187,6 +201,39 @@ async fn memory_bucket_hex_layout_multipart_outputs() {
     };
     let o = scenario(&url, Layout::HexLevel, 300, 1, opts).await;
     check(&o, 30);
+}
+
+/// The ladder shape through the I/O layer: every level one chain after
+/// every pass (`check_ladder`), restores byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ladder_shape_local_directory_and_memory() {
+    let cfg = Config::from_json(
+        r#"{"levels": [{"level": 1, "interval": "10s"}, {"level": 2, "interval": "20s"},
+                      {"level": 3, "interval": "40s"}],
+            "snapshot_interval": "320s", "retention": "900s", "l0_retention": "0s",
+            "settle": "1s", "shape": "ladder"}"#,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let o = scenario_with(
+        cfg.clone(),
+        &url,
+        Layout::LtxDir,
+        250,
+        1,
+        PassOptions::default(),
+    )
+    .await;
+    assert!(
+        o.restored_txids >= 25 && o.restored_times >= 10,
+        "{}/{}",
+        o.restored_txids,
+        o.restored_times
+    );
+    let url = format!("memory://{}/", unique("e2e-ladder"));
+    let o = scenario_with(cfg, &url, Layout::HexLevel, 250, 1, PassOptions::default()).await;
+    assert!(o.restored_txids >= 25, "{}", o.restored_txids);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
