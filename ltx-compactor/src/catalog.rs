@@ -321,6 +321,21 @@ pub fn level_gaps(catalog: &[LtxObject], level: u8) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A catalog object for unit tests: database `d`, `<d>/ltx/<level>/` layout,
+/// size 1, written at 0, header timestamp `max`.
+#[cfg(test)]
+pub(crate) fn test_object(level: u8, min: u64, max: u64) -> LtxObject {
+    LtxObject {
+        level,
+        min_txid: TxId(min),
+        max_txid: TxId(max),
+        size: 1,
+        created_ms: 0,
+        timestamp_ms: Some(max as i64),
+        key: format_key("d", Layout::LtxDir, level, TxId(min), TxId(max)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -132,17 +132,7 @@ mod tests {
     use crate::catalog::{format_key, Layout};
     use ltx_core::TxId;
 
-    fn f(level: u8, a: u64, b: u64) -> LtxObject {
-        LtxObject {
-            level,
-            min_txid: TxId(a),
-            max_txid: TxId(b),
-            size: 1,
-            created_ms: 0,
-            timestamp_ms: None,
-            key: format_key("d", Layout::LtxDir, level, TxId(a), TxId(b)),
-        }
-    }
+    use crate::catalog::test_object as f;
 
     #[test]
     fn another_writer_is_seen_only_on_guarded_levels() {

@@ -614,19 +614,8 @@ pub fn check_ladder(catalog: &[LtxObject]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{format_key, Layout};
 
-    fn f(level: u8, a: u64, b: u64) -> LtxObject {
-        LtxObject {
-            level,
-            min_txid: TxId(a),
-            max_txid: TxId(b),
-            size: 1,
-            created_ms: 0,
-            timestamp_ms: Some(b as i64),
-            key: format_key("d", Layout::LtxDir, level, TxId(a), TxId(b)),
-        }
-    }
+    use crate::catalog::test_object as f;
 
     #[test]
     fn ladder_check() {
