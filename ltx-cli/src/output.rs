@@ -8,33 +8,11 @@ use ltx_core::Header;
 use serde_json::{json, Value};
 
 /// Formats milliseconds since the Unix epoch as RFC 3339 UTC with
-/// milliseconds, e.g. `2024-01-02T03:04:05.678Z` (the reference's form).
+/// milliseconds, e.g. `2024-01-02T03:04:05.678Z` (the reference's form), by
+/// chrono; a time beyond its calendar (±262,000 years, only in hostile
+/// headers) prints as the number of milliseconds.
 pub fn rfc3339_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let milli = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    ltx_compactor::fetch::rfc3339(ms)
 }
 
 /// 16 lower-case hex digits, the reference's form for TXIDs and checksums.
