@@ -31,8 +31,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use ltx_core::checksum::page_checksum;
-use ltx_core::detect::for_each_page;
 use ltx_core::file::FrameCheck;
+use ltx_core::old::for_each_page;
 use ltx_core::types::CHECKSUM_FLAG;
 use ltx_core::{Checksum, FormatVersion, Header, LtxFile, PageSize, Pgno, Summary, TxId};
 use rayon::prelude::*;
@@ -535,7 +535,7 @@ impl State {
         version: FormatVersion,
         pb: &indicatif::ProgressBar,
     ) -> Result<Summary> {
-        let h = ltx_core::v1::decode_old_header(bytes, ltx_core::v1::V1_FLAG_MASK)?;
+        let h = ltx_core::old::decode_old_header(bytes, ltx_core::old::v1::V1_FLAG_MASK)?;
         if h.page_size != self.ps {
             bail!(
                 "page size {} but the database has {}-byte pages",

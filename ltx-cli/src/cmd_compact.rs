@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context, Result};
 use ltx_core::header::HEADER_FLAG_NO_CHECKSUM;
 use ltx_core::merge::{
-    merge_any, plan_merge, prepare_frame, MergeInput, MergeOptions, MergePlan, PlannedFrame,
-    PreparedFrame,
+    plan_merge, prepare_frame, MergeInput, MergeOptions, MergePlan, PlannedFrame, PreparedFrame,
 };
+use ltx_core::old::merge_any;
 use ltx_core::{format_filename, Encoder, FormatVersion, Header, LtxFile, TxId};
 use rayon::prelude::*;
 

@@ -220,10 +220,10 @@ fn verify_source(
     };
     r.header = match d.version {
         FormatVersion::V1 => {
-            ltx_core::v1::decode_old_header(bytes, ltx_core::v1::V1_FLAG_MASK).ok()
+            ltx_core::old::decode_old_header(bytes, ltx_core::old::v1::V1_FLAG_MASK).ok()
         }
         FormatVersion::V2 => {
-            ltx_core::v1::decode_old_header(bytes, ltx_core::v2::V2_FLAG_MASK).ok()
+            ltx_core::old::decode_old_header(bytes, ltx_core::old::v2::V2_FLAG_MASK).ok()
         }
         FormatVersion::V3 => Header::decode(bytes).ok(),
     };
@@ -233,7 +233,7 @@ fn verify_source(
         v => {
             let mut pgnos = Vec::new();
             let mut sums = Vec::new();
-            let _ = ltx_core::detect::for_each_page(bytes, v, |info, page| {
+            let _ = ltx_core::old::for_each_page(bytes, v, |info, page| {
                 pgnos.push(info.pgno);
                 if want {
                     sums.push((info.pgno, page_checksum(info.pgno, page)));

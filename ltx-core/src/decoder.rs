@@ -1,7 +1,6 @@
 //! The streaming, sans-I/O decoder.
 
 use crate::checksum::{page_checksum, Crc64};
-use crate::detect::FormatVersion;
 use crate::encoder::next_snapshot_pgno;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{
@@ -10,7 +9,7 @@ use crate::frame::{
 };
 use crate::header::{Header, Trailer, HEADER_SIZE, TRAILER_SIZE};
 use crate::index::{get_uvarint, IndexEntry, INDEX_SIZE_FIELD};
-use crate::types::{lz4_bound, Checksum, Pgno, CHECKSUM_FLAG};
+use crate::types::{lz4_bound, Checksum, FormatVersion, Pgno, CHECKSUM_FLAG};
 
 /// Where a page came from in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

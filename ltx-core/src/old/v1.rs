@@ -10,7 +10,7 @@
 //!
 //! File checksum: CRC-64/GO-ISO over header | page block *decompressed* |
 //! post-apply checksum, bit 63 set. There is no page index. The LZ4 page
-//! block is decompressed incrementally ([`crate::lz4stream`]): memory stays
+//! block is decompressed incrementally ([`super::lz4stream`]): memory stays
 //! bounded by one LZ4 block, one page and a 64 KiB window, whatever the file
 //! size.
 //!
@@ -19,128 +19,19 @@
 //! but the offset *inside the decompressed page block* for LZ4 files (the
 //! header's flag 0x1 tells which), `info.frame_len` is `4 + page_size`.
 
-use crate::checksum::{page_checksum, Crc64};
+use super::lz4stream::{Lz4Event, Lz4FrameDecoder};
+use super::{decode_old_header, Rules, OLD_PAGE_HEADER_SIZE};
+use crate::checksum::Crc64;
 use crate::decoder::{Decoded, PageInfo, Summary};
-use crate::detect::FormatVersion;
-use crate::encoder::next_snapshot_pgno;
 use crate::error::{Error, ErrorKind, Result};
-use crate::header::{Header, Trailer, HEADER_SIZE, TRAILER_SIZE};
+use crate::header::{Header, HEADER_SIZE, TRAILER_SIZE};
 use crate::index::IndexEntry;
-use crate::lz4stream::{Lz4Event, Lz4FrameDecoder};
-use crate::types::{Checksum, Pgno, CHECKSUM_FLAG};
+use crate::types::{Checksum, FormatVersion, Pgno, CHECKSUM_FLAG};
 
 /// v1 header flag: the page block is one LZ4 frame.
 pub const V1_FLAG_LZ4: u32 = 0x1;
 /// Header flags defined in v1 (LZ4, NoChecksum).
 pub const V1_FLAG_MASK: u32 = 0x3;
-/// v1/v2 page header length (the page number).
-pub const OLD_PAGE_HEADER_SIZE: usize = 4;
-
-/// Decodes and validates a v1 or v2 header: the v3 rules, except that the
-/// flags allowed are `mask` (v1: 0x3, v2: 0x2).
-///
-/// # Errors
-/// As [`Header::decode`], with `BadHeaderFlags` for bits outside `mask`.
-pub fn decode_old_header(b: &[u8], mask: u32) -> Result<Header> {
-    let h = Header::decode_unvalidated(b)?;
-    if h.flags & !mask != 0 {
-        return Err(Error::new(ErrorKind::BadHeaderFlags(h.flags)).at(4));
-    }
-    let mut plain = h;
-    plain.flags &= !V1_FLAG_LZ4;
-    plain.validate()?;
-    Ok(h)
-}
-
-/// Page rules shared by the v1 and v2 decoders (the same strict rules as v3:
-/// ascending, unique, no lock page, at most `commit`, snapshots complete),
-/// the rolling checksum and the frames seen.
-#[derive(Debug, Default)]
-pub(crate) struct Rules {
-    pub(crate) last_pgno: Pgno,
-    pub(crate) db_sum: Option<u64>,
-    pub(crate) frames: Vec<IndexEntry>,
-}
-
-impl Rules {
-    pub(crate) fn start(&mut self, h: &Header, compute: bool) {
-        if h.is_snapshot() && !h.no_checksum() || compute {
-            self.db_sum = Some(0);
-        }
-    }
-
-    pub(crate) fn check_pgno(&self, h: &Header, pgno: Pgno, at: u64) -> Result<()> {
-        crate::decoder::check_next_pgno(h, self.last_pgno, pgno, at)
-    }
-
-    pub(crate) fn check_end(&self, h: &Header, at: u64) -> Result<()> {
-        if h.is_snapshot() {
-            let next = next_snapshot_pgno(self.last_pgno, h.lock_pgno());
-            if next <= h.commit {
-                return Err(Error::new(ErrorKind::PageOrder(format!(
-                    "snapshot ends after page {} but commit is {}: pages {next}..={} are missing",
-                    self.last_pgno, h.commit, h.commit
-                )))
-                .at(at));
-            }
-        }
-        Ok(())
-    }
-
-    pub(crate) fn page(&mut self, pgno: Pgno, data: &[u8], offset: u64, size: u64) {
-        if let Some(s) = self.db_sum.as_mut() {
-            *s ^= page_checksum(pgno, data).0;
-        }
-        self.frames.push(IndexEntry { pgno, offset, size });
-        self.last_pgno = pgno;
-    }
-
-    /// Checks the trailer (`b`, 16 bytes at `at`) after `hasher` covered
-    /// everything before the post-apply checksum; returns the summary.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn trailer(
-        &self,
-        h: &Header,
-        hasher: &mut Crc64,
-        b: &[u8],
-        at: u64,
-        index_size: u64,
-        version: FormatVersion,
-    ) -> Result<Summary> {
-        let t = Trailer::from_bytes(b.try_into().expect("16 bytes"));
-        hasher.update(&b[..8]);
-        let computed = Checksum(hasher.value() | CHECKSUM_FLAG);
-        if computed != t.file_checksum {
-            return Err(Error::new(ErrorKind::FileChecksumMismatch {
-                stored: t.file_checksum,
-                computed,
-            })
-            .at(at + 8));
-        }
-        t.validate(h, at)?;
-        let page_sum = self.db_sum.map(|s| Checksum(s | CHECKSUM_FLAG));
-        if h.is_snapshot() && !h.no_checksum() {
-            let c = page_sum.expect("computed for snapshots");
-            if c != t.post_apply_checksum {
-                return Err(Error::new(ErrorKind::PostApplyMismatch {
-                    stored: t.post_apply_checksum,
-                    computed: c,
-                })
-                .at(at));
-            }
-        }
-        Ok(Summary {
-            header: *h,
-            trailer: t,
-            page_count: self.frames.len() as u64,
-            file_size: at + TRAILER_SIZE as u64,
-            index_size,
-            computed_post_apply: page_sum,
-            format_version: version,
-        })
-    }
-}
-
 /// Parses the decompressed page block: page numbers and pages.
 #[derive(Debug, Default)]
 struct BlockParser {
@@ -234,9 +125,9 @@ enum Ev {
 /// poisoned after an error; bytes after the trailer are an error.
 ///
 /// ```
-/// use ltx_core::v1::V1Decoder;
+/// use ltx_core::old::v1::V1Decoder;
 /// use ltx_core::Decoded;
-/// # let bytes = ltx_core::v1::tests_support::tiny_v1(false);
+/// # let bytes = ltx_core::old::v1::tests_support::tiny_v1(false);
 /// let mut dec = V1Decoder::new();
 /// let mut input: &[u8] = &bytes;
 /// let mut pages = 0;

@@ -14,14 +14,14 @@
 //! size = 4 + LZ4 frame length. This decoder also requires the index to match
 //! the frames (the old reference does not check it).
 
+use super::{decode_old_header, Rules, OLD_PAGE_HEADER_SIZE};
 use crate::checksum::Crc64;
 use crate::decoder::{parse_entry, Decoded, PageInfo, Summary};
-use crate::detect::FormatVersion;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{decode_legacy, scan_legacy, Scan};
 use crate::header::{Header, HEADER_SIZE, TRAILER_SIZE};
 use crate::index::{IndexEntry, INDEX_SIZE_FIELD};
-use crate::v1::{decode_old_header, Rules, OLD_PAGE_HEADER_SIZE};
+use crate::types::FormatVersion;
 
 /// Header flags defined in v2 (NoChecksum only).
 pub const V2_FLAG_MASK: u32 = 0x2;

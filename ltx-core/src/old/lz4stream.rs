@@ -8,7 +8,7 @@
 //! the whole frame.
 //!
 //! ```
-//! use ltx_core::lz4stream::{Lz4Event, Lz4FrameDecoder};
+//! use ltx_core::old::lz4stream::{Lz4Event, Lz4FrameDecoder};
 //! // A frame with one stored (uncompressed) block "hello" and no checksums.
 //! let mut f = vec![0x04, 0x22, 0x4d, 0x18, 0x40, 0x40];
 //! f.push(((xxhash_rust::xxh32::xxh32(&f[4..6], 0) >> 8) & 0xff) as u8);
