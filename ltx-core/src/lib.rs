@@ -85,6 +85,7 @@ pub mod header;
 pub mod index;
 pub mod merge;
 pub mod old;
+pub mod stream;
 pub mod types;
 
 pub use checksum::DbChecksum;

@@ -33,16 +33,16 @@ pub mod v2;
 
 pub use detect::{detect, detect_summary, likely_version, DetectError};
 pub use merge::merge_any;
-pub use v1::V1Decoder;
-pub use v2::V2Decoder;
+pub use v1::{V1Decoder, V1Layout};
+pub use v2::{V2Decoder, V2Layout};
 
-use crate::checksum::{page_checksum, Crc64};
-use crate::decoder::{check_next_pgno, Decoded, Decoder, PageInfo, Summary};
-use crate::encoder::next_snapshot_pgno;
+use crate::decoder::{Decoded, PageInfo, Summary, V3Layout};
 use crate::error::{Error, ErrorKind, Result};
-use crate::header::{Header, Trailer, TRAILER_SIZE};
+use crate::header::Header;
 use crate::index::IndexEntry;
-use crate::types::{Checksum, FormatVersion, Pgno, CHECKSUM_FLAG};
+use crate::stream::sealed::{Event, Step};
+use crate::stream::StreamDecoder;
+use crate::types::FormatVersion;
 
 /// v1/v2 page header length (the page number).
 pub(crate) const OLD_PAGE_HEADER_SIZE: usize = 4;
@@ -61,95 +61,6 @@ pub fn decode_old_header(b: &[u8], mask: u32) -> Result<Header> {
     plain.flags &= !v1::V1_FLAG_LZ4;
     plain.validate()?;
     Ok(h)
-}
-
-/// Page rules shared by the v1 and v2 decoders (the same strict rules as v3:
-/// ascending, unique, no lock page, at most `commit`, snapshots complete),
-/// the rolling checksum and the frames seen.
-#[derive(Debug, Default)]
-pub(crate) struct Rules {
-    pub(crate) last_pgno: Pgno,
-    pub(crate) db_sum: Option<u64>,
-    pub(crate) frames: Vec<IndexEntry>,
-}
-
-impl Rules {
-    pub(crate) fn start(&mut self, h: &Header, compute: bool) {
-        if h.is_snapshot() && !h.no_checksum() || compute {
-            self.db_sum = Some(0);
-        }
-    }
-
-    pub(crate) fn check_pgno(&self, h: &Header, pgno: Pgno, at: u64) -> Result<()> {
-        check_next_pgno(h, self.last_pgno, pgno, at)
-    }
-
-    pub(crate) fn check_end(&self, h: &Header, at: u64) -> Result<()> {
-        if h.is_snapshot() {
-            let next = next_snapshot_pgno(self.last_pgno, h.lock_pgno());
-            if next <= h.commit {
-                return Err(Error::new(ErrorKind::PageOrder(format!(
-                    "snapshot ends after page {} but commit is {}: pages {next}..={} are missing",
-                    self.last_pgno, h.commit, h.commit
-                )))
-                .at(at));
-            }
-        }
-        Ok(())
-    }
-
-    pub(crate) fn page(&mut self, pgno: Pgno, data: &[u8], offset: u64, size: u64) {
-        if let Some(s) = self.db_sum.as_mut() {
-            *s ^= page_checksum(pgno, data).0;
-        }
-        self.frames.push(IndexEntry { pgno, offset, size });
-        self.last_pgno = pgno;
-    }
-
-    /// Checks the trailer (`b`, 16 bytes at `at`) after `hasher` covered
-    /// everything before the post-apply checksum; returns the summary.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn trailer(
-        &self,
-        h: &Header,
-        hasher: &mut Crc64,
-        b: &[u8],
-        at: u64,
-        index_size: u64,
-        version: FormatVersion,
-    ) -> Result<Summary> {
-        let t = Trailer::from_bytes(b.try_into().expect("16 bytes"));
-        hasher.update(&b[..8]);
-        let computed = Checksum(hasher.value() | CHECKSUM_FLAG);
-        if computed != t.file_checksum {
-            return Err(Error::new(ErrorKind::FileChecksumMismatch {
-                stored: t.file_checksum,
-                computed,
-            })
-            .at(at + 8));
-        }
-        t.validate(h, at)?;
-        let page_sum = self.db_sum.map(|s| Checksum(s | CHECKSUM_FLAG));
-        if h.is_snapshot() && !h.no_checksum() {
-            let c = page_sum.expect("computed for snapshots");
-            if c != t.post_apply_checksum {
-                return Err(Error::new(ErrorKind::PostApplyMismatch {
-                    stored: t.post_apply_checksum,
-                    computed: c,
-                })
-                .at(at));
-            }
-        }
-        Ok(Summary {
-            header: *h,
-            trailer: t,
-            page_count: self.frames.len() as u64,
-            file_size: at + TRAILER_SIZE as u64,
-            index_size,
-            computed_post_apply: page_sum,
-            format_version: version,
-        })
-    }
 }
 
 /// Decodes a whole file under `version` (streaming decoder, all input at
@@ -173,112 +84,80 @@ pub fn verify_as(bytes: &[u8], version: FormatVersion) -> Result<Summary> {
 
 /// A streaming decoder for any layout, chosen up front (detected with
 /// [`detect()`] or forced). Events are the same [`Decoded`] values for every
-/// version.
-#[derive(Debug)]
-pub enum AnyDecoder {
-    /// Format version 1.
-    V1(V1Decoder),
-    /// Format version 2.
-    V2(V2Decoder),
-    /// Format version 3.
-    V3(Decoder),
-}
+/// version; the methods are those of every [`StreamDecoder`].
+///
+/// ```
+/// use ltx_core::{AnyDecoder, Decoded, FormatVersion};
+/// let v1 = ltx_core::old::v1::tests_support::tiny_v1(false);
+/// let mut dec = AnyDecoder::new(FormatVersion::V1);
+/// let (n, ev) = dec.decode(&v1).unwrap();
+/// assert!(matches!(ev, Decoded::Header(_)));
+/// assert_eq!(n, 100);
+/// assert_eq!(dec.version(), FormatVersion::V1);
+/// ```
+pub type AnyDecoder = StreamDecoder<AnyLayout>;
 
 impl AnyDecoder {
     /// A decoder for `version`.
     pub fn new(version: FormatVersion) -> AnyDecoder {
-        match version {
-            FormatVersion::V1 => AnyDecoder::V1(V1Decoder::new()),
-            FormatVersion::V2 => AnyDecoder::V2(V2Decoder::new()),
-            FormatVersion::V3 => AnyDecoder::V3(Decoder::new()),
+        StreamDecoder::with_layout(match version {
+            FormatVersion::V1 => AnyLayout::V1(V1Layout::default()),
+            FormatVersion::V2 => AnyLayout::V2(V2Layout::default()),
+            FormatVersion::V3 => AnyLayout::V3(V3Layout::default()),
+        })
+    }
+}
+
+/// One of the three layouts, chosen at run time (see [`AnyDecoder`]).
+#[derive(Debug)]
+pub enum AnyLayout {
+    /// Format version 1.
+    V1(V1Layout),
+    /// Format version 2.
+    V2(V2Layout),
+    /// Format version 3.
+    V3(V3Layout),
+}
+
+impl AnyLayout {
+    fn inner(&self) -> &dyn Step {
+        match self {
+            AnyLayout::V1(l) => l,
+            AnyLayout::V2(l) => l,
+            AnyLayout::V3(l) => l,
         }
     }
 
-    /// Also compute the rolling checksum of the pages for incremental files.
-    pub fn with_page_checksums(self) -> AnyDecoder {
+    fn inner_mut(&mut self) -> &mut dyn Step {
         match self {
-            AnyDecoder::V1(d) => AnyDecoder::V1(d.with_page_checksums()),
-            AnyDecoder::V2(d) => AnyDecoder::V2(d.with_page_checksums()),
-            AnyDecoder::V3(d) => AnyDecoder::V3(d.with_page_checksums()),
+            AnyLayout::V1(l) => l,
+            AnyLayout::V2(l) => l,
+            AnyLayout::V3(l) => l,
         }
     }
+}
 
-    /// The layout this decoder reads.
-    pub fn version(&self) -> FormatVersion {
-        match self {
-            AnyDecoder::V1(_) => FormatVersion::V1,
-            AnyDecoder::V2(_) => FormatVersion::V2,
-            AnyDecoder::V3(_) => FormatVersion::V3,
-        }
+impl Step for AnyLayout {
+    fn step(&mut self, input: &[u8]) -> Result<(usize, Event)> {
+        self.inner_mut().step(input)
     }
-
-    /// Decodes from `input`; returns the bytes consumed and what was found.
-    ///
-    /// # Errors
-    /// Any format violation; then `Poisoned`.
-    pub fn decode(&mut self, input: &[u8]) -> Result<(usize, Decoded<'_>)> {
-        match self {
-            AnyDecoder::V1(d) => d.decode(input),
-            AnyDecoder::V2(d) => d.decode(input),
-            AnyDecoder::V3(d) => d.decode(input),
-        }
+    fn page(&self) -> &[u8] {
+        self.inner().page()
     }
-
-    /// Declares the end of input.
-    ///
-    /// # Errors
-    /// `Truncated` unless the trailer was read; the earlier error.
-    pub fn finish(&self) -> Result<Summary> {
-        match self {
-            AnyDecoder::V1(d) => d.finish(),
-            AnyDecoder::V2(d) => d.finish(),
-            AnyDecoder::V3(d) => d.finish(),
-        }
+    fn position(&self) -> u64 {
+        self.inner().position()
     }
-
-    /// The header, once decoded.
-    pub fn header(&self) -> Option<&Header> {
-        match self {
-            AnyDecoder::V1(d) => d.header(),
-            AnyDecoder::V2(d) => d.header(),
-            AnyDecoder::V3(d) => d.header(),
-        }
+    fn frames(&self) -> &[IndexEntry] {
+        self.inner().frames()
     }
-
-    /// Bytes consumed so far.
-    pub fn position(&self) -> u64 {
-        match self {
-            AnyDecoder::V1(d) => d.position(),
-            AnyDecoder::V2(d) => d.position(),
-            AnyDecoder::V3(d) => d.position(),
-        }
+    fn expecting(&self) -> &'static str {
+        self.inner().expecting()
     }
-
-    /// The frames decoded so far.
-    pub fn frames(&self) -> &[IndexEntry] {
-        match self {
-            AnyDecoder::V1(d) => d.frames(),
-            AnyDecoder::V2(d) => d.frames(),
-            AnyDecoder::V3(d) => d.frames(),
-        }
+    fn compute_page_checksums(&mut self) {
+        self.inner_mut().compute_page_checksums()
     }
-
-    /// The summary, once done.
-    pub fn summary(&self) -> Option<&Summary> {
-        match self {
-            AnyDecoder::V1(d) => d.summary(),
-            AnyDecoder::V2(d) => d.summary(),
-            AnyDecoder::V3(d) => d.summary(),
-        }
-    }
-
-    /// The first error, if decoding failed.
-    pub fn error(&self) -> Option<&Error> {
-        match self {
-            AnyDecoder::V1(d) => d.error(),
-            AnyDecoder::V2(d) => d.error(),
-            AnyDecoder::V3(d) => d.error(),
-        }
+    fn version(&self) -> FormatVersion {
+        self.inner().version()
     }
 }
 

@@ -14,14 +14,16 @@
 //! size = 4 + LZ4 frame length. This decoder also requires the index to match
 //! the frames (the old reference does not check it).
 
-use super::{decode_old_header, Rules, OLD_PAGE_HEADER_SIZE};
-use crate::checksum::Crc64;
-use crate::decoder::{parse_entry, Decoded, PageInfo, Summary};
+use super::{decode_old_header, OLD_PAGE_HEADER_SIZE};
+use crate::decoder::PageInfo;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{decode_legacy, scan_legacy, Scan};
-use crate::header::{Header, HEADER_SIZE, TRAILER_SIZE};
-use crate::index::{IndexEntry, INDEX_SIZE_FIELD};
+use crate::header::{HEADER_SIZE, TRAILER_SIZE};
+use crate::index::{parse_entry, IndexEntry, INDEX_SIZE_FIELD};
+use crate::stream::sealed::{Event, Step};
+use crate::stream::{StreamDecoder, Verifier};
 use crate::types::FormatVersion;
+use crate::Header;
 
 /// Header flags defined in v2 (NoChecksum only).
 pub const V2_FLAG_MASK: u32 = 0x2;
@@ -35,146 +37,50 @@ enum St {
     IndexSize,
     Trailer,
     Done,
-    Failed,
 }
 
-enum Ev {
-    NeedMore,
-    Header,
-    Page(PageInfo),
-    Done,
-}
-
-/// Streaming decoder for format version 2. Same contract as
-/// [`crate::Decoder`].
-#[derive(Debug)]
-pub struct V2Decoder {
-    st: St,
-    stage: Vec<u8>,
-    offset: u64,
-    header: Option<Header>,
-    hasher: Crc64,
-    rules: Rules,
-    page: Vec<u8>,
-    pgno: u32,
-    cur_offset: u64,
-    index_pos: usize,
-    index_bytes: u64,
-    summary: Option<Summary>,
-    error: Option<Error>,
-    compute_checksum: bool,
-}
-
-impl Default for V2Decoder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// Streaming decoder for format version 2: the [`StreamDecoder`] shell
+/// around the [`V2Layout`], with the contract of every [`StreamDecoder`]
+/// (and of [`crate::Decoder`]).
+pub type V2Decoder = StreamDecoder<V2Layout>;
 
 impl V2Decoder {
     /// A decoder at the start of a file.
     pub fn new() -> V2Decoder {
-        V2Decoder {
+        V2Decoder::default()
+    }
+}
+
+/// The v2 layout (header, one LZ4 frame per page, end marker, page index,
+/// trailer) as read by [`V2Decoder`].
+#[derive(Debug)]
+pub struct V2Layout {
+    st: St,
+    stage: Vec<u8>,
+    offset: u64,
+    header: Option<Header>,
+    verifier: Verifier,
+    page: Vec<u8>,
+    pgno: u32,
+    cur_offset: u64,
+}
+
+impl Default for V2Layout {
+    fn default() -> Self {
+        V2Layout {
             st: St::Header,
             stage: Vec::new(),
             offset: 0,
             header: None,
-            hasher: Crc64::new(),
-            rules: Rules::default(),
+            verifier: Verifier::default(),
             page: Vec::new(),
             pgno: 0,
             cur_offset: 0,
-            index_pos: 0,
-            index_bytes: 0,
-            summary: None,
-            error: None,
-            compute_checksum: false,
         }
     }
+}
 
-    /// Also compute the rolling checksum of the pages for incremental files.
-    pub fn with_page_checksums(mut self) -> V2Decoder {
-        self.compute_checksum = true;
-        self
-    }
-
-    /// The header, once decoded.
-    pub fn header(&self) -> Option<&Header> {
-        self.header.as_ref()
-    }
-
-    /// File bytes consumed so far.
-    pub fn position(&self) -> u64 {
-        self.offset + self.stage.len() as u64
-    }
-
-    /// The frames decoded so far (equal to the page index once `Done`).
-    pub fn frames(&self) -> &[IndexEntry] {
-        &self.rules.frames
-    }
-
-    /// The summary, once `Done`.
-    pub fn summary(&self) -> Option<&Summary> {
-        self.summary.as_ref()
-    }
-
-    /// The first error, if decoding failed.
-    pub fn error(&self) -> Option<&Error> {
-        self.error.as_ref()
-    }
-
-    /// Decodes from `input`; returns the bytes consumed and what was found.
-    ///
-    /// # Errors
-    /// Any format violation, with its byte offset; then `Poisoned`.
-    pub fn decode(&mut self, input: &[u8]) -> Result<(usize, Decoded<'_>)> {
-        if self.st == St::Failed {
-            return Err(Error::new(ErrorKind::Poisoned));
-        }
-        match self.step(input) {
-            Ok((n, ev)) => Ok((
-                n,
-                match ev {
-                    Ev::NeedMore => Decoded::NeedMore,
-                    Ev::Header => Decoded::Header(self.header.expect("header decoded")),
-                    Ev::Page(info) => Decoded::Page {
-                        info,
-                        data: &self.page,
-                    },
-                    Ev::Done => Decoded::Done(self.summary.expect("summary set")),
-                },
-            )),
-            Err(e) => {
-                self.st = St::Failed;
-                self.error = Some(e.clone());
-                Err(e)
-            }
-        }
-    }
-
-    /// Declares the end of input.
-    ///
-    /// # Errors
-    /// `Truncated` unless the trailer was read; the earlier error if decoding failed.
-    pub fn finish(&self) -> Result<Summary> {
-        let expected = match self.st {
-            St::Done => return Ok(self.summary.expect("summary set")),
-            St::Failed => {
-                return Err(self
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| Error::new(ErrorKind::Poisoned)))
-            }
-            St::Header => "100-byte header",
-            St::Pgno => "page number or end marker",
-            St::Frame => "LZ4 frame",
-            St::Index => "page index entry",
-            St::IndexSize => "8-byte page index size",
-            St::Trailer => "16-byte trailer",
-        };
-        Err(Error::new(ErrorKind::Truncated { expected }).at(self.position()))
-    }
-
+impl V2Layout {
     /// Stages bytes until it holds `n`; true when it does.
     fn take(&mut self, input: &[u8], used: &mut usize, n: usize) -> bool {
         if self.stage.len() < n {
@@ -190,48 +96,74 @@ impl V2Decoder {
         self.stage.drain(..len);
         self.offset += len as u64;
     }
+}
 
-    fn step(&mut self, input: &[u8]) -> Result<(usize, Ev)> {
+impl Step for V2Layout {
+    fn page(&self) -> &[u8] {
+        &self.page
+    }
+
+    fn position(&self) -> u64 {
+        self.offset + self.stage.len() as u64
+    }
+
+    fn frames(&self) -> &[IndexEntry] {
+        self.verifier.frames()
+    }
+
+    fn expecting(&self) -> &'static str {
+        match self.st {
+            St::Header => "100-byte header",
+            St::Pgno => "page number or end marker",
+            St::Frame => "LZ4 frame",
+            St::Index => "page index entry",
+            St::IndexSize => "8-byte page index size",
+            St::Trailer => "16-byte trailer",
+            St::Done => "nothing",
+        }
+    }
+
+    fn compute_page_checksums(&mut self) {
+        self.verifier.compute_page_checksums();
+    }
+
+    fn version(&self) -> FormatVersion {
+        FormatVersion::V2
+    }
+
+    fn step(&mut self, input: &[u8]) -> Result<(usize, Event)> {
         let mut used = 0usize;
         loop {
             match self.st {
-                St::Failed => return Err(Error::new(ErrorKind::Poisoned)),
-                St::Done => {
-                    let extra = (input.len() - used + self.stage.len()) as u64;
-                    if extra > 0 {
-                        return Err(Error::new(ErrorKind::TrailingBytes { extra }).at(self.offset));
-                    }
-                    return Ok((used, Ev::Done));
-                }
+                St::Done => return Err(Error::new(ErrorKind::Poisoned)),
                 St::Header => {
                     if !self.take(input, &mut used, HEADER_SIZE) {
-                        return Ok((used, Ev::NeedMore));
+                        return Ok((used, Event::NeedMore));
                     }
                     let h = decode_old_header(&self.stage[..HEADER_SIZE], V2_FLAG_MASK)?;
-                    self.hasher.update(&self.stage[..HEADER_SIZE]);
+                    self.verifier.start(&h, &self.stage[..HEADER_SIZE]);
                     self.consume_stage(HEADER_SIZE);
-                    self.rules.start(&h, self.compute_checksum);
                     self.page = vec![0u8; h.page_size.bytes()];
                     self.header = Some(h);
                     self.st = St::Pgno;
-                    return Ok((used, Ev::Header));
+                    return Ok((used, Event::Header(h)));
                 }
                 St::Pgno => {
                     if !self.take(input, &mut used, OLD_PAGE_HEADER_SIZE) {
-                        return Ok((used, Ev::NeedMore));
+                        return Ok((used, Event::NeedMore));
                     }
                     let at = self.offset;
                     let h = self.header.expect("header decoded");
                     let b: [u8; 4] = self.stage[..4].try_into().unwrap();
                     let pgno = u32::from_be_bytes(b);
-                    self.hasher.update(&b);
+                    self.verifier.hash(&b);
                     if pgno == 0 {
-                        self.rules.check_end(&h, at)?;
+                        self.verifier.check_end(&h, at)?;
                         self.consume_stage(4);
                         self.st = St::Index;
                         continue;
                     }
-                    self.rules.check_pgno(&h, pgno, at)?;
+                    self.verifier.check_pgno(&h, pgno, at)?;
                     self.consume_stage(4);
                     self.pgno = pgno;
                     self.cur_offset = at;
@@ -254,7 +186,7 @@ impl V2Decoder {
                             Scan::Complete(n) => break n,
                             Scan::NeedMore(need) => {
                                 if used == input.len() {
-                                    return Ok((used, Ev::NeedMore));
+                                    return Ok((used, Event::NeedMore));
                                 }
                                 if need <= self.stage.len() {
                                     return Err(fix(Error::new(ErrorKind::Lz4Corrupt(
@@ -276,13 +208,12 @@ impl V2Decoder {
                         r
                     };
                     r.map_err(fix)?;
-                    self.hasher.update(&self.page);
                     let size = (OLD_PAGE_HEADER_SIZE + len) as u64;
-                    self.rules.page(pgno, &self.page, self.cur_offset, size);
+                    self.verifier.page(pgno, &self.page, self.cur_offset, size);
                     self.st = St::Pgno;
                     return Ok((
                         used,
-                        Ev::Page(PageInfo {
+                        Event::Page(PageInfo {
                             pgno,
                             flags: 0,
                             offset: self.cur_offset,
@@ -307,7 +238,7 @@ impl V2Decoder {
                                     // All of it belongs to this entry.
                                     let n = self.stage.len() + (input.len() - used);
                                     self.take(input, &mut used, n);
-                                    return Ok((used, Ev::NeedMore));
+                                    return Ok((used, Event::NeedMore));
                                 }
                                 let n = self.stage.len() + 1;
                                 self.take(input, &mut used, n);
@@ -324,86 +255,33 @@ impl V2Decoder {
                         self.consume_stage(len);
                         b
                     };
-                    self.index_entry(&bytes, entry, at)?;
+                    if self.verifier.index_entry(&bytes, entry, at)? {
+                        self.st = St::IndexSize;
+                    }
                 }
                 St::IndexSize => {
                     if !self.take(input, &mut used, INDEX_SIZE_FIELD) {
-                        return Ok((used, Ev::NeedMore));
+                        return Ok((used, Event::NeedMore));
                     }
                     let at = self.offset;
-                    let stored = u64::from_be_bytes(self.stage[..8].try_into().unwrap());
-                    if stored != self.index_bytes {
-                        return Err(Error::new(ErrorKind::PageIndexMismatch(format!(
-                            "size field says {stored}, the index is {} bytes",
-                            self.index_bytes
-                        )))
-                        .at(at));
-                    }
                     let b: [u8; 8] = self.stage[..8].try_into().unwrap();
-                    self.hasher.update(&b);
+                    self.verifier.index_size(&b, at)?;
                     self.consume_stage(8);
                     self.st = St::Trailer;
                 }
                 St::Trailer => {
                     if !self.take(input, &mut used, TRAILER_SIZE) {
-                        return Ok((used, Ev::NeedMore));
+                        return Ok((used, Event::NeedMore));
                     }
                     let at = self.offset;
                     let h = self.header.expect("header decoded");
                     let b: [u8; TRAILER_SIZE] = self.stage[..TRAILER_SIZE].try_into().unwrap();
-                    let s = self.rules.trailer(
-                        &h,
-                        &mut self.hasher,
-                        &b,
-                        at,
-                        self.index_bytes,
-                        FormatVersion::V2,
-                    )?;
+                    let s = self.verifier.trailer(&h, &b, at, FormatVersion::V2)?;
                     self.consume_stage(TRAILER_SIZE);
-                    self.summary = Some(s);
                     self.st = St::Done;
+                    return Ok((used, Event::Done(s)));
                 }
             }
         }
-    }
-
-    fn index_entry(&mut self, b: &[u8], entry: Option<IndexEntry>, at: u64) -> Result<()> {
-        self.hasher.update(b);
-        self.index_bytes += b.len() as u64;
-        let frames = &self.rules.frames;
-        match entry {
-            None => {
-                if self.index_pos != frames.len() {
-                    return Err(Error::new(ErrorKind::PageIndexMismatch(format!(
-                        "index lists {} pages, the file has {} frames",
-                        self.index_pos,
-                        frames.len()
-                    )))
-                    .at(at));
-                }
-                self.st = St::IndexSize;
-            }
-            Some(e) => {
-                let Some(f) = frames.get(self.index_pos) else {
-                    return Err(Error::new(ErrorKind::PageIndexMismatch(format!(
-                        "index lists more entries than the {} frames (extra page {})",
-                        frames.len(),
-                        e.pgno
-                    )))
-                    .at(at)
-                    .page(e.pgno));
-                };
-                if *f != e {
-                    return Err(Error::new(ErrorKind::PageIndexMismatch(format!(
-                        "entry {} is page {} at offset {} size {}, but the frame is page {} at offset {} size {}",
-                        self.index_pos, e.pgno, e.offset, e.size, f.pgno, f.offset, f.size
-                    )))
-                    .at(at)
-                    .page(f.pgno));
-                }
-                self.index_pos += 1;
-            }
-        }
-        Ok(())
     }
 }
