@@ -83,6 +83,7 @@ pub mod file;
 pub mod frame;
 pub mod header;
 pub mod index;
+mod lz4frame;
 pub mod merge;
 pub mod old;
 pub mod stream;

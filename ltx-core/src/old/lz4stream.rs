@@ -31,15 +31,12 @@
 //! ```
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::lz4frame::{lz4_err, Lz4Content, Lz4Frame, Lz4Step, Lz4Unit};
 
-/// LZ4 frame magic number (little-endian on disk).
-pub const LZ4_FRAME_MAGIC: u32 = 0x184D_2204;
+pub use crate::lz4frame::{Lz4FrameInfo, LZ4_FRAME_MAGIC};
+
 /// Window of earlier output that linked blocks may reference.
 pub const LZ4_WINDOW: usize = 64 * 1024;
-
-fn lz4_err(m: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Lz4Corrupt(m.into()))
-}
 
 /// What one call to [`Lz4FrameDecoder::decode`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,49 +51,18 @@ pub enum Lz4Event {
     End,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum St {
-    Desc,
-    BlockSize,
-    Block { raw: bool, size: usize },
-    ContentChecksum,
-    Done,
-    Failed,
-}
-
-/// The parsed frame descriptor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lz4FrameInfo {
-    /// The FLG byte.
-    pub flg: u8,
-    /// The BD byte.
-    pub bd: u8,
-    /// Block maximum size in bytes (64 KiB .. 4 MiB).
-    pub block_max_size: usize,
-    /// Blocks are independent (no references into earlier blocks).
-    pub independent: bool,
-    /// Each block is followed by an xxHash32 of its stored bytes.
-    pub block_checksum: bool,
-    /// The frame ends with an xxHash32 of the decompressed content.
-    pub content_checksum: bool,
-    /// The declared decompressed size, if present.
-    pub content_size: Option<u64>,
-    /// Descriptor length including magic and header checksum.
-    pub desc_len: usize,
-}
-
 /// Incremental LZ4 frame decoder: feed byte slices, get decompressed blocks.
 /// Split-independent, bounded, poisoned after the first error. Offsets in
-/// errors are relative to the frame's first byte.
+/// errors are relative to the frame's first byte. The frame format's rules
+/// are those of every LZ4 frame LTX reads (the crate's one LZ4 frame state
+/// machine); this decoder stages its units and decompresses its blocks.
 pub struct Lz4FrameDecoder {
-    st: St,
+    frame: Lz4Frame,
+    failed: bool,
     stage: Vec<u8>,
-    info: Option<Lz4FrameInfo>,
     out: Vec<u8>,
     window: Vec<u8>,
-    hasher: xxhash_rust::xxh32::Xxh32,
     consumed: u64,
-    total_out: u64,
     blocks: u64,
     stored_blocks: u64,
 }
@@ -104,10 +70,11 @@ pub struct Lz4FrameDecoder {
 impl std::fmt::Debug for Lz4FrameDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lz4FrameDecoder")
-            .field("st", &self.st)
-            .field("info", &self.info)
+            .field("unit", &self.frame.unit())
+            .field("failed", &self.failed)
+            .field("info", &self.frame.info())
             .field("consumed", &self.consumed)
-            .field("total_out", &self.total_out)
+            .field("total_out", &self.frame.total_out())
             .finish_non_exhaustive()
     }
 }
@@ -122,14 +89,12 @@ impl Lz4FrameDecoder {
     /// A decoder at the start of a frame.
     pub fn new() -> Lz4FrameDecoder {
         Lz4FrameDecoder {
-            st: St::Desc,
+            frame: Lz4Frame::new(Lz4Content::Stream),
+            failed: false,
             stage: Vec::new(),
-            info: None,
             out: Vec::new(),
             window: Vec::new(),
-            hasher: xxhash_rust::xxh32::Xxh32::new(0),
             consumed: 0,
-            total_out: 0,
             blocks: 0,
             stored_blocks: 0,
         }
@@ -137,7 +102,7 @@ impl Lz4FrameDecoder {
 
     /// The frame descriptor, once read.
     pub fn info(&self) -> Option<&Lz4FrameInfo> {
-        self.info.as_ref()
+        self.frame.info()
     }
 
     /// The last decompressed block (valid after [`Lz4Event::Block`]).
@@ -152,7 +117,7 @@ impl Lz4FrameDecoder {
 
     /// Decompressed bytes produced so far.
     pub fn total_out(&self) -> u64 {
-        self.total_out
+        self.frame.total_out()
     }
 
     /// Number of data blocks so far, and how many of them were stored uncompressed.
@@ -168,17 +133,20 @@ impl Lz4FrameDecoder {
 
     /// Whether the frame ended.
     pub fn is_done(&self) -> bool {
-        self.st == St::Done
+        !self.failed && self.frame.unit() == Lz4Unit::End
     }
 
     /// What the decoder waits for (for truncation messages).
     pub fn expecting(&self) -> &'static str {
-        match self.st {
-            St::Desc => "LZ4 frame descriptor",
-            St::BlockSize => "LZ4 block size or end mark",
-            St::Block { .. } => "LZ4 block",
-            St::ContentChecksum => "LZ4 content checksum",
-            St::Done | St::Failed => "nothing",
+        if self.failed {
+            return "nothing";
+        }
+        match self.frame.unit() {
+            Lz4Unit::Descriptor => "LZ4 frame descriptor",
+            Lz4Unit::BlockSize => "LZ4 block size or end mark",
+            Lz4Unit::Block { .. } => "LZ4 block",
+            Lz4Unit::ContentChecksum => "LZ4 content checksum",
+            Lz4Unit::End => "nothing",
         }
     }
 
@@ -188,13 +156,13 @@ impl Lz4FrameDecoder {
     /// [`ErrorKind::Lz4Corrupt`] / [`ErrorKind::FrameTooLarge`] with the offset
     /// relative to the frame start; then [`ErrorKind::Poisoned`].
     pub fn decode(&mut self, input: &[u8]) -> Result<(usize, Lz4Event)> {
-        if self.st == St::Failed {
+        if self.failed {
             return Err(Error::new(ErrorKind::Poisoned));
         }
         match self.step(input) {
             Ok(r) => Ok(r),
             Err(e) => {
-                self.st = St::Failed;
+                self.failed = true;
                 Err(e)
             }
         }
@@ -216,136 +184,27 @@ impl Lz4FrameDecoder {
         self.out.clear();
         loop {
             let at = self.consumed - self.stage.len() as u64;
-            match self.st {
-                St::Failed => return Err(Error::new(ErrorKind::Poisoned)),
-                St::Done => return Ok((used, Lz4Event::End)),
-                St::Desc => {
-                    // magic (4) + FLG + BD, then optional content size (8), then HC.
-                    if !self.fill(input, &mut used, 7) {
-                        return Ok((used, Lz4Event::NeedMore));
-                    }
-                    let magic = u32::from_le_bytes(self.stage[0..4].try_into().unwrap());
-                    if magic != LZ4_FRAME_MAGIC {
-                        return Err(lz4_err(format!(
-                            "LZ4 frame magic is 0x{magic:08x}, expected 0x{LZ4_FRAME_MAGIC:08x}"
-                        ))
-                        .at(at));
-                    }
-                    let flg = self.stage[4];
-                    let bd = self.stage[5];
-                    if flg >> 6 != 0b01 {
-                        return Err(lz4_err(format!(
-                            "LZ4 frame version bits {:02b}, expected 01",
-                            flg >> 6
-                        ))
-                        .at(at + 4));
-                    }
-                    if flg & 0b10 != 0 {
-                        return Err(lz4_err("LZ4 frame reserved FLG bit set").at(at + 4));
-                    }
-                    if flg & 0b1 != 0 {
-                        return Err(lz4_err(
-                            "LZ4 frame uses a dictionary ID, which LTX never writes",
-                        )
-                        .at(at + 4));
-                    }
-                    if bd & 0b1000_1111 != 0 {
-                        return Err(lz4_err("LZ4 frame reserved BD bits set").at(at + 5));
-                    }
-                    let code = bd >> 4;
-                    if !(4..=7).contains(&code) {
-                        return Err(lz4_err(format!(
-                            "LZ4 frame block max size code {code}, expected 4..=7"
-                        ))
-                        .at(at + 5));
-                    }
-                    let has_size = flg & 0b1000 != 0;
-                    let desc_len = 7 + if has_size { 8 } else { 0 };
-                    if !self.fill(input, &mut used, desc_len) {
-                        return Ok((used, Lz4Event::NeedMore));
-                    }
-                    let hc = ((xxhash_rust::xxh32::xxh32(&self.stage[4..desc_len - 1], 0) >> 8)
-                        & 0xff) as u8;
-                    if hc != self.stage[desc_len - 1] {
-                        return Err(lz4_err(format!(
-                            "LZ4 frame header checksum 0x{:02x}, computed 0x{hc:02x}",
-                            self.stage[desc_len - 1]
-                        ))
-                        .at(at + desc_len as u64 - 1));
-                    }
-                    let content_size =
-                        has_size.then(|| u64::from_le_bytes(self.stage[6..14].try_into().unwrap()));
-                    self.info = Some(Lz4FrameInfo {
-                        flg,
-                        bd,
-                        block_max_size: 1usize << (8 + 2 * code as usize),
-                        independent: flg & 0b10_0000 != 0,
-                        block_checksum: flg & 0b1_0000 != 0,
-                        content_checksum: flg & 0b100 != 0,
-                        content_size,
-                        desc_len,
-                    });
-                    self.stage.clear();
-                    self.st = St::BlockSize;
+            let n = match self.frame.unit() {
+                Lz4Unit::End => return Ok((used, Lz4Event::End)),
+                // The descriptor's length shows from its first 7 bytes.
+                Lz4Unit::Descriptor if !self.fill(input, &mut used, 7) => {
+                    return Ok((used, Lz4Event::NeedMore))
                 }
-                St::BlockSize => {
-                    if !self.fill(input, &mut used, 4) {
-                        return Ok((used, Lz4Event::NeedMore));
-                    }
-                    let raw = u32::from_le_bytes(self.stage[0..4].try_into().unwrap());
+                _ => self.frame.need(&self.stage).map_err(|e| e.offset_by(at))?,
+            };
+            if !self.fill(input, &mut used, n) {
+                return Ok((used, Lz4Event::NeedMore));
+            }
+            let fix = |e: Error| e.offset_by(at);
+            match self.frame.feed(&self.stage[..n]).map_err(fix)? {
+                Lz4Step::Next | Lz4Step::EndMark => {}
+                Lz4Step::End => {
                     self.stage.clear();
-                    let info = self.info.expect("descriptor read");
-                    if raw == 0 {
-                        if let Some(cs) = info.content_size {
-                            if cs != self.total_out {
-                                return Err(lz4_err(format!(
-                                    "LZ4 frame declares content size {cs}, decompressed {}",
-                                    self.total_out
-                                ))
-                                .at(at));
-                            }
-                        }
-                        if info.content_checksum {
-                            self.st = St::ContentChecksum;
-                        } else {
-                            self.st = St::Done;
-                            return Ok((used, Lz4Event::End));
-                        }
-                        continue;
-                    }
-                    let size = (raw & 0x7fff_ffff) as usize;
-                    if size > info.block_max_size {
-                        return Err(Error::new(ErrorKind::FrameTooLarge {
-                            size: size as u64,
-                            max: info.block_max_size as u64,
-                        })
-                        .at(at));
-                    }
-                    self.st = St::Block {
-                        raw: raw & 0x8000_0000 != 0,
-                        size,
-                    };
+                    return Ok((used, Lz4Event::End));
                 }
-                St::Block { raw, size } => {
-                    let info = self.info.expect("descriptor read");
-                    let n = size + if info.block_checksum { 4 } else { 0 };
-                    if !self.fill(input, &mut used, n) {
-                        return Ok((used, Lz4Event::NeedMore));
-                    }
-                    let data = &self.stage[..size];
-                    if info.block_checksum {
-                        let stored =
-                            u32::from_le_bytes(self.stage[size..size + 4].try_into().unwrap());
-                        let computed = xxhash_rust::xxh32::xxh32(data, 0);
-                        if stored != computed {
-                            return Err(lz4_err(format!(
-                                "LZ4 block checksum 0x{stored:08x}, computed 0x{computed:08x}"
-                            ))
-                            .at(at + size as u64));
-                        }
-                    }
-                    self.out.clear();
-                    if raw {
+                Lz4Step::Block { stored, data } => {
+                    let info = *self.frame.info().expect("descriptor read");
+                    if stored {
                         self.out.extend_from_slice(data);
                         self.stored_blocks += 1;
                     } else {
@@ -364,16 +223,7 @@ impl Lz4FrameDecoder {
                     }
                     self.blocks += 1;
                     self.stage.clear();
-                    self.hasher.update(&self.out);
-                    self.total_out += self.out.len() as u64;
-                    if let Some(cs) = info.content_size {
-                        if self.total_out > cs {
-                            return Err(lz4_err(format!(
-                                "LZ4 frame decompresses to more than its declared content size {cs}"
-                            ))
-                            .at(at));
-                        }
-                    }
+                    self.frame.produced(&self.out).map_err(fix)?;
                     if !info.independent {
                         self.window.extend_from_slice(&self.out);
                         if self.window.len() > LZ4_WINDOW {
@@ -381,26 +231,10 @@ impl Lz4FrameDecoder {
                             self.window.drain(..cut);
                         }
                     }
-                    self.st = St::BlockSize;
                     return Ok((used, Lz4Event::Block));
                 }
-                St::ContentChecksum => {
-                    if !self.fill(input, &mut used, 4) {
-                        return Ok((used, Lz4Event::NeedMore));
-                    }
-                    let stored = u32::from_le_bytes(self.stage[0..4].try_into().unwrap());
-                    self.stage.clear();
-                    let computed = self.hasher.digest();
-                    if stored != computed {
-                        return Err(lz4_err(format!(
-                            "LZ4 content checksum 0x{stored:08x}, computed 0x{computed:08x}"
-                        ))
-                        .at(at));
-                    }
-                    self.st = St::Done;
-                    return Ok((used, Lz4Event::End));
-                }
             }
+            self.stage.clear();
         }
     }
 }
