@@ -535,7 +535,7 @@ impl State {
         version: FormatVersion,
         pb: &indicatif::ProgressBar,
     ) -> Result<Summary> {
-        let h = ltx_core::old::decode_old_header(bytes, ltx_core::old::v1::V1_FLAG_MASK)?;
+        let h = Header::decode_as(bytes, version)?;
         if h.page_size != self.ps {
             bail!(
                 "page size {} but the database has {}-byte pages",

@@ -239,7 +239,7 @@ fn compact_any(
 ) -> Result<(PathBuf, Written, usize)> {
     let mut ins: Vec<(&PathBuf, &[u8], FormatVersion, Header)> = Vec::new();
     for ((p, s), &v) in paths.iter().zip(sources).zip(versions) {
-        let h = Header::decode_unvalidated(s).map_err(|e| anyhow!("{}: {e}", p.display()))?;
+        let h = Header::decode_as(s, v).map_err(|e| anyhow!("{}: {e}", p.display()))?;
         ins.push((p, &s[..], v, h));
     }
     ins.sort_by_key(|(_, _, _, h)| (h.min_txid, h.max_txid));

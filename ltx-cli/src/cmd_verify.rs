@@ -218,15 +218,7 @@ fn verify_source(
         None if d.forced && d.verdict.is_err() => Some(format!("read as format {}", d.version)),
         None => None,
     };
-    r.header = match d.version {
-        FormatVersion::V1 => {
-            ltx_core::old::decode_old_header(bytes, ltx_core::old::v1::V1_FLAG_MASK).ok()
-        }
-        FormatVersion::V2 => {
-            ltx_core::old::decode_old_header(bytes, ltx_core::old::v2::V2_FLAG_MASK).ok()
-        }
-        FormatVersion::V3 => Header::decode(bytes).ok(),
-    };
+    r.header = Header::decode_as(bytes, d.version).ok();
     let want = want_sums && d.verdict.is_ok() && r.header.is_some_and(|h| !h.no_checksum());
     (r.pgnos, r.page_sums) = match d.version {
         FormatVersion::V3 => (v3_pgnos, v3_sums.filter(|_| want)),

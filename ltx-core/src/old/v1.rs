@@ -20,7 +20,7 @@
 //! header's flag 0x1 tells which), `info.frame_len` is `4 + page_size`.
 
 use super::lz4stream::{Lz4Event, Lz4FrameDecoder};
-use super::{decode_old_header, OLD_PAGE_HEADER_SIZE};
+use super::OLD_PAGE_HEADER_SIZE;
 use crate::checksum::Crc64;
 use crate::decoder::PageInfo;
 use crate::error::{Error, ErrorKind, Result};
@@ -249,7 +249,7 @@ impl Step for V1Layout {
                     if !self.take(input, &mut used, HEADER_SIZE) {
                         return Ok((used, Event::NeedMore));
                     }
-                    let h = decode_old_header(&self.stage, V1_FLAG_MASK)?;
+                    let h = Header::decode_as(&self.stage, FormatVersion::V1)?;
                     self.verifier.start(&h, &self.stage);
                     self.stage.clear();
                     self.parser

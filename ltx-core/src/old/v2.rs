@@ -14,7 +14,7 @@
 //! size = 4 + LZ4 frame length. This decoder also requires the index to match
 //! the frames (the old reference does not check it).
 
-use super::{decode_old_header, OLD_PAGE_HEADER_SIZE};
+use super::OLD_PAGE_HEADER_SIZE;
 use crate::decoder::PageInfo;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{decode_legacy, scan_legacy, Scan};
@@ -140,7 +140,7 @@ impl Step for V2Layout {
                     if !self.take(input, &mut used, HEADER_SIZE) {
                         return Ok((used, Event::NeedMore));
                     }
-                    let h = decode_old_header(&self.stage[..HEADER_SIZE], V2_FLAG_MASK)?;
+                    let h = Header::decode_as(&self.stage[..HEADER_SIZE], FormatVersion::V2)?;
                     self.verifier.start(&h, &self.stage[..HEADER_SIZE]);
                     self.consume_stage(HEADER_SIZE);
                     self.page = vec![0u8; h.page_size.bytes()];
