@@ -92,7 +92,7 @@ pub mod types;
 pub use checksum::DbChecksum;
 pub use decoder::{Decoded, Decoder, PageInfo, Summary};
 pub use encoder::Encoder;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, MergeError, Result};
 pub use file::LtxFile;
 pub use frame::{compress_frame, decode_frame, FrameCompressor, FrameDigest, PageHeader};
 pub use header::{Header, Trailer};

@@ -7,7 +7,7 @@
 //! copies the frames, in order, into the output.
 
 use crate::encoder::Encoder;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, MergeError, Result};
 use crate::file::LtxFile;
 use crate::frame::{compress_frame, decode_frame, FrameDigest};
 use crate::header::{Header, Trailer, HEADER_FLAG_MASK, HEADER_FLAG_NO_CHECKSUM};
@@ -76,7 +76,8 @@ pub struct MergePlan {
 /// the final commit are dropped.
 ///
 /// # Errors
-/// [`ErrorKind::Merge`] naming the offending inputs.
+/// [`ErrorKind::Merge`] with a [`MergeError`] naming the offending inputs
+/// by position; header rules of the output.
 ///
 /// ```
 /// use ltx_core::merge::{plan_merge, MergeInput, MergeOptions};
@@ -86,43 +87,29 @@ pub struct MergePlan {
 /// assert_eq!(plan.frames.len(), f.index().len());
 /// ```
 pub fn plan_merge(inputs: &[MergeInput], opts: &MergeOptions) -> Result<MergePlan> {
-    let merr = |m: String| Err(Error::new(ErrorKind::Merge(m)));
+    let merr = |m: MergeError| Err(Error::new(ErrorKind::Merge(m)));
     let (Some(first), Some(last)) = (inputs.first(), inputs.last()) else {
-        return merr("no inputs".into());
+        return merr(MergeError::NoInputs);
     };
     if opts.flags & !HEADER_FLAG_MASK != 0 {
-        return merr(format!("unknown output flags 0x{:08x}", opts.flags));
+        return merr(MergeError::UnknownFlags(opts.flags));
     }
     for (i, w) in inputs.windows(2).enumerate() {
         let (p, n) = (&w[0].header, &w[1].header);
+        let input = i + 1;
         if p.page_size != n.page_size {
-            return merr(format!(
-                "input {} has page size {}, input {} has {}",
-                i,
-                p.page_size,
-                i + 1,
-                n.page_size
-            ));
+            return merr(MergeError::PageSize {
+                input,
+                prev: p.page_size,
+                page_size: n.page_size,
+            });
         }
+        let (prev, txids) = ((p.min_txid, p.max_txid), (n.min_txid, n.max_txid));
         if !opts.allow_gaps && n.min_txid.0 > p.max_txid.0.saturating_add(1) {
-            return merr(format!(
-                "TXID gap between input {i} ({}-{}) and input {} ({}-{})",
-                p.min_txid,
-                p.max_txid,
-                i + 1,
-                n.min_txid,
-                n.max_txid
-            ));
+            return merr(MergeError::Gap { input, prev, txids });
         }
         if n.max_txid <= p.max_txid {
-            return merr(format!(
-                "input {} ({}-{}) does not advance past input {i} ({}-{})",
-                i + 1,
-                n.min_txid,
-                n.max_txid,
-                p.min_txid,
-                p.max_txid
-            ));
+            return merr(MergeError::NotAdvancing { input, prev, txids });
         }
     }
     let no_checksum = opts.flags & HEADER_FLAG_NO_CHECKSUM != 0;
@@ -143,14 +130,17 @@ pub fn plan_merge(inputs: &[MergeInput], opts: &MergeOptions) -> Result<MergePla
         if !header.is_snapshot() {
             header.pre_apply_checksum = first.header.pre_apply_checksum;
             if first.header.no_checksum() {
-                return merr("output tracks checksums but the first input has none (use NoChecksum output flags)".into());
+                return merr(MergeError::NoChecksumInput {
+                    input: 0,
+                    last: false,
+                });
             }
         }
         if last.header.no_checksum() {
-            return merr(
-                "output tracks checksums but the last input has none (use NoChecksum output flags)"
-                    .into(),
-            );
+            return merr(MergeError::NoChecksumInput {
+                input: inputs.len() - 1,
+                last: true,
+            });
         }
     }
     header.validate()?;

@@ -20,8 +20,8 @@ use crate::types::FormatVersion;
 /// checksum included) before the output is finished.
 ///
 /// # Errors
-/// [`plan_merge`] errors; any input's decoding error (with its position in
-/// the list); encoder rules.
+/// [`plan_merge`] errors; any input's decoding error, as
+/// [`ErrorKind::MergeInput`] (with its position in the list); encoder rules.
 ///
 /// ```
 /// use ltx_core::merge::MergeOptions;
@@ -39,7 +39,7 @@ pub fn merge_any(
 ) -> Result<Trailer> {
     let mut meta = Vec::with_capacity(inputs.len());
     for (i, (b, _)) in inputs.iter().enumerate() {
-        let ctx = |e: Error| Error::new(ErrorKind::Merge(format!("input {i}: {e}")));
+        let ctx = |e: Error| merge_input(i, e);
         if b.len() < HEADER_SIZE + TRAILER_SIZE {
             return Err(ctx(Error::new(ErrorKind::Truncated {
                 expected: "header and trailer",
@@ -63,7 +63,7 @@ pub fn merge_any(
         page: Option<(u32, Vec<u8>)>,
     }
     let advance = |i: usize, c: &mut Cursor<'_>| -> Result<()> {
-        let wrap = |e: Error| Error::new(ErrorKind::Merge(format!("input {i}: {e}")));
+        let wrap = |e: Error| merge_input(i, e);
         loop {
             let (n, ev) = c.dec.decode(c.rest).map_err(wrap)?;
             c.rest = &c.rest[n..];
@@ -117,4 +117,34 @@ pub fn merge_any(
         }
     }
     enc.finish(out, plan.post_apply)
+}
+
+/// Input `input`'s error `e`, as a merge error.
+fn merge_input(input: usize, e: Error) -> Error {
+    Error::new(ErrorKind::MergeInput {
+        input,
+        error: Box::new(e),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::old::v1::tests_support::tiny_v1;
+
+    #[test]
+    fn an_input_error_names_the_input() {
+        let good = tiny_v1(false);
+        let mut bad = tiny_v1(true);
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        let opts = MergeOptions::default();
+        let err = merge_any(&[(&bad[..], FormatVersion::V1)], &opts, &mut Vec::new()).unwrap_err();
+        let ErrorKind::MergeInput { input: 0, error } = err.kind() else {
+            panic!("{err}")
+        };
+        assert_eq!(error.category(), Some("file-checksum-mismatch"));
+        assert_eq!(err.to_string(), format!("cannot merge: input 0: {error}"));
+        merge_any(&[(&good[..], FormatVersion::V1)], &opts, &mut Vec::new()).unwrap();
+    }
 }
