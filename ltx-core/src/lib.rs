@@ -89,7 +89,7 @@ pub mod old;
 pub mod stream;
 pub mod types;
 
-pub use checksum::DbChecksum;
+pub use checksum::{DbChecksum, PageChecksums};
 pub use decoder::{Decoded, Decoder, PageInfo, Summary};
 pub use encoder::Encoder;
 pub use error::{Error, ErrorKind, MergeError, Result};
