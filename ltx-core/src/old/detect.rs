@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use super::verify_as;
+use super::any::verify_as;
 use crate::decoder::Summary;
 use crate::error::Error;
 use crate::types::FormatVersion;

@@ -1,6 +1,6 @@
 //! Merging files of any layout into one v3 file.
 
-use super::AnyDecoder;
+use super::any::AnyDecoder;
 use crate::decoder::Decoded;
 use crate::encoder::Encoder;
 use crate::error::{Error, ErrorKind, Result};

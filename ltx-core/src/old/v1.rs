@@ -20,7 +20,6 @@
 //! header's flag 0x1 tells which), `info.frame_len` is `4 + page_size`.
 
 use super::lz4stream::{Lz4Event, Lz4FrameDecoder};
-use super::OLD_PAGE_HEADER_SIZE;
 use crate::checksum::Crc64;
 use crate::decoder::PageInfo;
 use crate::error::{Error, ErrorKind, Result};
@@ -30,10 +29,10 @@ use crate::stream::sealed::{Event, Step};
 use crate::stream::{StreamDecoder, Verifier};
 use crate::types::{Checksum, FormatVersion, Pgno, CHECKSUM_FLAG};
 
-/// v1 header flag: the page block is one LZ4 frame.
-pub const V1_FLAG_LZ4: u32 = 0x1;
-/// Header flags defined in v1 (LZ4, NoChecksum).
-pub const V1_FLAG_MASK: u32 = 0x3;
+pub use super::header::{V1_FLAG_LZ4, V1_FLAG_MASK};
+
+/// v1/v2 page header length (the page number).
+pub(crate) const OLD_PAGE_HEADER_SIZE: usize = 4;
 
 /// Parses the decompressed page block: page numbers and pages.
 #[derive(Debug, Default)]

@@ -14,7 +14,7 @@
 //! size = 4 + LZ4 frame length. This decoder also requires the index to match
 //! the frames (the old reference does not check it).
 
-use super::OLD_PAGE_HEADER_SIZE;
+use super::v1::OLD_PAGE_HEADER_SIZE;
 use crate::decoder::PageInfo;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{decode_legacy, scan_legacy, Scan};
@@ -25,8 +25,7 @@ use crate::stream::{StreamDecoder, Verifier};
 use crate::types::FormatVersion;
 use crate::Header;
 
-/// Header flags defined in v2 (NoChecksum only).
-pub const V2_FLAG_MASK: u32 = 0x2;
+pub use super::header::V2_FLAG_MASK;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum St {
