@@ -8,7 +8,7 @@
 //! every split; errors poison; `finish()` keeps the first error; `detect`
 //! names a version exactly when that version's decoder accepts the input.
 
-use ltx_core::detect::{detect, verify_as, DetectError};
+use ltx_core::old::{detect, verify_as, DetectError};
 use ltx_core::{AnyDecoder, Decoded, ErrorKind, FormatVersion};
 
 use crate::{fnv1a, Rng};

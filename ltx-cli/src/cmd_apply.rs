@@ -14,9 +14,10 @@
 //!    checks) before the next one, the file is truncated or extended to
 //!    `commit` pages, and the new checksum must equal the post-apply
 //!    checksum (unless NoChecksum). The checksum is kept up to date
-//!    incrementally: each written page XORs out its old content and XORs in
-//!    the new, truncated pages are XORed out, zero pages from an extension
-//!    XORed in.
+//!    incrementally from one checksum per page (ltx_core's `PageChecksums`,
+//!    8 bytes a page, computed once from the database): each written page
+//!    replaces its page's checksum, truncated pages drop out, zero pages from
+//!    an extension come in; no page is read back.
 //! 3. The copy is fsynced, renamed over the database, and the directory
 //!    fsynced. On any error, or if the process dies at any point, the
 //!    database is exactly as before.
@@ -30,10 +31,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use ltx_core::checksum::page_checksum;
-use ltx_core::detect::for_each_page;
+use ltx_core::checksum::{page_checksum, PageChecksums};
 use ltx_core::file::FrameCheck;
-use ltx_core::types::CHECKSUM_FLAG;
+use ltx_core::old::for_each_page;
 use ltx_core::{Checksum, FormatVersion, Header, LtxFile, PageSize, Pgno, Summary, TxId};
 use rayon::prelude::*;
 
@@ -322,9 +322,9 @@ pub fn apply_with(
     let (mut state, copy_from) = if first.is_snapshot() {
         (State::empty(ps), None)
     } else {
-        let pages = image.page_count();
-        let acc = image.checksum().0;
-        (State { ps, pages, acc }, (pages > 0).then_some(&image))
+        let state = State::of_image(&image, ps);
+        let pages = state.pages();
+        (state, (pages > 0).then_some(&image))
     };
     if let Some(img) = copy_from {
         let mut src =
@@ -411,35 +411,50 @@ pub fn apply_with(
     let last = *summaries.last().expect("non-empty");
     Ok(Outcome {
         txid: last.max_txid,
-        commit: state.pages,
+        commit: state.pages(),
         page_size: ps,
         checksum: state.value(),
     })
 }
 
-/// The database copy being updated: its size and rolling checksum.
+/// The database copy being updated: its size and page checksums.
 struct State {
     ps: PageSize,
-    pages: u32,
-    /// XOR of the page checksums (bit 63 meaningless until `value`).
-    acc: u64,
+    sums: PageChecksums,
 }
 
 impl State {
     fn empty(ps: PageSize) -> State {
         State {
             ps,
-            pages: 0,
-            acc: 0,
+            sums: PageChecksums::new(ps),
         }
     }
 
-    fn value(&self) -> Checksum {
-        if self.pages == 0 {
-            Checksum(0)
-        } else {
-            Checksum(self.acc | CHECKSUM_FLAG)
+    /// An existing database: every page's checksum, computed in parallel.
+    fn of_image(image: &DbImage, ps: PageSize) -> State {
+        let per_page: Vec<Checksum> = image
+            .data
+            .par_chunks(ps.bytes())
+            .with_min_len(256)
+            .enumerate()
+            .map(|(i, page)| page_checksum(i as Pgno + 1, page))
+            .collect();
+        let mut sums = PageChecksums::new(ps);
+        sums.resize(per_page.len() as u32);
+        for (i, c) in per_page.into_iter().enumerate() {
+            sums.set(i as Pgno + 1, c).expect("within the database");
         }
+        State { ps, sums }
+    }
+
+    /// The database size in pages.
+    fn pages(&self) -> u32 {
+        self.sums.page_count()
+    }
+
+    fn value(&self) -> Checksum {
+        self.sums.value()
     }
 
     /// Verifies and writes every page of `file`, then truncates or extends
@@ -466,34 +481,28 @@ impl State {
         if h.is_snapshot() {
             // A snapshot replaces everything: start from an empty file.
             db.set_len(0)?;
-            self.pages = 0;
-            self.acc = 0;
+            self.sums.clear();
         }
         let entries = file.index().entries();
         let psz = self.ps.bytes();
-        let cur = self.pages;
+        let cur = self.pages();
         let ps64 = u64::from(self.ps.get());
         let off = move |p: Pgno| u64::from(p - 1) * ps64;
         let starts: Vec<usize> = (0..entries.len()).step_by(TASK_FRAMES).collect();
-        let parts: Vec<Result<(Vec<FrameCheck>, u64)>> = starts
+        type Part = (Vec<FrameCheck>, Vec<(Pgno, Checksum)>);
+        let parts: Vec<Result<Part>> = starts
             .par_iter()
-            .map(|&start| -> Result<(Vec<FrameCheck>, u64)> {
+            .map(|&start| -> Result<Part> {
                 let chunk = &entries[start..(start + TASK_FRAMES).min(entries.len())];
                 let mut buf = vec![0u8; chunk.len() * psz];
-                let mut old = vec![0u8; psz];
                 let mut checks = Vec::with_capacity(chunk.len());
-                let mut x = 0u64;
+                let mut sums = Vec::with_capacity(chunk.len());
                 for (k, (e, page)) in chunk.iter().zip(buf.chunks_mut(psz)).enumerate() {
                     let c = file.check_frame(start + k, page)?;
-                    x ^= c
+                    let sum = c
                         .page_checksum
-                        .unwrap_or_else(|| page_checksum(e.pgno, page))
-                        .0;
-                    if e.pgno <= cur {
-                        db.read_exact_at(&mut old, off(e.pgno))
-                            .with_context(|| format!("reading page {}", e.pgno))?;
-                        x ^= page_checksum(e.pgno, &old).0;
-                    }
+                        .unwrap_or_else(|| page_checksum(e.pgno, page));
+                    sums.push((e.pgno, sum));
                     checks.push(c);
                 }
                 // Write runs of consecutive pages with one call each.
@@ -510,18 +519,16 @@ impl State {
                     i = j;
                 }
                 pb.inc(chunk.len() as u64);
-                Ok((checks, x))
+                Ok((checks, sums))
             })
             .collect();
         // Report the earliest failure, whichever thread found it first.
-        let parts: Vec<(Vec<FrameCheck>, u64)> = parts.into_iter().collect::<Result<_>>()?;
-        let mut delta = 0u64;
-        let summary = file.combine(parts.into_iter().flat_map(|(c, x)| {
-            delta ^= x;
+        let parts: Vec<Part> = parts.into_iter().collect::<Result<_>>()?;
+        let mut written = Vec::with_capacity(entries.len());
+        let summary = file.combine(parts.into_iter().flat_map(|(c, sums)| {
+            written.extend(sums);
             c
         }))?;
-        self.acc ^= delta;
-        let written: Vec<Pgno> = entries.iter().map(|e| e.pgno).collect();
         self.resize(db, h.commit, cur, &written)?;
         Ok(summary)
     }
@@ -535,7 +542,7 @@ impl State {
         version: FormatVersion,
         pb: &indicatif::ProgressBar,
     ) -> Result<Summary> {
-        let h = ltx_core::v1::decode_old_header(bytes, ltx_core::v1::V1_FLAG_MASK)?;
+        let h = Header::decode_as(bytes, version)?;
         if h.page_size != self.ps {
             bail!(
                 "page size {} but the database has {}-byte pages",
@@ -545,30 +552,19 @@ impl State {
         }
         if h.is_snapshot() {
             db.set_len(0)?;
-            self.pages = 0;
-            self.acc = 0;
+            self.sums.clear();
         }
-        let cur = self.pages;
+        let cur = self.pages();
         let ps64 = u64::from(self.ps.get());
-        let mut old = vec![0u8; self.ps.bytes()];
-        let mut written: Vec<Pgno> = Vec::new();
+        let mut written: Vec<(Pgno, Checksum)> = Vec::new();
         let mut io_err: Option<anyhow::Error> = None;
-        let mut x = 0u64;
         let r = for_each_page(bytes, version, |info, page| {
             let p = info.pgno;
             let off = u64::from(p - 1) * ps64;
-            let step = (|| -> Result<()> {
-                x ^= page_checksum(p, page).0;
-                if p <= cur {
-                    db.read_exact_at(&mut old, off)
-                        .with_context(|| format!("reading page {p}"))?;
-                    x ^= page_checksum(p, &old).0;
-                }
-                db.write_all_at(page, off)
-                    .with_context(|| format!("writing page {p}"))?;
-                Ok(())
-            })();
-            written.push(p);
+            let step = db
+                .write_all_at(page, off)
+                .with_context(|| format!("writing page {p}"));
+            written.push((p, page_checksum(p, page)));
             pb.inc(1);
             match step {
                 Ok(()) => Ok(()),
@@ -584,48 +580,41 @@ impl State {
             return Err(e);
         }
         let summary = r?;
-        self.acc ^= x;
         self.resize(db, summary.header.commit, cur, &written)?;
         Ok(summary)
     }
 
     /// After a file's pages were written over a database of `cur` pages:
-    /// truncates or extends it to `commit` pages, keeping the checksum.
-    /// `written` = the file's page numbers, ascending.
-    fn resize(&mut self, db: &File, commit: u32, cur: u32, written: &[Pgno]) -> Result<()> {
+    /// truncates or extends it to `commit` pages, and gives the file's pages
+    /// (`written`: page numbers, ascending, with their checksums) and the zero
+    /// pages of an extension their checksums.
+    fn resize(
+        &mut self,
+        db: &File,
+        commit: u32,
+        cur: u32,
+        written: &[(Pgno, Checksum)],
+    ) -> Result<()> {
         let psz = self.ps.bytes();
-        let ps64 = u64::from(self.ps.get());
-        let off = move |p: Pgno| u64::from(p - 1) * ps64;
-        let lock = self.ps.lock_pgno();
-        if commit < cur {
-            // Truncation: XOR out the pages that go (none was just written: pgno <= commit).
-            let gone = ((commit + 1)..=cur)
-                .into_par_iter()
-                .filter(|&p| p != lock)
-                .map_init(
-                    || vec![0u8; psz],
-                    |old, p| -> Result<u64> {
-                        db.read_exact_at(old, off(p))
-                            .with_context(|| format!("reading page {p}"))?;
-                        Ok(page_checksum(p, old).0)
-                    },
-                )
-                .try_reduce(|| 0, |a, b| Ok(a ^ b))?;
-            self.acc ^= gone;
-        } else if commit > cur {
+        // Pages above the new end drop out (none was just written: pgno <= commit).
+        self.sums.resize(commit);
+        for &(p, c) in written {
+            self.sums.set(p, c)?;
+        }
+        if commit > cur {
             // Extension: pages above the old end that the file did not write are zeros.
-            let first_new = written.partition_point(|&p| p <= cur);
-            let written = &written[first_new..];
             let zeros = vec![0u8; psz];
-            let added = ((cur + 1)..=commit)
+            let sums = &self.sums;
+            let added: Vec<(Pgno, Checksum)> = ((cur + 1)..=commit)
                 .into_par_iter()
-                .filter(|&p| p != lock && written.binary_search(&p).is_err())
-                .map(|p| page_checksum(p, &zeros).0)
-                .reduce(|| 0, |a, b| a ^ b);
-            self.acc ^= added;
+                .filter(|&p| p != self.ps.lock_pgno() && sums.get(p).is_none())
+                .map(|p| (p, page_checksum(p, &zeros)))
+                .collect();
+            for (p, c) in added {
+                self.sums.set(p, c)?;
+            }
         }
         db.set_len(u64::from(commit) * psz as u64)?;
-        self.pages = commit;
         Ok(())
     }
 }

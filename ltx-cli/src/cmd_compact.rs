@@ -12,12 +12,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
+use ltx_core::error::MergeError;
 use ltx_core::header::HEADER_FLAG_NO_CHECKSUM;
 use ltx_core::merge::{
-    merge_any, plan_merge, prepare_frame, MergeInput, MergeOptions, MergePlan, PlannedFrame,
-    PreparedFrame,
+    plan_merge, prepare_frame, MergeInput, MergeOptions, MergePlan, PlannedFrame, PreparedFrame,
 };
-use ltx_core::{format_filename, Encoder, FormatVersion, Header, LtxFile, TxId};
+use ltx_core::old::merge_any;
+use ltx_core::{format_filename, Encoder, ErrorKind, FormatVersion, Header, LtxFile, TxId};
 use rayon::prelude::*;
 
 use crate::db::TempFile;
@@ -201,15 +202,10 @@ pub fn compact_with(
     let plan = match plan_merge(&metas, opts) {
         Ok(p) => p,
         Err(e) => {
-            let mut msg = e.to_string();
-            // Name inputs by path rather than by position.
-            for (i, (p, _)) in files.iter().enumerate().rev() {
-                msg = msg.replace(&format!("input {i} "), &format!("{} ", p.display()));
-            }
-            if msg.contains("NoChecksum") {
-                msg.push_str(" (pass --checksum none)");
-            }
-            eprintln!("ltx: compact: {msg}");
+            eprintln!(
+                "ltx: compact: {}",
+                merge_message(&e, |i| files[i].0.display().to_string())
+            );
             return Err(Failed.into());
         }
     };
@@ -239,22 +235,17 @@ fn compact_any(
 ) -> Result<(PathBuf, Written, usize)> {
     let mut ins: Vec<(&PathBuf, &[u8], FormatVersion, Header)> = Vec::new();
     for ((p, s), &v) in paths.iter().zip(sources).zip(versions) {
-        let h = Header::decode_unvalidated(s).map_err(|e| anyhow!("{}: {e}", p.display()))?;
+        let h = Header::decode_as(s, v).map_err(|e| anyhow!("{}: {e}", p.display()))?;
         ins.push((p, &s[..], v, h));
     }
     ins.sort_by_key(|(_, _, _, h)| (h.min_txid, h.max_txid));
     let list: Vec<(&[u8], FormatVersion)> = ins.iter().map(|(_, b, v, _)| (*b, *v)).collect();
     let mut out = Vec::new();
     if let Err(e) = merge_any(&list, opts, &mut out) {
-        let mut msg = e.to_string();
-        for (i, (p, ..)) in ins.iter().enumerate().rev() {
-            msg = msg.replace(&format!("input {i} "), &format!("{} ", p.display()));
-            msg = msg.replace(&format!("input {i}:"), &format!("{}:", p.display()));
-        }
-        if msg.contains("NoChecksum") {
-            msg.push_str(" (pass --checksum none)");
-        }
-        eprintln!("ltx: compact: {msg}");
+        eprintln!(
+            "ltx: compact: {}",
+            merge_message(&e, |i| ins[i].0.display().to_string())
+        );
         return Err(Failed.into());
     }
     let f = LtxFile::parse(&out).context("internal error: the merged output does not parse")?;
@@ -278,6 +269,24 @@ fn compact_any(
         .with_context(|| format!("{}: cannot write", dest.display()))?;
     tmp.commit(&dest)?;
     Ok((dest, written, ins.len()))
+}
+
+/// The message for an error of `plan_merge` or `merge_any`, with each input
+/// named by `name` (its path) rather than by its position, and the flag that
+/// gets past a NoChecksum input.
+fn merge_message(e: &ltx_core::Error, name: impl Fn(usize) -> String) -> String {
+    match e.kind() {
+        ErrorKind::Merge(MergeError::NoChecksumInput { input, last }) => format!(
+            "cannot merge: output tracks checksums but the {} input, {}, has none (pass --checksum none)",
+            if *last { "last" } else { "first" },
+            name(*input)
+        ),
+        ErrorKind::Merge(m) => format!("cannot merge: {}", m.describe(name)),
+        ErrorKind::MergeInput { input, error } => {
+            format!("cannot merge: {}: {error}", name(*input))
+        }
+        _ => e.to_string(),
+    }
 }
 
 type Prepared = Vec<ltx_core::Result<PreparedFrame>>;

@@ -14,7 +14,7 @@ use crate::check::{Event, Streamer};
 use crate::input;
 use crate::output::{self, error_json, RawHeader};
 use crate::version::{self, VersionArg};
-use ltx_core::v1::V1_FLAG_LZ4;
+use ltx_core::old::v1::V1_FLAG_LZ4;
 use ltx_core::FormatVersion;
 
 /// Arguments of `ltx dump`.

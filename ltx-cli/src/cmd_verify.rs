@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Result;
-use ltx_core::checksum::page_checksum;
-use ltx_core::types::CHECKSUM_FLAG;
-use ltx_core::{Checksum, Header, LtxFile, Pgno, Summary, TxId};
+use ltx_core::checksum::{page_checksum, PageChecksums};
+use ltx_core::{Checksum, Header, LtxFile, PageSize, Pgno, Summary, TxId};
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
@@ -218,22 +217,14 @@ fn verify_source(
         None if d.forced && d.verdict.is_err() => Some(format!("read as format {}", d.version)),
         None => None,
     };
-    r.header = match d.version {
-        FormatVersion::V1 => {
-            ltx_core::v1::decode_old_header(bytes, ltx_core::v1::V1_FLAG_MASK).ok()
-        }
-        FormatVersion::V2 => {
-            ltx_core::v1::decode_old_header(bytes, ltx_core::v2::V2_FLAG_MASK).ok()
-        }
-        FormatVersion::V3 => Header::decode(bytes).ok(),
-    };
+    r.header = Header::decode_as(bytes, d.version).ok();
     let want = want_sums && d.verdict.is_ok() && r.header.is_some_and(|h| !h.no_checksum());
     (r.pgnos, r.page_sums) = match d.version {
         FormatVersion::V3 => (v3_pgnos, v3_sums.filter(|_| want)),
         v => {
             let mut pgnos = Vec::new();
             let mut sums = Vec::new();
-            let _ = ltx_core::detect::for_each_page(bytes, v, |info, page| {
+            let _ = ltx_core::old::for_each_page(bytes, v, |info, page| {
                 pgnos.push(info.pgno);
                 if want {
                     sums.push((info.pgno, page_checksum(info.pgno, page)));
@@ -838,28 +829,18 @@ impl std::fmt::Display for Replay {
 }
 
 /// A database as one [`page_checksum`] per page (8 bytes a page, never the
-/// pages themselves) and their XOR, updated file by file.
-///
-/// `ltx_core`'s [`ltx_core::DbChecksum`] replaces and removes pages given
-/// their contents, which the replay does not keep; XOR-ing precomputed page
-/// checksums is the same computation (as `ltx apply`'s state does).
-#[derive(Default)]
-struct ReplayDb {
-    /// The checksum of page `p` at `[p - 1]`; 0 (never a page checksum,
-    /// which has bit 63 set) for the lock page and pages not yet written.
-    sums: Vec<u64>,
-    /// XOR of `sums`.
-    acc: u64,
-}
+/// pages themselves) and their XOR, updated file by file: ltx_core's
+/// [`PageChecksums`], with what the replay accepts of a file.
+struct ReplayDb(PageChecksums);
 
 impl ReplayDb {
+    fn new(page_size: PageSize) -> ReplayDb {
+        ReplayDb(PageChecksums::new(page_size))
+    }
+
     /// The rolling database checksum: 0 for a database with no pages.
     fn value(&self) -> Checksum {
-        if self.sums.is_empty() {
-            Checksum::ZERO
-        } else {
-            Checksum(self.acc | CHECKSUM_FLAG)
-        }
+        self.0.value()
     }
 
     /// Applies a verified file: its pages (`pages`, ascending), then its
@@ -873,10 +854,9 @@ impl ReplayDb {
     /// grows only with pages that files hold, whatever a commit claims.
     fn apply(&mut self, h: &Header, pages: &[(Pgno, Checksum)]) -> Result<(), String> {
         if h.is_snapshot() {
-            self.sums.clear();
-            self.acc = 0;
+            self.0.clear();
         }
-        let old = self.sums.len();
+        let old = self.0.page_count() as usize;
         let commit = h.commit as usize;
         if let Some(&(p, _)) = pages.iter().find(|&&(p, _)| p == 0 || p as usize > commit) {
             return Err(format!("it holds page {p}, outside 1..={commit}"));
@@ -894,16 +874,10 @@ impl ReplayDb {
                     needed - held
                 ));
             }
-            self.sums.resize(commit, 0);
-        } else {
-            for s in self.sums.drain(commit..) {
-                self.acc ^= s;
-            }
         }
+        self.0.resize(h.commit);
         for &(p, c) in pages {
-            let slot = &mut self.sums[p as usize - 1];
-            self.acc ^= *slot ^ c.0;
-            *slot = c.0;
+            self.0.set(p, c).map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -943,7 +917,7 @@ fn replay_chain(chain: &[&FileResult]) -> (Replay, Option<Mismatch>) {
             None,
         );
     }
-    let mut db = ReplayDb::default();
+    let mut db = ReplayDb::new(first.page_size);
     let mut through: Option<TxId> = None;
     for (i, r) in chain.iter().enumerate() {
         let h = r.header.expect("filtered");
@@ -1020,7 +994,7 @@ fn file_name(p: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ltx_core::{DbChecksum, PageSize};
+    use ltx_core::DbChecksum;
     use std::collections::BTreeMap;
 
     /// `ReplayDb` against `DbChecksum` over the pages themselves, through
@@ -1047,7 +1021,7 @@ mod tests {
             (1, 1, &[(1, 8)]),
         ];
         let mut model: BTreeMap<Pgno, Vec<u8>> = BTreeMap::new();
-        let mut db = ReplayDb::default();
+        let mut db = ReplayDb::new(ps);
         for &(min, commit, pages) in steps {
             let mut h = Header::new(ps, TxId(min), TxId(min));
             h.commit = commit;
@@ -1069,7 +1043,7 @@ mod tests {
             }
             assert_eq!(db.value(), want.value(), "after TXID {min}");
         }
-        assert_eq!(db.sums.len(), 1);
+        assert_eq!(db.0.page_count(), 1);
     }
 
     #[test]
@@ -1078,7 +1052,7 @@ mod tests {
         let sum = |p: Pgno| (p, page_checksum(p, &[0u8; 512]));
         let mut h = Header::new(ps, TxId(1), TxId(1));
         h.commit = 2;
-        let mut db = ReplayDb::default();
+        let mut db = ReplayDb::new(ps);
         db.apply(&h, &[sum(1), sum(2)]).unwrap();
         let mut h = Header::new(ps, TxId(2), TxId(2));
         h.commit = 4;
@@ -1094,8 +1068,8 @@ mod tests {
             e.contains("without holding 4294967291 of the new pages"),
             "{e}"
         );
-        assert_eq!(db.sums.len(), 2);
-        let mut db = ReplayDb::default();
+        assert_eq!(db.0.page_count(), 2);
+        let mut db = ReplayDb::new(ps);
         let mut h = Header::new(ps, TxId(1), TxId(1));
         h.commit = 1;
         let e = db.apply(&h, &[sum(1), sum(2)]).unwrap_err();

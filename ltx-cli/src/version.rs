@@ -8,7 +8,7 @@
 //! its verdict is kept so the caller does not verify twice.
 
 use anyhow::{bail, Result};
-use ltx_core::detect::{likely_version, verify_as, DetectError};
+use ltx_core::old::{likely_version, verify_as, DetectError};
 use ltx_core::{Error, FormatVersion, Summary};
 
 /// `--format-version N`, shared by the commands that read LTX files.
@@ -156,7 +156,7 @@ mod tests {
         let d = detect(&v3, None).unwrap();
         assert_eq!(d.version, FormatVersion::V3);
         assert!(d.verdict.is_ok());
-        let v1 = ltx_core::v1::tests_support::tiny_v1(false);
+        let v1 = ltx_core::old::v1::tests_support::tiny_v1(false);
         assert_eq!(detect(&v1, None).unwrap().version, FormatVersion::V1);
         let forced = detect(&v1, Some(FormatVersion::V2)).unwrap();
         assert!(forced.verdict.is_err());

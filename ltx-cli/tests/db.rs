@@ -787,6 +787,11 @@ fn compact_matches_the_reference_compactions() {
         .assert()
         .code(1);
     assert!(stderr(&a).contains("gap"), "{}", stderr(&a));
+    // The inputs are named by path.
+    for p in [&chain[1], &chain[3]] {
+        let p = p.display().to_string();
+        assert!(stderr(&a).contains(&p), "{p}: {}", stderr(&a));
+    }
     assert!(!dir.path().join("gap.ltx").exists());
     ltx()
         .arg("compact")
@@ -808,6 +813,12 @@ fn compact_matches_the_reference_compactions() {
         .assert()
         .code(1);
     assert!(stderr(&a).contains("--checksum none"), "{}", stderr(&a));
+    assert!(
+        stderr(&a).contains(&nc[0].display().to_string())
+            || stderr(&a).contains(&nc[2].display().to_string()),
+        "{}",
+        stderr(&a)
+    );
     assert!(!dir.path().join("nc.ltx").exists());
     let a = ltx()
         .arg("compact")

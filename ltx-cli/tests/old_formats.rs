@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use ltx_core::detect::for_each_page;
+use ltx_core::old::for_each_page;
 use ltx_core::{detect, FormatVersion, Header};
 use serde_json::Value;
 
@@ -201,8 +201,8 @@ fn to_v1_raw(bytes: &[u8]) -> Vec<u8> {
     })
     .unwrap();
     let mut h: Header = s.header;
-    h.flags &= !ltx_core::v1::V1_FLAG_LZ4;
-    ltx_core::v1::tests_support::v1_raw(&h, &pages, s.trailer.post_apply_checksum)
+    h.flags &= !ltx_core::old::v1::V1_FLAG_LZ4;
+    ltx_core::old::v1::tests_support::v1_raw(&h, &pages, s.trailer.post_apply_checksum)
 }
 
 #[test]

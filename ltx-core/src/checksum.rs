@@ -6,6 +6,7 @@
 
 use crc_fast::{CrcAlgorithm, Digest};
 
+use crate::error::{Error, ErrorKind, Result};
 use crate::types::{Checksum, PageSize, Pgno, CHECKSUM_FLAG};
 
 const ALGO: CrcAlgorithm = CrcAlgorithm::Crc64GoIso;
@@ -331,6 +332,128 @@ impl DbChecksum {
     }
 }
 
+/// A database as one [`page_checksum`] per page (8 bytes a page, never the
+/// pages themselves) and their rolling checksum: what following a database
+/// through a chain of LTX files needs when its pages are not kept (`ltx
+/// verify`'s chain replay) or not worth rereading (`ltx apply`).
+///
+/// Apply a file as SQLite would: [`PageChecksums::clear`] for a snapshot,
+/// [`PageChecksums::resize`] to its commit, then [`PageChecksums::set`] each
+/// page it holds; [`PageChecksums::value`] is then the database checksum to
+/// compare with its post-apply checksum. The lock page never has a checksum
+/// (it is not part of the database checksum); pages added by growing the
+/// database have none until they are set, and count as nothing until then.
+///
+/// ```
+/// use ltx_core::checksum::{page_checksum, DbChecksum, PageChecksums};
+/// use ltx_core::PageSize;
+/// let ps = PageSize::new(512).unwrap();
+/// let page = |v: u8| [v; 512];
+/// let mut db = PageChecksums::new(ps);
+/// // A snapshot of 3 pages.
+/// db.resize(3);
+/// for p in 1..=3 {
+///     db.set(p, page_checksum(p, &page(1))).unwrap();
+/// }
+/// // A file that rewrites page 2 and truncates the database to 2 pages.
+/// db.resize(2);
+/// db.set(2, page_checksum(2, &page(2))).unwrap();
+/// assert!(db.set(3, page_checksum(3, &page(2))).is_err()); // above the database
+///
+/// let mut want = DbChecksum::new(ps);
+/// want.add(1, &page(1));
+/// want.add(2, &page(2));
+/// assert_eq!(db.value(), want.value());
+/// assert_eq!(db.page_count(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageChecksums {
+    lock_pgno: Pgno,
+    /// The checksum of page `p` at `[p - 1]`; 0 (never a page checksum,
+    /// which has bit 63 set) for the lock page and pages without one.
+    sums: Vec<u64>,
+    /// XOR of `sums`.
+    acc: u64,
+}
+
+impl PageChecksums {
+    /// An empty database with pages of `page_size`.
+    pub fn new(page_size: PageSize) -> Self {
+        PageChecksums {
+            lock_pgno: page_size.lock_pgno(),
+            sums: Vec::new(),
+            acc: 0,
+        }
+    }
+
+    /// The database size in pages.
+    pub fn page_count(&self) -> u32 {
+        self.sums.len() as u32
+    }
+
+    /// Whether the database has no pages.
+    pub fn is_empty(&self) -> bool {
+        self.sums.is_empty()
+    }
+
+    /// Page `pgno`'s checksum; `None` outside the database, for the lock
+    /// page and for a page that has none yet.
+    pub fn get(&self, pgno: Pgno) -> Option<Checksum> {
+        let i = (pgno as usize).checked_sub(1)?;
+        self.sums.get(i).filter(|&&s| s != 0).map(|&s| Checksum(s))
+    }
+
+    /// Sets (or replaces) page `pgno`'s checksum. The lock page's is
+    /// ignored.
+    ///
+    /// # Errors
+    /// [`ErrorKind::PageOutOfRange`] when `pgno` is 0 or above
+    /// [`PageChecksums::page_count`] (resize first).
+    pub fn set(&mut self, pgno: Pgno, sum: Checksum) -> Result<()> {
+        let commit = self.page_count();
+        let slot = (pgno as usize)
+            .checked_sub(1)
+            .and_then(|i| self.sums.get_mut(i))
+            .ok_or_else(|| Error::new(ErrorKind::PageOutOfRange { pgno, commit }).page(pgno))?;
+        if pgno != self.lock_pgno {
+            self.acc ^= *slot ^ sum.0;
+            *slot = sum.0;
+        }
+        Ok(())
+    }
+
+    /// Truncates the database to `pages` (the pages above no longer count)
+    /// or grows it (the new pages have no checksum until set). Growing
+    /// allocates 8 bytes a page: bound `pages` first (an LTX commit may
+    /// claim up to 2^32 - 1 pages).
+    pub fn resize(&mut self, pages: u32) {
+        let pages = pages as usize;
+        if pages < self.sums.len() {
+            for s in self.sums.drain(pages..) {
+                self.acc ^= s;
+            }
+        } else {
+            self.sums.resize(pages, 0);
+        }
+    }
+
+    /// Empties the database (as a snapshot's start does).
+    pub fn clear(&mut self) {
+        self.sums.clear();
+        self.acc = 0;
+    }
+
+    /// The rolling database checksum: 0 for a database with no pages,
+    /// otherwise the XOR of the page checksums with bit 63 set.
+    pub fn value(&self) -> Checksum {
+        if self.sums.is_empty() {
+            Checksum::ZERO
+        } else {
+            Checksum(self.acc | CHECKSUM_FLAG)
+        }
+    }
+}
+
 /// Rolling checksum of a whole database image (`len` a multiple of the page size).
 ///
 /// ```
@@ -402,6 +525,44 @@ mod tests {
             assert_eq!(h.value(), crc64(&all));
             assert_eq!(h.len(), all.len() as u64);
         }
+    }
+
+    #[test]
+    fn page_checksums_follow_the_pages() {
+        let ps = PageSize::new(512).unwrap();
+        let lock = ps.lock_pgno();
+        let mut db = PageChecksums::new(ps);
+        assert_eq!(db.value(), Checksum(0));
+        assert!(db.set(1, page_checksum(1, &[1; 512])).is_err());
+        db.resize(3);
+        // Pages without a checksum count as nothing.
+        assert_eq!(db.value(), Checksum(CHECKSUM_FLAG));
+        assert_eq!(db.get(2), None);
+        for p in 1..=3 {
+            db.set(p, page_checksum(p, &[p as u8; 512])).unwrap();
+        }
+        assert_eq!(db.get(2), Some(page_checksum(2, &[2; 512])));
+        let mut want = DbChecksum::new(ps);
+        for p in 1..=3 {
+            want.add(p, &[p as u8; 512]);
+        }
+        assert_eq!(db.value(), want.value());
+        // Replacing, truncating, growing back, the lock page.
+        db.set(2, page_checksum(2, &[9; 512])).unwrap();
+        want.replace(2, &[2; 512], &[9; 512]);
+        assert_eq!(db.value(), want.value());
+        db.resize(1);
+        want.remove(2, &[9; 512]);
+        want.remove(3, &[3; 512]);
+        assert_eq!(db.value(), want.value());
+        assert_eq!(db.page_count(), 1);
+        assert!(db.set(0, Checksum(CHECKSUM_FLAG)).is_err());
+        db.resize(lock);
+        let v = db.value();
+        db.set(lock, page_checksum(lock, &[7; 512])).unwrap();
+        assert_eq!((db.value(), db.get(lock)), (v, None));
+        db.clear();
+        assert_eq!((db.value(), db.page_count()), (Checksum(0), 0));
     }
 
     #[test]

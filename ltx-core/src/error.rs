@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::types::{Checksum, Pgno, TxId};
+use crate::types::{Checksum, PageSize, Pgno, TxId};
 
 /// What was wrong. Every variant carries the values that were found, so a
 /// message can say what was expected.
@@ -63,7 +63,10 @@ pub enum ErrorKind {
     /// An API was called out of sequence.
     Misuse(&'static str),
     /// Merge inputs do not fit together (page sizes, TXID contiguity, ...).
-    Merge(String),
+    Merge(MergeError),
+    /// A merge input failed to decode: which one (its position in the list
+    /// given) and its error.
+    MergeInput { input: usize, error: Box<Error> },
     /// A file name is not `%016x-%016x.ltx`.
     BadFileName(String),
 }
@@ -91,7 +94,12 @@ impl ErrorKind {
             PageIndexMismatch(_) => "page-index-mismatch",
             PostApplyMismatch { .. } => "post-apply-mismatch",
             TrailingBytes { .. } => "trailing-bytes",
-            BadPageLength { .. } | Poisoned | Misuse(_) | Merge(_) | BadFileName(_) => return None,
+            BadPageLength { .. }
+            | Poisoned
+            | Misuse(_)
+            | Merge(_)
+            | MergeInput { .. }
+            | BadFileName(_) => return None,
         })
     }
 }
@@ -122,8 +130,118 @@ impl fmt::Display for ErrorKind {
             Poisoned => write!(f, "an earlier error stopped this decoder/encoder"),
             Misuse(m) => write!(f, "API misuse: {m}"),
             Merge(m) => write!(f, "cannot merge: {m}"),
+            MergeInput { input, error } => write!(f, "cannot merge: input {input}: {error}"),
             BadFileName(n) => write!(f, "invalid LTX file name {n:?}, expected %016x-%016x.ltx"),
         }
+    }
+}
+
+/// Why inputs cannot be merged ([`crate::merge::plan_merge`]): each
+/// variant names the inputs involved by their position in the list given, so
+/// a caller can name them its own way ([`MergeError::describe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MergeError {
+    /// The list of inputs is empty.
+    NoInputs,
+    /// The output flags have bits the format does not define.
+    UnknownFlags(u32),
+    /// Input `input` has another page size than input `input - 1`.
+    PageSize {
+        /// The later input.
+        input: usize,
+        /// Input `input - 1`'s page size.
+        prev: PageSize,
+        /// Input `input`'s page size.
+        page_size: PageSize,
+    },
+    /// TXIDs are missing between input `input - 1` and input `input` (and
+    /// gaps are not allowed).
+    Gap {
+        /// The later input.
+        input: usize,
+        /// Input `input - 1`'s TXID range.
+        prev: (TxId, TxId),
+        /// Input `input`'s TXID range.
+        txids: (TxId, TxId),
+    },
+    /// Input `input` does not end after input `input - 1`.
+    NotAdvancing {
+        /// The later input.
+        input: usize,
+        /// Input `input - 1`'s TXID range.
+        prev: (TxId, TxId),
+        /// Input `input`'s TXID range.
+        txids: (TxId, TxId),
+    },
+    /// The output tracks checksums, but input `input` (the first one, for
+    /// an incremental output, or the last one) has the NoChecksum flag: the
+    /// output needs the NoChecksum flag too.
+    NoChecksumInput {
+        /// The input.
+        input: usize,
+        /// Whether it is the last input (else the first).
+        last: bool,
+    },
+}
+
+impl MergeError {
+    /// The message, with each input named by `name` (its position in the
+    /// list given): the [`Display`](fmt::Display) form names them `input N`.
+    ///
+    /// ```
+    /// use ltx_core::error::MergeError;
+    /// use ltx_core::TxId;
+    /// let e = MergeError::Gap { input: 1, prev: (TxId(1), TxId(2)), txids: (TxId(4), TxId(4)) };
+    /// let names = ["a.ltx", "b.ltx"];
+    /// assert_eq!(
+    ///     e.describe(|i| names[i].to_string()),
+    ///     "TXID gap between a.ltx (0000000000000001-0000000000000002) and b.ltx (0000000000000004-0000000000000004)"
+    /// );
+    /// assert!(e.to_string().starts_with("TXID gap between input 0 ("));
+    /// ```
+    pub fn describe(&self, name: impl Fn(usize) -> String) -> String {
+        match self {
+            MergeError::NoInputs => "no inputs".into(),
+            MergeError::UnknownFlags(flags) => format!("unknown output flags 0x{flags:08x}"),
+            MergeError::PageSize {
+                input,
+                prev,
+                page_size,
+            } => format!(
+                "{} has page size {prev}, {} has {page_size}",
+                name(input - 1),
+                name(*input)
+            ),
+            MergeError::Gap { input, prev, txids } => format!(
+                "TXID gap between {} ({}-{}) and {} ({}-{})",
+                name(input - 1),
+                prev.0,
+                prev.1,
+                name(*input),
+                txids.0,
+                txids.1
+            ),
+            MergeError::NotAdvancing { input, prev, txids } => format!(
+                "{} ({}-{}) does not advance past {} ({}-{})",
+                name(*input),
+                txids.0,
+                txids.1,
+                name(input - 1),
+                prev.0,
+                prev.1
+            ),
+            MergeError::NoChecksumInput { last, .. } => format!(
+                "output tracks checksums but the {} input has none (use NoChecksum output flags)",
+                if *last { "last" } else { "first" }
+            ),
+        }
+    }
+}
+
+impl fmt::Display for MergeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe(|i| format!("input {i}")))
     }
 }
 

@@ -390,7 +390,7 @@ impl<'a> LtxFile<'a> {
             file_size: self.data.len() as u64,
             index_size: self.tail.index_size,
             computed_post_apply: page_sum,
-            format_version: crate::detect::FormatVersion::V3,
+            format_version: crate::types::FormatVersion::V3,
         })
     }
 

@@ -11,6 +11,7 @@
 
 use crate::checksum::Crc64;
 use crate::error::{Error, ErrorKind, Result};
+use crate::lz4frame::{lz4_err, Lz4Content, Lz4Frame, Lz4Step, Lz4Unit};
 use crate::types::{lz4_bound, PageSize, Pgno};
 
 /// Page header length.
@@ -88,10 +89,6 @@ pub struct FrameDigest {
     pub crc: u64,
     /// How many bytes were hashed.
     pub hashed_len: u64,
-}
-
-fn lz4_err(m: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Lz4Corrupt(m.into()))
 }
 
 /// Decompresses an LZ4 block into `out`, requiring exactly `out.len()` bytes.
@@ -317,87 +314,6 @@ pub enum Scan {
     Complete(usize),
 }
 
-const LZ4_MAGIC: u32 = 0x184D_2204;
-
-struct FrameDesc {
-    block_checksum: bool,
-    content_checksum: bool,
-    content_size: Option<u64>,
-    independent: bool,
-    desc_len: usize,
-}
-
-/// `Ok(Err(n))`: the descriptor needs at least `n` bytes.
-fn parse_desc(buf: &[u8], page_size: PageSize) -> Result<Result<FrameDesc, usize>> {
-    if buf.len() < 4 {
-        return Ok(Err(4));
-    }
-    let magic = u32::from_le_bytes(buf[0..4].try_into().unwrap());
-    if magic != LZ4_MAGIC {
-        return Err(lz4_err(format!(
-            "LZ4 frame magic is 0x{magic:08x}, expected 0x{LZ4_MAGIC:08x}"
-        ))
-        .at(0));
-    }
-    if buf.len() < 7 {
-        return Ok(Err(7));
-    }
-    let flg = buf[4];
-    let bd = buf[5];
-    if flg >> 6 != 0b01 {
-        return Err(lz4_err(format!(
-            "LZ4 frame version bits {:02b}, expected 01",
-            flg >> 6
-        ))
-        .at(4));
-    }
-    if flg & 0b10 != 0 {
-        return Err(lz4_err("LZ4 frame reserved FLG bit set").at(4));
-    }
-    if flg & 0b1 != 0 {
-        return Err(lz4_err("LZ4 frame uses a dictionary ID, which LTX never writes").at(4));
-    }
-    if bd & 0b1000_1111 != 0 {
-        return Err(lz4_err("LZ4 frame reserved BD bits set").at(5));
-    }
-    if !(4..=7).contains(&(bd >> 4)) {
-        return Err(lz4_err(format!(
-            "LZ4 frame block max size code {}, expected 4..=7",
-            bd >> 4
-        ))
-        .at(5));
-    }
-    let has_size = flg & 0b1000 != 0;
-    let desc_len = 4 + 2 + if has_size { 8 } else { 0 } + 1;
-    if buf.len() < desc_len {
-        return Ok(Err(desc_len));
-    }
-    let content_size = has_size.then(|| u64::from_le_bytes(buf[6..14].try_into().unwrap()));
-    let hc = ((xxhash_rust::xxh32::xxh32(&buf[4..desc_len - 1], 0) >> 8) & 0xff) as u8;
-    if hc != buf[desc_len - 1] {
-        return Err(lz4_err(format!(
-            "LZ4 frame header checksum 0x{:02x}, computed 0x{hc:02x}",
-            buf[desc_len - 1]
-        ))
-        .at(desc_len as u64 - 1));
-    }
-    if let Some(cs) = content_size {
-        if cs != page_size.get() as u64 {
-            return Err(lz4_err(format!(
-                "LZ4 frame content size {cs}, expected the page size {page_size}"
-            ))
-            .at(6));
-        }
-    }
-    Ok(Ok(FrameDesc {
-        block_checksum: flg & 0b1_0000 != 0,
-        content_checksum: flg & 0b100 != 0,
-        content_size,
-        independent: flg & 0b10_0000 != 0,
-        desc_len,
-    }))
-}
-
 /// Finds the length of the LZ4 frame at the start of `buf` without
 /// decompressing it. Bounded: a frame longer than the LZ4 bound of one page
 /// plus [`LEGACY_FRAME_OVERHEAD`] is an error.
@@ -405,62 +321,39 @@ fn parse_desc(buf: &[u8], page_size: PageSize) -> Result<Result<FrameDesc, usize
 /// # Errors
 /// [`ErrorKind::Lz4Corrupt`] / [`ErrorKind::FrameTooLarge`], offsets relative to `buf`.
 pub fn scan_legacy(buf: &[u8], page_size: PageSize) -> Result<Scan> {
-    let desc = match parse_desc(buf, page_size)? {
-        Ok(d) => d,
-        Err(need) => return Ok(Scan::NeedMore(need)),
-    };
     let max = lz4_bound(page_size.bytes()) + LEGACY_FRAME_OVERHEAD;
-    let mut pos = desc.desc_len;
+    let mut lz4 = Lz4Frame::scanner(page_size);
+    let mut pos = 0;
     loop {
-        if pos + 4 > max {
-            return Err(Error::new(ErrorKind::FrameTooLarge {
-                size: (pos + 4) as u64,
+        let n = lz4.need(&buf[pos.min(buf.len())..])?;
+        let too_large = || {
+            Err(Error::new(ErrorKind::FrameTooLarge {
+                size: (pos + n) as u64,
                 max: max as u64,
             })
-            .at(0));
-        }
-        if pos + 4 > buf.len() {
-            return Ok(Scan::NeedMore(pos + 4));
-        }
-        let raw = u32::from_le_bytes(buf[pos..pos + 4].try_into().unwrap());
-        pos += 4;
-        if raw == 0 {
-            if desc.content_checksum {
-                pos += 4;
-            }
-            if pos > max {
-                return Err(Error::new(ErrorKind::FrameTooLarge {
-                    size: pos as u64,
-                    max: max as u64,
-                })
-                .at(0));
-            }
-            if pos > buf.len() {
-                return Ok(Scan::NeedMore(pos));
-            }
-            return Ok(Scan::Complete(pos));
-        }
-        let size = (raw & 0x7fff_ffff) as usize;
-        let limit = if raw & 0x8000_0000 != 0 {
-            page_size.bytes()
-        } else {
-            lz4_bound(page_size.bytes())
+            .at(0))
         };
-        if size > limit {
-            return Err(Error::new(ErrorKind::FrameTooLarge {
-                size: size as u64,
-                max: limit as u64,
-            })
-            .at(pos as u64 - 4));
+        match lz4.unit() {
+            Lz4Unit::End => return Ok(Scan::Complete(pos)),
+            // A block's bytes are not needed to find the frame's end.
+            Lz4Unit::Block { .. } => {
+                if pos + n > max {
+                    return too_large();
+                }
+                lz4.skip_block();
+            }
+            unit => {
+                if unit != Lz4Unit::Descriptor && pos + n > max {
+                    return too_large();
+                }
+                if pos + n > buf.len() {
+                    return Ok(Scan::NeedMore(pos + n));
+                }
+                lz4.feed(&buf[pos..pos + n])
+                    .map_err(|e| e.offset_by(pos as u64))?;
+            }
         }
-        pos += size + if desc.block_checksum { 4 } else { 0 };
-        if pos > max {
-            return Err(Error::new(ErrorKind::FrameTooLarge {
-                size: pos as u64,
-                max: max as u64,
-            })
-            .at(0));
-        }
+        pos += n;
     }
 }
 
@@ -471,85 +364,60 @@ pub fn scan_legacy(buf: &[u8], page_size: PageSize) -> Result<Scan> {
 /// [`ErrorKind::Lz4Corrupt`], offsets relative to `frame`.
 pub fn decode_legacy(frame: &[u8], out: &mut [u8]) -> Result<()> {
     let page_size = PageSize::try_new(out.len() as u32)?;
-    let desc =
-        parse_desc(frame, page_size)?.map_err(|_| lz4_err("incomplete LZ4 frame descriptor"))?;
-    let mut pos = desc.desc_len;
-    let mut filled = 0usize;
-    let need = |pos: usize, n: usize| -> Result<()> {
-        if pos + n > frame.len() {
-            Err(Error::new(ErrorKind::Truncated {
-                expected: "LZ4 frame",
-            })
-            .at(frame.len() as u64))
-        } else {
-            Ok(())
-        }
+    let mut lz4 = Lz4Frame::new(Lz4Content::Page(page_size));
+    let n = lz4.need(frame)?;
+    let Some(desc) = frame.get(..n) else {
+        return Err(lz4_err("incomplete LZ4 frame descriptor"));
     };
+    lz4.feed(desc)?;
+    let mut pos = n;
+    let mut filled = 0usize;
     loop {
-        need(pos, 4)?;
-        let raw = u32::from_le_bytes(frame[pos..pos + 4].try_into().unwrap());
-        let block_at = pos;
-        pos += 4;
-        if raw == 0 {
+        let n = lz4.need(&[])?;
+        if lz4.unit() == Lz4Unit::End {
             break;
         }
-        let size = (raw & 0x7fff_ffff) as usize;
-        need(pos, size + if desc.block_checksum { 4 } else { 0 })?;
-        let data = &frame[pos..pos + size];
-        if desc.block_checksum {
-            let stored = u32::from_le_bytes(frame[pos + size..pos + size + 4].try_into().unwrap());
-            let computed = xxhash_rust::xxh32::xxh32(data, 0);
-            if stored != computed {
-                return Err(lz4_err(format!(
-                    "LZ4 block checksum 0x{stored:08x}, computed 0x{computed:08x}"
-                ))
-                .at((pos + size) as u64));
+        let Some(unit) = frame.get(pos..pos + n) else {
+            return Err(Error::new(ErrorKind::Truncated {
+                expected: "LZ4 frame",
+            })
+            .at(frame.len() as u64));
+        };
+        let at = pos as u64;
+        if let Lz4Step::Block { stored, data } = lz4.feed(unit).map_err(|e| e.offset_by(at))? {
+            let start = filled;
+            if stored {
+                if filled + data.len() > out.len() {
+                    return Err(lz4_err(format!(
+                        "LZ4 frame decompresses to more than {} bytes",
+                        out.len()
+                    ))
+                    // At the block's size field.
+                    .at(at - 4));
+                }
+                out[filled..filled + data.len()].copy_from_slice(data);
+                filled += data.len();
+            } else {
+                let (dict, rest) = out.split_at_mut(filled);
+                let dict: &[u8] = if lz4.info().expect("descriptor read").independent {
+                    &[]
+                } else {
+                    dict
+                };
+                filled +=
+                    lz4_flex::block::decompress_into_with_dict(data, rest, dict).map_err(|e| {
+                        lz4_err(format!(
+                            "LZ4 frame block: {e} (page is {} bytes)",
+                            page_size.bytes()
+                        ))
+                        .at(at)
+                    })?;
             }
+            lz4.produced(&out[start..filled])
+                .map_err(|e| e.offset_by(at))?;
         }
-        if raw & 0x8000_0000 != 0 {
-            if filled + size > out.len() {
-                return Err(lz4_err(format!(
-                    "LZ4 frame decompresses to more than {} bytes",
-                    out.len()
-                ))
-                .at(block_at as u64));
-            }
-            out[filled..filled + size].copy_from_slice(data);
-            filled += size;
-        } else {
-            let (dict, rest) = out.split_at_mut(filled);
-            let dict: &[u8] = if desc.independent { &[] } else { dict };
-            let n = lz4_flex::block::decompress_into_with_dict(data, rest, dict).map_err(|e| {
-                lz4_err(format!(
-                    "LZ4 frame block: {e} (page is {} bytes)",
-                    out_len(filled, rest.len())
-                ))
-                .at(pos as u64)
-            })?;
-            filled += n;
-        }
-        pos += size + if desc.block_checksum { 4 } else { 0 };
+        pos += n;
     }
-    if filled != out.len() {
-        return Err(lz4_err(format!(
-            "LZ4 frame decompresses to {filled} bytes, expected {}",
-            out.len()
-        ))
-        .at(pos as u64));
-    }
-    if desc.content_checksum {
-        need(pos, 4)?;
-        let stored = u32::from_le_bytes(frame[pos..pos + 4].try_into().unwrap());
-        let computed = xxhash_rust::xxh32::xxh32(out, 0);
-        if stored != computed {
-            return Err(lz4_err(format!(
-                "LZ4 frame content checksum 0x{stored:08x}, computed 0x{computed:08x}"
-            ))
-            .at(pos as u64));
-        }
-        pos += 4;
-    }
-    let _ = desc.content_size;
     if pos != frame.len() {
         return Err(lz4_err(format!(
             "{} bytes after the LZ4 frame end",
@@ -558,10 +426,6 @@ pub fn decode_legacy(frame: &[u8], out: &mut [u8]) -> Result<()> {
         .at(pos as u64));
     }
     Ok(())
-}
-
-fn out_len(filled: usize, rest: usize) -> usize {
-    filled + rest
 }
 
 #[cfg(test)]

@@ -63,6 +63,41 @@ pub(crate) fn get_uvarint(b: &[u8], pos: &mut usize) -> Result<Option<u64>> {
     .at(start as u64))
 }
 
+/// Parses one index entry or the terminator from `b`. `Ok(None)`: need more bytes
+/// (only when `more_possible`).
+pub(crate) fn parse_entry(
+    b: &[u8],
+    more_possible: bool,
+) -> Result<Option<(usize, Option<IndexEntry>)>> {
+    let mut pos = 0;
+    let r = (|| -> Result<Option<(usize, Option<IndexEntry>)>> {
+        let Some(pgno) = get_uvarint(b, &mut pos)? else {
+            return Ok(None);
+        };
+        if pgno == 0 {
+            return Ok(Some((pos, None)));
+        }
+        let Some(offset) = get_uvarint(b, &mut pos)? else {
+            return Ok(None);
+        };
+        let Some(size) = get_uvarint(b, &mut pos)? else {
+            return Ok(None);
+        };
+        let pgno = Pgno::try_from(pgno).map_err(|_| {
+            Error::new(ErrorKind::PageIndexMismatch(format!(
+                "page number {pgno} exceeds 32 bits"
+            )))
+        })?;
+        Ok(Some((pos, Some(IndexEntry { pgno, offset, size }))))
+    })()?;
+    match r {
+        None if !more_possible => Err(Error::new(ErrorKind::PageIndexMismatch(
+            "unparseable page index entry".into(),
+        ))),
+        r => Ok(r),
+    }
+}
+
 impl PageIndex {
     /// An index from entries (kept in the given order).
     pub fn from_entries(entries: Vec<IndexEntry>) -> PageIndex {

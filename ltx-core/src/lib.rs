@@ -5,10 +5,11 @@
 //! library: no files, sockets, threads, clocks or async. Bytes come in as
 //! slices; bytes go out into `Vec<u8>` buffers the caller owns.
 //!
-//! Older files are read too: format version 1 ([`v1`], LiteFS and Litestream
-//! before v0.5) and version 2 ([`v2`]); they share the magic and header with
-//! v3, so [`detect()`] finds the layout by validating the file under each one,
-//! and [`AnyDecoder`] streams any of them. Writing is v3 only.
+//! Older files are read too, by [`old`]: format version 1 ([`old::v1`],
+//! LiteFS and Litestream before v0.5) and version 2 ([`old::v2`]); they share
+//! the magic and header with v3, so [`detect()`] finds the layout by
+//! validating the file under each one, and [`AnyDecoder`] streams any of them.
+//! Writing is v3 only.
 //!
 //! ## Byte layout (all integers big-endian)
 //!
@@ -76,34 +77,33 @@
 
 pub mod checksum;
 pub mod decoder;
-pub mod detect;
 pub mod encoder;
 pub mod error;
 pub mod file;
 pub mod frame;
 pub mod header;
 pub mod index;
-pub mod lz4stream;
+mod lz4frame;
 pub mod merge;
+pub mod old;
+pub mod stream;
 pub mod types;
-pub mod v1;
-pub mod v2;
 
-pub use checksum::DbChecksum;
+pub use checksum::{DbChecksum, PageChecksums};
 pub use decoder::{Decoded, Decoder, PageInfo, Summary};
-pub use detect::{detect, AnyDecoder, DetectError, FormatVersion};
 pub use encoder::Encoder;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, MergeError, Result};
 pub use file::LtxFile;
 pub use frame::{compress_frame, decode_frame, FrameCompressor, FrameDigest, PageHeader};
 pub use header::{Header, Trailer};
 pub use index::{IndexEntry, PageIndex};
 pub use merge::{plan_merge, MergeInput, MergeOptions, MergePlan};
+pub use old::detect::detect;
+pub use old::{AnyDecoder, DetectError, V1Decoder, V2Decoder};
 pub use types::{
-    format_filename, lock_pgno, parse_filename, Checksum, PageSize, Pgno, TxId, CHECKSUM_FLAG,
+    format_filename, lock_pgno, parse_filename, Checksum, FormatVersion, PageSize, Pgno, TxId,
+    CHECKSUM_FLAG,
 };
-pub use v1::V1Decoder;
-pub use v2::V2Decoder;
 
 /// A small valid snapshot (2 pages of 512 bytes) for documentation examples.
 #[doc(hidden)]

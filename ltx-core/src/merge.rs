@@ -7,12 +7,12 @@
 //! copies the frames, in order, into the output.
 
 use crate::encoder::Encoder;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, MergeError, Result};
+use crate::file::LtxFile;
 use crate::frame::{compress_frame, decode_frame, FrameDigest};
 use crate::header::{Header, Trailer, HEADER_FLAG_MASK, HEADER_FLAG_NO_CHECKSUM};
 use crate::index::{IndexEntry, PageIndex};
 use crate::types::Checksum;
-use crate::LtxFile;
 
 /// What the planner needs to know about one input.
 #[derive(Debug, Clone)]
@@ -76,7 +76,8 @@ pub struct MergePlan {
 /// the final commit are dropped.
 ///
 /// # Errors
-/// [`ErrorKind::Merge`] naming the offending inputs.
+/// [`ErrorKind::Merge`] with a [`MergeError`] naming the offending inputs
+/// by position; header rules of the output.
 ///
 /// ```
 /// use ltx_core::merge::{plan_merge, MergeInput, MergeOptions};
@@ -86,43 +87,29 @@ pub struct MergePlan {
 /// assert_eq!(plan.frames.len(), f.index().len());
 /// ```
 pub fn plan_merge(inputs: &[MergeInput], opts: &MergeOptions) -> Result<MergePlan> {
-    let merr = |m: String| Err(Error::new(ErrorKind::Merge(m)));
+    let merr = |m: MergeError| Err(Error::new(ErrorKind::Merge(m)));
     let (Some(first), Some(last)) = (inputs.first(), inputs.last()) else {
-        return merr("no inputs".into());
+        return merr(MergeError::NoInputs);
     };
     if opts.flags & !HEADER_FLAG_MASK != 0 {
-        return merr(format!("unknown output flags 0x{:08x}", opts.flags));
+        return merr(MergeError::UnknownFlags(opts.flags));
     }
     for (i, w) in inputs.windows(2).enumerate() {
         let (p, n) = (&w[0].header, &w[1].header);
+        let input = i + 1;
         if p.page_size != n.page_size {
-            return merr(format!(
-                "input {} has page size {}, input {} has {}",
-                i,
-                p.page_size,
-                i + 1,
-                n.page_size
-            ));
+            return merr(MergeError::PageSize {
+                input,
+                prev: p.page_size,
+                page_size: n.page_size,
+            });
         }
+        let (prev, txids) = ((p.min_txid, p.max_txid), (n.min_txid, n.max_txid));
         if !opts.allow_gaps && n.min_txid.0 > p.max_txid.0.saturating_add(1) {
-            return merr(format!(
-                "TXID gap between input {i} ({}-{}) and input {} ({}-{})",
-                p.min_txid,
-                p.max_txid,
-                i + 1,
-                n.min_txid,
-                n.max_txid
-            ));
+            return merr(MergeError::Gap { input, prev, txids });
         }
         if n.max_txid <= p.max_txid {
-            return merr(format!(
-                "input {} ({}-{}) does not advance past input {i} ({}-{})",
-                i + 1,
-                n.min_txid,
-                n.max_txid,
-                p.min_txid,
-                p.max_txid
-            ));
+            return merr(MergeError::NotAdvancing { input, prev, txids });
         }
     }
     let no_checksum = opts.flags & HEADER_FLAG_NO_CHECKSUM != 0;
@@ -143,14 +130,17 @@ pub fn plan_merge(inputs: &[MergeInput], opts: &MergeOptions) -> Result<MergePla
         if !header.is_snapshot() {
             header.pre_apply_checksum = first.header.pre_apply_checksum;
             if first.header.no_checksum() {
-                return merr("output tracks checksums but the first input has none (use NoChecksum output flags)".into());
+                return merr(MergeError::NoChecksumInput {
+                    input: 0,
+                    last: false,
+                });
             }
         }
         if last.header.no_checksum() {
-            return merr(
-                "output tracks checksums but the last input has none (use NoChecksum output flags)"
-                    .into(),
-            );
+            return merr(MergeError::NoChecksumInput {
+                input: inputs.len() - 1,
+                last: true,
+            });
         }
     }
     header.validate()?;
@@ -270,116 +260,4 @@ pub fn merge_files(
 ) -> Result<Trailer> {
     let meta: Vec<MergeInput> = inputs.iter().map(MergeInput::from_file).collect();
     plan_merge(&meta, opts)?.write(inputs, out)
-}
-
-/// Merges whole files of any format version (`(bytes, version)` in TXID
-/// order) into one v3 file appended to `out`. Pages are decompressed and
-/// re-encoded as v3 block frames; the header follows [`plan_merge`]'s rules
-/// (the v1 LZ4 flag never carries over: the output flags are `opts.flags`).
-///
-/// The inputs are streamed side by side (a k-way merge by page number, as
-/// every decoder requires ascending pages), so memory stays at one page per
-/// input whatever their size; every input is verified completely (file
-/// checksum included) before the output is finished.
-///
-/// # Errors
-/// [`plan_merge`] errors; any input's decoding error (with its position in
-/// the list); encoder rules.
-///
-/// ```
-/// use ltx_core::merge::{merge_any, MergeOptions};
-/// use ltx_core::{detect, FormatVersion};
-/// let v1 = ltx_core::v1::tests_support::tiny_v1(true);
-/// let mut out = Vec::new();
-/// merge_any(&[(&v1[..], FormatVersion::V1)], &MergeOptions::default(), &mut out).unwrap();
-/// assert_eq!(detect(&out).unwrap(), FormatVersion::V3);
-/// ```
-pub fn merge_any(
-    inputs: &[(&[u8], crate::detect::FormatVersion)],
-    opts: &MergeOptions,
-    out: &mut Vec<u8>,
-) -> Result<Trailer> {
-    use crate::detect::AnyDecoder;
-    use crate::header::{HEADER_SIZE, TRAILER_SIZE};
-
-    let mut meta = Vec::with_capacity(inputs.len());
-    for (i, (b, _)) in inputs.iter().enumerate() {
-        let ctx = |e: Error| Error::new(ErrorKind::Merge(format!("input {i}: {e}")));
-        if b.len() < HEADER_SIZE + TRAILER_SIZE {
-            return Err(ctx(Error::new(ErrorKind::Truncated {
-                expected: "header and trailer",
-            })));
-        }
-        let header = Header::decode_unvalidated(b).map_err(ctx)?;
-        let trailer = Trailer::from_bytes(b[b.len() - TRAILER_SIZE..].try_into().unwrap());
-        meta.push(MergeInput {
-            header,
-            trailer,
-            index: PageIndex::default(),
-        });
-    }
-    let plan = plan_merge(&meta, opts)?;
-    let commit = plan.header.commit;
-    let mut enc = Encoder::new(plan.header, out)?;
-
-    struct Cursor<'a> {
-        dec: AnyDecoder,
-        rest: &'a [u8],
-        page: Option<(u32, Vec<u8>)>,
-    }
-    let advance = |i: usize, c: &mut Cursor<'_>| -> Result<()> {
-        let wrap = |e: Error| Error::new(ErrorKind::Merge(format!("input {i}: {e}")));
-        loop {
-            let (n, ev) = c.dec.decode(c.rest).map_err(wrap)?;
-            c.rest = &c.rest[n..];
-            match ev {
-                crate::Decoded::Page { info, data } => {
-                    match &mut c.page {
-                        Some((p, buf)) => {
-                            *p = info.pgno;
-                            buf.copy_from_slice(data);
-                        }
-                        None => c.page = Some((info.pgno, data.to_vec())),
-                    }
-                    return Ok(());
-                }
-                crate::Decoded::Header(_) => {}
-                crate::Decoded::NeedMore | crate::Decoded::Done(_) => {
-                    c.dec.finish().map_err(wrap)?;
-                    c.page = None;
-                    return Ok(());
-                }
-            }
-        }
-    };
-    let mut cursors = Vec::with_capacity(inputs.len());
-    for (i, (b, v)) in inputs.iter().enumerate() {
-        let mut c = Cursor {
-            dec: AnyDecoder::new(*v),
-            rest: b,
-            page: None,
-        };
-        advance(i, &mut c)?;
-        cursors.push(c);
-    }
-    while let Some(pgno) = cursors
-        .iter()
-        .filter_map(|c| c.page.as_ref().map(|p| p.0))
-        .min()
-    {
-        let winner = cursors
-            .iter()
-            .rposition(|c| c.page.as_ref().is_some_and(|p| p.0 == pgno))
-            .expect("some input holds the page");
-        if pgno <= commit {
-            let data = &cursors[winner].page.as_ref().expect("page").1;
-            enc.write_page(out, pgno, data)?;
-        }
-        for (i, c) in cursors.iter_mut().enumerate() {
-            if c.page.as_ref().is_some_and(|p| p.0 == pgno) {
-                advance(i, c)?;
-            }
-        }
-    }
-    enc.finish(out, plan.post_apply)
 }

@@ -115,6 +115,60 @@ impl fmt::Display for Checksum {
     }
 }
 
+/// An LTX layout. Format versions 1, 2 and 3 share the magic `LTX1` and the
+/// 100-byte header; what follows differs (see `spec/SPEC.md`). This crate
+/// writes only v3; [`crate::old`] reads the older two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FormatVersion {
+    /// superfly/ltx up to v0.3.18 (LiteFS, Litestream before v0.5): 4-byte
+    /// page headers, raw pages or one LZ4 frame over the page block, no index.
+    V1,
+    /// superfly/ltx v0.4.x: 4-byte page headers, one LZ4 frame per page, page index.
+    V2,
+    /// The current layout: 6-byte page headers, LZ4 blocks or frames, page index.
+    V3,
+}
+
+impl FormatVersion {
+    /// Every version, oldest first.
+    pub const ALL: [FormatVersion; 3] = [FormatVersion::V1, FormatVersion::V2, FormatVersion::V3];
+
+    /// The version number (1, 2 or 3).
+    pub fn number(self) -> u8 {
+        match self {
+            FormatVersion::V1 => 1,
+            FormatVersion::V2 => 2,
+            FormatVersion::V3 => 3,
+        }
+    }
+
+    /// The version with this number.
+    pub fn from_number(n: u64) -> Option<FormatVersion> {
+        match n {
+            1 => Some(FormatVersion::V1),
+            2 => Some(FormatVersion::V2),
+            3 => Some(FormatVersion::V3),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for FormatVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.number())
+    }
+}
+
+/// [`FormatVersion::from_number`] as a typed error, for callers that take a
+/// version number from their user.
+///
+/// # Errors
+/// [`ErrorKind::Misuse`] unless `n` is 1, 2 or 3.
+pub fn parse_version_number(n: u64) -> Result<FormatVersion, Error> {
+    FormatVersion::from_number(n)
+        .ok_or_else(|| Error::new(ErrorKind::Misuse("format version must be 1, 2 or 3")))
+}
+
 /// A page number (1-based; 0 is never a page).
 pub type Pgno = u32;
 

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ltx_core::detect::{detect, detect_summary, verify_as, DetectError};
+use ltx_core::old::{detect, detect_summary, verify_as, DetectError};
 use ltx_core::{AnyDecoder, Decoded, Error, FormatVersion, Summary};
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -2,6 +2,7 @@
 //! through every reading path; and split independence of the streaming decoder.
 
 use ltx_core::checksum::DbChecksum;
+use ltx_core::error::MergeError;
 use ltx_core::header::HEADER_FLAG_NO_CHECKSUM;
 use ltx_core::merge::{merge_files, MergeOptions};
 use ltx_core::{Checksum, Decoded, Decoder, Encoder, ErrorKind, Header, LtxFile, PageSize, TxId};
@@ -480,11 +481,19 @@ fn merge_rejects_gaps_overlaps_and_page_size_mismatch() {
     let same = incremental(ps, 2, 1, &[(1, 1)], c(1), c(2));
     let other = incremental(PageSize::new(1024).unwrap(), 3, 1, &[(1, 1)], c(2), c(3));
     let fa = LtxFile::parse(&a).unwrap();
-    for (bad, what) in [
-        (&gap, "gap"),
-        (&same, "does not advance"),
-        (&other, "page size"),
-    ] {
+    type Is = fn(&MergeError) -> bool;
+    let cases: [(&Vec<u8>, &str, Is); 3] = [
+        (&gap, "gap", |m| {
+            matches!(m, MergeError::Gap { input: 1, .. })
+        }),
+        (&same, "does not advance", |m| {
+            matches!(m, MergeError::NotAdvancing { input: 1, .. })
+        }),
+        (&other, "page size", |m| {
+            matches!(m, MergeError::PageSize { input: 1, .. })
+        }),
+    ];
+    for (bad, what, is) in cases {
         let fb = LtxFile::parse(bad).unwrap();
         let err = merge_files(
             &[fa.clone(), fb.clone()],
@@ -493,10 +502,22 @@ fn merge_rejects_gaps_overlaps_and_page_size_mismatch() {
         )
         .unwrap_err();
         assert!(
-            matches!(err.kind(), ErrorKind::Merge(m) if m.contains(what)),
+            matches!(err.kind(), ErrorKind::Merge(m) if is(m) && m.to_string().contains(what)),
             "{what}: {err}"
         );
+        assert!(err.to_string().starts_with("cannot merge: "), "{err}");
     }
+    // Inputs named by the caller.
+    let fb = LtxFile::parse(&gap).unwrap();
+    let err =
+        merge_files(&[fa.clone(), fb], &MergeOptions::default(), &mut Vec::new()).unwrap_err();
+    let ErrorKind::Merge(m) = err.kind() else {
+        panic!("{err}")
+    };
+    assert_eq!(
+        m.describe(|i| ["a.ltx", "b.ltx"][i].to_string()),
+        "TXID gap between a.ltx (0000000000000002-0000000000000002) and b.ltx (0000000000000004-0000000000000004)"
+    );
     let fb = LtxFile::parse(&gap).unwrap();
     merge_files(
         &[fa, fb],
@@ -507,6 +528,52 @@ fn merge_rejects_gaps_overlaps_and_page_size_mismatch() {
         &mut Vec::new(),
     )
     .unwrap();
+}
+
+#[test]
+fn merge_refuses_to_track_checksums_over_a_nochecksum_input() {
+    let ps = PageSize::new(512).unwrap();
+    let c = |v: u64| Checksum(1 << 63 | v);
+    let none = |txid: u64| {
+        let mut h = Header::new(ps, TxId(txid), TxId(txid));
+        h.commit = 1;
+        h.flags = HEADER_FLAG_NO_CHECKSUM;
+        let mut out = Vec::new();
+        let mut enc = Encoder::new(h, &mut out).unwrap();
+        enc.write_page(&mut out, 1, &[txid as u8; 512]).unwrap();
+        enc.finish(&mut out, Checksum(0)).unwrap();
+        out
+    };
+    let (t2, t3, n2, n3) = (
+        incremental(ps, 2, 1, &[(1, 1)], c(1), c(2)),
+        incremental(ps, 3, 1, &[(1, 1)], c(2), c(3)),
+        none(2),
+        none(3),
+    );
+    fn parse(b: &[u8]) -> LtxFile<'_> {
+        LtxFile::parse(b).unwrap()
+    }
+    for (files, input, last, which) in [
+        ([parse(&t2), parse(&n3)], 1, true, "last"),
+        ([parse(&n2), parse(&t3)], 0, false, "first"),
+    ] {
+        let err = merge_files(&files, &MergeOptions::default(), &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            &ErrorKind::Merge(MergeError::NoChecksumInput { input, last }),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("cannot merge: output tracks checksums but the {which} input has none (use NoChecksum output flags)")
+        );
+        // With NoChecksum output flags, they merge.
+        let opts = MergeOptions {
+            flags: HEADER_FLAG_NO_CHECKSUM,
+            allow_gaps: false,
+        };
+        merge_files(&files, &opts, &mut Vec::new()).unwrap();
+    }
 }
 
 /// A caller that stops as soon as its input is consumed (and only then reads

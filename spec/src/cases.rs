@@ -6,10 +6,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use ltx_core::merge::{
-    merge_any, merge_files, plan_merge, prepare_frame, MergeInput, MergeOptions,
-};
-use ltx_core::v1::V1_FLAG_LZ4;
+use ltx_core::merge::{merge_files, plan_merge, prepare_frame, MergeInput, MergeOptions};
+use ltx_core::old::merge_any;
+use ltx_core::old::v1::V1_FLAG_LZ4;
 use ltx_core::{Error, FormatVersion, LtxFile, PageSize, Trailer};
 
 use crate::categories::{verdict, Allowed, PathKind, Verdict};

@@ -27,7 +27,7 @@
 //! block) instead of `frame_offset`; the encodings `v1-raw`, `v1-lz4`,
 //! `v2-lz4-frames` are checked against the version and the header's LZ4 flag.
 //! Compactions of v1/v2 inputs are merged into v3 with
-//! [`merge_any`](ltx_core::merge::merge_any) (the v1 LZ4 output flag does not
+//! [`merge_any`](ltx_core::old::merge_any) (the v1 LZ4 output flag does not
 //! carry over), re-encodes write v3. An incremental file with `db_after` but
 //! no base state (no `applies_to`) is checked against a `db` case holding the
 //! resulting database, if any.

@@ -6,10 +6,10 @@
 //! never kept.
 
 use ltx_core::checksum::{page_checksum, Crc64};
-use ltx_core::detect::{detect_summary, for_each_page, DetectError};
 use ltx_core::file::{parse_index, parse_tail, Tail, MIN_FILE_SIZE, TAIL_SIZE};
 use ltx_core::frame::PAGE_HEADER_SIZE;
 use ltx_core::header::{HEADER_SIZE, TRAILER_SIZE};
+use ltx_core::old::{detect_summary, for_each_page, DetectError};
 use ltx_core::types::CHECKSUM_FLAG;
 use ltx_core::{
     decode_frame, AnyDecoder, Checksum, Decoded, Error, ErrorKind, FormatVersion, Header, LtxFile,

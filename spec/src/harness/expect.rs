@@ -1,7 +1,7 @@
 //! What a decoding must give ([`Want`], from a manifest description or from
 //! another decoding) and how it differs.
 
-use ltx_core::v1::V1_FLAG_LZ4;
+use ltx_core::old::v1::V1_FLAG_LZ4;
 use ltx_core::{FormatVersion, Header};
 
 use super::decode::{Decoding, PageRec};

@@ -7,7 +7,7 @@ pub(crate) mod decode;
 pub(crate) mod expect;
 pub(crate) mod source;
 
-use ltx_core::v1::V1_FLAG_LZ4;
+use ltx_core::old::v1::V1_FLAG_LZ4;
 use ltx_core::{Encoder, Error, FormatVersion, Header, PageInfo, Trailer};
 
 use crate::manifest::FileDesc;

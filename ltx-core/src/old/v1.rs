@@ -10,136 +10,29 @@
 //!
 //! File checksum: CRC-64/GO-ISO over header | page block *decompressed* |
 //! post-apply checksum, bit 63 set. There is no page index. The LZ4 page
-//! block is decompressed incrementally ([`crate::lz4stream`]): memory stays
+//! block is decompressed incrementally ([`super::lz4stream`]): memory stays
 //! bounded by one LZ4 block, one page and a 64 KiB window, whatever the file
 //! size.
 //!
-//! Pages come out as [`Decoded::Page`] like v3 pages; `info.flags` is 0, and
+//! Pages come out as [`crate::Decoded::Page`] like v3 pages; `info.flags` is 0, and
 //! `info.offset` is the file offset of the page number for uncompressed files
 //! but the offset *inside the decompressed page block* for LZ4 files (the
 //! header's flag 0x1 tells which), `info.frame_len` is `4 + page_size`.
 
-use crate::checksum::{page_checksum, Crc64};
-use crate::decoder::{Decoded, PageInfo, Summary};
-use crate::detect::FormatVersion;
-use crate::encoder::next_snapshot_pgno;
+use super::lz4stream::{Lz4Event, Lz4FrameDecoder};
+use crate::checksum::Crc64;
+use crate::decoder::PageInfo;
 use crate::error::{Error, ErrorKind, Result};
-use crate::header::{Header, Trailer, HEADER_SIZE, TRAILER_SIZE};
+use crate::header::{Header, HEADER_SIZE, TRAILER_SIZE};
 use crate::index::IndexEntry;
-use crate::lz4stream::{Lz4Event, Lz4FrameDecoder};
-use crate::types::{Checksum, Pgno, CHECKSUM_FLAG};
+use crate::stream::sealed::{Event, Step};
+use crate::stream::{StreamDecoder, Verifier};
+use crate::types::{Checksum, FormatVersion, Pgno, CHECKSUM_FLAG};
 
-/// v1 header flag: the page block is one LZ4 frame.
-pub const V1_FLAG_LZ4: u32 = 0x1;
-/// Header flags defined in v1 (LZ4, NoChecksum).
-pub const V1_FLAG_MASK: u32 = 0x3;
+pub use super::header::{V1_FLAG_LZ4, V1_FLAG_MASK};
+
 /// v1/v2 page header length (the page number).
-pub const OLD_PAGE_HEADER_SIZE: usize = 4;
-
-/// Decodes and validates a v1 or v2 header: the v3 rules, except that the
-/// flags allowed are `mask` (v1: 0x3, v2: 0x2).
-///
-/// # Errors
-/// As [`Header::decode`], with `BadHeaderFlags` for bits outside `mask`.
-pub fn decode_old_header(b: &[u8], mask: u32) -> Result<Header> {
-    let h = Header::decode_unvalidated(b)?;
-    if h.flags & !mask != 0 {
-        return Err(Error::new(ErrorKind::BadHeaderFlags(h.flags)).at(4));
-    }
-    let mut plain = h;
-    plain.flags &= !V1_FLAG_LZ4;
-    plain.validate()?;
-    Ok(h)
-}
-
-/// Page rules shared by the v1 and v2 decoders (the same strict rules as v3:
-/// ascending, unique, no lock page, at most `commit`, snapshots complete),
-/// the rolling checksum and the frames seen.
-#[derive(Debug, Default)]
-pub(crate) struct Rules {
-    pub(crate) last_pgno: Pgno,
-    pub(crate) db_sum: Option<u64>,
-    pub(crate) frames: Vec<IndexEntry>,
-}
-
-impl Rules {
-    pub(crate) fn start(&mut self, h: &Header, compute: bool) {
-        if h.is_snapshot() && !h.no_checksum() || compute {
-            self.db_sum = Some(0);
-        }
-    }
-
-    pub(crate) fn check_pgno(&self, h: &Header, pgno: Pgno, at: u64) -> Result<()> {
-        crate::decoder::check_next_pgno(h, self.last_pgno, pgno, at)
-    }
-
-    pub(crate) fn check_end(&self, h: &Header, at: u64) -> Result<()> {
-        if h.is_snapshot() {
-            let next = next_snapshot_pgno(self.last_pgno, h.lock_pgno());
-            if next <= h.commit {
-                return Err(Error::new(ErrorKind::PageOrder(format!(
-                    "snapshot ends after page {} but commit is {}: pages {next}..={} are missing",
-                    self.last_pgno, h.commit, h.commit
-                )))
-                .at(at));
-            }
-        }
-        Ok(())
-    }
-
-    pub(crate) fn page(&mut self, pgno: Pgno, data: &[u8], offset: u64, size: u64) {
-        if let Some(s) = self.db_sum.as_mut() {
-            *s ^= page_checksum(pgno, data).0;
-        }
-        self.frames.push(IndexEntry { pgno, offset, size });
-        self.last_pgno = pgno;
-    }
-
-    /// Checks the trailer (`b`, 16 bytes at `at`) after `hasher` covered
-    /// everything before the post-apply checksum; returns the summary.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn trailer(
-        &self,
-        h: &Header,
-        hasher: &mut Crc64,
-        b: &[u8],
-        at: u64,
-        index_size: u64,
-        version: FormatVersion,
-    ) -> Result<Summary> {
-        let t = Trailer::from_bytes(b.try_into().expect("16 bytes"));
-        hasher.update(&b[..8]);
-        let computed = Checksum(hasher.value() | CHECKSUM_FLAG);
-        if computed != t.file_checksum {
-            return Err(Error::new(ErrorKind::FileChecksumMismatch {
-                stored: t.file_checksum,
-                computed,
-            })
-            .at(at + 8));
-        }
-        t.validate(h, at)?;
-        let page_sum = self.db_sum.map(|s| Checksum(s | CHECKSUM_FLAG));
-        if h.is_snapshot() && !h.no_checksum() {
-            let c = page_sum.expect("computed for snapshots");
-            if c != t.post_apply_checksum {
-                return Err(Error::new(ErrorKind::PostApplyMismatch {
-                    stored: t.post_apply_checksum,
-                    computed: c,
-                })
-                .at(at));
-            }
-        }
-        Ok(Summary {
-            header: *h,
-            trailer: t,
-            page_count: self.frames.len() as u64,
-            file_size: at + TRAILER_SIZE as u64,
-            index_size,
-            computed_post_apply: page_sum,
-            format_version: version,
-        })
-    }
-}
+pub(crate) const OLD_PAGE_HEADER_SIZE: usize = 4;
 
 /// Parses the decompressed page block: page numbers and pages.
 #[derive(Debug, Default)]
@@ -162,8 +55,7 @@ impl BlockParser {
         &mut self,
         data: &[u8],
         h: &Header,
-        rules: &mut Rules,
-        hasher: &mut Crc64,
+        verifier: &mut Verifier,
         at: u64,
     ) -> Result<(usize, BlockEv)> {
         let ps = h.page_size.bytes();
@@ -182,20 +74,19 @@ impl BlockParser {
             }
             if need == OLD_PAGE_HEADER_SIZE {
                 let pgno = u32::from_be_bytes(self.unit[..4].try_into().unwrap());
-                hasher.update(&self.unit[..4]);
+                verifier.hash(&self.unit[..4]);
                 if pgno == 0 {
-                    rules.check_end(h, at)?;
+                    verifier.check_end(h, at)?;
                     self.pos += 4;
                     return Ok((used, BlockEv::End));
                 }
-                rules.check_pgno(h, pgno, at)?;
+                verifier.check_pgno(h, pgno, at)?;
                 self.pgno = pgno;
                 continue;
             }
             let page = &self.unit[OLD_PAGE_HEADER_SIZE..];
-            hasher.update(page);
             let size = (OLD_PAGE_HEADER_SIZE + ps) as u64;
-            rules.page(self.pgno, page, self.pos, size);
+            verifier.page(self.pgno, page, self.pos, size);
             let info = PageInfo {
                 pgno: self.pgno,
                 flags: 0,
@@ -219,24 +110,18 @@ enum St {
     Lz4End,
     Trailer,
     Done,
-    Failed,
 }
 
-enum Ev {
-    NeedMore,
-    Header,
-    Page(PageInfo),
-    Done,
-}
-
-/// Streaming decoder for format version 1. Same contract as
-/// [`crate::Decoder`]: feed slices, get `(consumed, event)`; split-independent;
-/// poisoned after an error; bytes after the trailer are an error.
+/// Streaming decoder for format version 1: the [`StreamDecoder`] shell
+/// around the [`V1Layout`], with the contract of every [`StreamDecoder`]
+/// (and of [`crate::Decoder`]): feed slices, get `(consumed, event)`;
+/// split-independent; poisoned after an error; bytes after the trailer are
+/// an error.
 ///
 /// ```
-/// use ltx_core::v1::V1Decoder;
+/// use ltx_core::old::v1::V1Decoder;
 /// use ltx_core::Decoded;
-/// # let bytes = ltx_core::v1::tests_support::tiny_v1(false);
+/// # let bytes = ltx_core::old::v1::tests_support::tiny_v1(false);
 /// let mut dec = V1Decoder::new();
 /// let mut input: &[u8] = &bytes;
 /// let mut pages = 0;
@@ -251,145 +136,64 @@ enum Ev {
 ///     }
 /// }
 /// ```
-#[derive(Debug)]
-pub struct V1Decoder {
-    st: St,
-    stage: Vec<u8>,
-    offset: u64,
-    header: Option<Header>,
-    hasher: Crc64,
-    rules: Rules,
-    parser: BlockParser,
-    lz4: Option<Lz4FrameDecoder>,
-    out_pos: usize,
-    reset_unit: bool,
-    summary: Option<Summary>,
-    error: Option<Error>,
-    compute_checksum: bool,
-}
-
-impl Default for V1Decoder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pub type V1Decoder = StreamDecoder<V1Layout>;
 
 impl V1Decoder {
     /// A decoder at the start of a file.
     pub fn new() -> V1Decoder {
-        V1Decoder {
-            st: St::Header,
-            stage: Vec::new(),
-            offset: 0,
-            header: None,
-            hasher: Crc64::new(),
-            rules: Rules::default(),
-            parser: BlockParser::default(),
-            lz4: None,
-            out_pos: 0,
-            reset_unit: false,
-            summary: None,
-            error: None,
-            compute_checksum: false,
-        }
-    }
-
-    /// Also compute the rolling checksum of the pages for incremental files.
-    pub fn with_page_checksums(mut self) -> V1Decoder {
-        self.compute_checksum = true;
-        self
-    }
-
-    /// The header, once decoded.
-    pub fn header(&self) -> Option<&Header> {
-        self.header.as_ref()
-    }
-
-    /// File bytes consumed so far.
-    pub fn position(&self) -> u64 {
-        self.offset
-    }
-
-    /// Pages decoded so far (offsets as in [`PageInfo`]).
-    pub fn frames(&self) -> &[IndexEntry] {
-        &self.rules.frames
-    }
-
-    /// The summary, once `Done`.
-    pub fn summary(&self) -> Option<&Summary> {
-        self.summary.as_ref()
-    }
-
-    /// The first error, if decoding failed.
-    pub fn error(&self) -> Option<&Error> {
-        self.error.as_ref()
+        V1Decoder::default()
     }
 
     /// The LZ4 frame decoder of an LZ4 file, once the header was read.
     pub fn lz4(&self) -> Option<&Lz4FrameDecoder> {
-        self.lz4.as_ref()
+        self.layout().lz4.as_deref()
     }
 
     /// Bytes of buffer capacity held besides the list of frames: the LZ4
     /// buffers ([`Lz4FrameDecoder::buffered_bytes`]), one page and the
     /// header/trailer stage. Independent of the file size.
     pub fn buffered_bytes(&self) -> usize {
-        self.lz4.as_ref().map_or(0, Lz4FrameDecoder::buffered_bytes)
-            + self.parser.unit.capacity()
-            + self.stage.capacity()
+        let l = self.layout();
+        l.lz4.as_deref().map_or(0, Lz4FrameDecoder::buffered_bytes)
+            + l.parser.unit.capacity()
+            + l.stage.capacity()
     }
+}
 
-    /// Decodes from `input`; returns the bytes consumed and what was found.
-    ///
-    /// # Errors
-    /// Any format violation, with its byte offset; then `Poisoned`.
-    pub fn decode(&mut self, input: &[u8]) -> Result<(usize, Decoded<'_>)> {
-        if self.st == St::Failed {
-            return Err(Error::new(ErrorKind::Poisoned));
+/// The v1 layout (header, page block raw or as one LZ4 frame, trailer) as
+/// read by [`V1Decoder`]. Its frames are the pages, with offsets as in
+/// [`PageInfo`] (see the [module docs](self)).
+#[derive(Debug)]
+pub struct V1Layout {
+    st: St,
+    stage: Vec<u8>,
+    offset: u64,
+    header: Option<Header>,
+    verifier: Verifier,
+    parser: BlockParser,
+    /// Boxed: the LZ4 state is large and most v1 files have none.
+    lz4: Option<Box<Lz4FrameDecoder>>,
+    out_pos: usize,
+    reset_unit: bool,
+}
+
+impl Default for V1Layout {
+    fn default() -> Self {
+        V1Layout {
+            st: St::Header,
+            stage: Vec::new(),
+            offset: 0,
+            header: None,
+            verifier: Verifier::default(),
+            parser: BlockParser::default(),
+            lz4: None,
+            out_pos: 0,
+            reset_unit: false,
         }
-        match self.step(input) {
-            Ok((n, ev)) => Ok((
-                n,
-                match ev {
-                    Ev::NeedMore => Decoded::NeedMore,
-                    Ev::Header => Decoded::Header(self.header.expect("header decoded")),
-                    Ev::Page(info) => Decoded::Page {
-                        info,
-                        data: self.parser.page(),
-                    },
-                    Ev::Done => Decoded::Done(self.summary.expect("summary set")),
-                },
-            )),
-            Err(e) => {
-                self.st = St::Failed;
-                self.error = Some(e.clone());
-                Err(e)
-            }
-        }
     }
+}
 
-    /// Declares the end of input.
-    ///
-    /// # Errors
-    /// `Truncated` unless the trailer was read; the earlier error if decoding failed.
-    pub fn finish(&self) -> Result<Summary> {
-        let expected = match self.st {
-            St::Done => return Ok(self.summary.expect("summary set")),
-            St::Failed => {
-                return Err(self
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| Error::new(ErrorKind::Poisoned)))
-            }
-            St::Header => "100-byte header",
-            St::Block if self.lz4.is_some() => "LZ4-compressed page block",
-            St::Block => "page number, page or page block terminator",
-            St::Lz4End => "end of the LZ4 frame",
-            St::Trailer => "16-byte trailer",
-        };
-        Err(Error::new(ErrorKind::Truncated { expected }).at(self.offset))
-    }
-
+impl V1Layout {
     fn take(&mut self, input: &[u8], used: &mut usize, n: usize) -> bool {
         let k = (n - self.stage.len()).min(input.len() - *used);
         self.stage.extend_from_slice(&input[*used..*used + k]);
@@ -397,8 +201,41 @@ impl V1Decoder {
         self.offset += k as u64;
         self.stage.len() == n
     }
+}
 
-    fn step(&mut self, input: &[u8]) -> Result<(usize, Ev)> {
+impl Step for V1Layout {
+    fn page(&self) -> &[u8] {
+        self.parser.page()
+    }
+
+    fn position(&self) -> u64 {
+        self.offset
+    }
+
+    fn frames(&self) -> &[IndexEntry] {
+        self.verifier.frames()
+    }
+
+    fn expecting(&self) -> &'static str {
+        match self.st {
+            St::Header => "100-byte header",
+            St::Block if self.lz4.is_some() => "LZ4-compressed page block",
+            St::Block => "page number, page or page block terminator",
+            St::Lz4End => "end of the LZ4 frame",
+            St::Trailer => "16-byte trailer",
+            St::Done => "nothing",
+        }
+    }
+
+    fn compute_page_checksums(&mut self) {
+        self.verifier.compute_page_checksums();
+    }
+
+    fn version(&self) -> FormatVersion {
+        FormatVersion::V1
+    }
+
+    fn step(&mut self, input: &[u8]) -> Result<(usize, Event)> {
         let mut used = 0usize;
         if self.reset_unit {
             self.parser.unit.clear();
@@ -406,34 +243,26 @@ impl V1Decoder {
         }
         loop {
             match self.st {
-                St::Failed => return Err(Error::new(ErrorKind::Poisoned)),
-                St::Done => {
-                    let extra = (input.len() - used) as u64;
-                    if extra > 0 {
-                        return Err(Error::new(ErrorKind::TrailingBytes { extra }).at(self.offset));
-                    }
-                    return Ok((used, Ev::Done));
-                }
+                St::Done => return Err(Error::new(ErrorKind::Poisoned)),
                 St::Header => {
                     if !self.take(input, &mut used, HEADER_SIZE) {
-                        return Ok((used, Ev::NeedMore));
+                        return Ok((used, Event::NeedMore));
                     }
-                    let h = decode_old_header(&self.stage, V1_FLAG_MASK)?;
-                    self.hasher.update(&self.stage);
+                    let h = Header::decode_as(&self.stage, FormatVersion::V1)?;
+                    self.verifier.start(&h, &self.stage);
                     self.stage.clear();
-                    self.rules.start(&h, self.compute_checksum);
                     self.parser
                         .unit
                         .reserve_exact(OLD_PAGE_HEADER_SIZE + h.page_size.bytes());
                     if h.flags & V1_FLAG_LZ4 != 0 {
-                        self.lz4 = Some(Lz4FrameDecoder::new());
+                        self.lz4 = Some(Box::default());
                         self.parser.pos = 0;
                     } else {
                         self.parser.pos = HEADER_SIZE as u64;
                     }
                     self.header = Some(h);
                     self.st = St::Block;
-                    return Ok((used, Ev::Header));
+                    return Ok((used, Event::Header(h)));
                 }
                 St::Block => {
                     let h = self.header.expect("header decoded");
@@ -447,13 +276,9 @@ impl V1Decoder {
                     };
                     let ev = match self.lz4.as_mut() {
                         None => {
-                            let (n, ev) = self.parser.feed(
-                                &input[used..],
-                                &h,
-                                &mut self.rules,
-                                &mut self.hasher,
-                                at,
-                            )?;
+                            let (n, ev) =
+                                self.parser
+                                    .feed(&input[used..], &h, &mut self.verifier, at)?;
                             used += n;
                             self.offset += n as u64;
                             ev
@@ -464,8 +289,7 @@ impl V1Decoder {
                                 let (n, ev) = self.parser.feed(
                                     &out[self.out_pos..],
                                     &h,
-                                    &mut self.rules,
-                                    &mut self.hasher,
+                                    &mut self.verifier,
                                     at,
                                 )?;
                                 self.out_pos += n;
@@ -486,7 +310,7 @@ impl V1Decoder {
                                 used += n;
                                 self.offset += n as u64;
                                 match lev {
-                                    Lz4Event::NeedMore => return Ok((used, Ev::NeedMore)),
+                                    Lz4Event::NeedMore => return Ok((used, Event::NeedMore)),
                                     Lz4Event::Block => {
                                         self.out_pos = 0;
                                         continue;
@@ -503,11 +327,11 @@ impl V1Decoder {
                         }
                     };
                     match ev {
-                        BlockEv::More if self.lz4.is_none() => return Ok((used, Ev::NeedMore)),
+                        BlockEv::More if self.lz4.is_none() => return Ok((used, Event::NeedMore)),
                         BlockEv::More => continue,
                         BlockEv::Page(info) => {
                             self.reset_unit = true;
-                            return Ok((used, Ev::Page(info)));
+                            return Ok((used, Event::Page(info)));
                         }
                         BlockEv::End => {
                             self.parser.unit.clear();
@@ -527,7 +351,7 @@ impl V1Decoder {
                     used += n;
                     self.offset += n as u64;
                     match lev {
-                        Lz4Event::NeedMore => return Ok((used, Ev::NeedMore)),
+                        Lz4Event::NeedMore => return Ok((used, Event::NeedMore)),
                         Lz4Event::Block if lz4.output().is_empty() => continue,
                         Lz4Event::Block => {
                             return Err(Error::new(ErrorKind::Lz4Corrupt(format!(
@@ -541,27 +365,21 @@ impl V1Decoder {
                 }
                 St::Trailer => {
                     if !self.take(input, &mut used, TRAILER_SIZE) {
-                        return Ok((used, Ev::NeedMore));
+                        return Ok((used, Event::NeedMore));
                     }
                     let h = self.header.expect("header decoded");
                     let at = self.offset - TRAILER_SIZE as u64;
-                    let stage = std::mem::take(&mut self.stage);
-                    let s = self.rules.trailer(
-                        &h,
-                        &mut self.hasher,
-                        &stage,
-                        at,
-                        0,
-                        FormatVersion::V1,
-                    )?;
-                    self.summary = Some(s);
+                    let b: [u8; TRAILER_SIZE] = self.stage[..].try_into().expect("16 bytes");
+                    // Nothing more to stage: release it.
+                    self.stage = Vec::new();
+                    let s = self.verifier.trailer(&h, &b, at, FormatVersion::V1)?;
                     self.st = St::Done;
+                    return Ok((used, Event::Done(s)));
                 }
             }
         }
     }
 }
-
 /// Helpers for documentation examples and tests.
 #[doc(hidden)]
 pub mod tests_support {
@@ -663,6 +481,7 @@ pub mod tests_support {
 mod tests {
     use super::tests_support::{tiny_v1, v1_lz4, v1_raw};
     use super::*;
+    use crate::decoder::{Decoded, Summary};
     use crate::{DbChecksum, PageSize, TxId};
 
     fn run(bytes: &[u8], chunk: usize) -> Result<(u64, Summary)> {
