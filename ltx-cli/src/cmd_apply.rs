@@ -42,6 +42,10 @@ use crate::input::Source;
 use crate::version::VersionArg;
 use crate::Failed;
 
+/// The most pages a file may add to the database without holding them
+/// (zero pages): 4 GiB of 4 KiB pages. Real files hold every page they add.
+const MAX_ZERO_PAGES: u64 = 1 << 20;
+
 /// Frames per rayon task when applying.
 const TASK_FRAMES: usize = 64;
 
@@ -116,6 +120,18 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     }
     Ok(v)
 }
+
+/// A file the database cannot take, though it decodes (exit code 1).
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
 
 /// Reports a verification failure (exit code 1): prints it to standard
 /// error and says the database was left alone.
@@ -363,6 +379,9 @@ pub fn apply_with(
         let summary = match applied {
             Ok(s) => s,
             Err(e) => {
+                if let Some(Refused(why)) = e.downcast_ref::<Refused>() {
+                    return Err(fail(db_path, format!("{}: refused: {why}", f.display())));
+                }
                 return Err(match e.downcast::<ltx_core::Error>() {
                     Ok(bad) => fail(
                         db_path,
@@ -373,7 +392,7 @@ pub fn apply_with(
                         f.display(),
                         tmp.path().display()
                     )),
-                })
+                });
             }
         };
         let cur = state.value();
@@ -596,6 +615,21 @@ impl State {
         written: &[(Pgno, Checksum)],
     ) -> Result<()> {
         let psz = self.ps.bytes();
+        // Bound what the header claims before allocating for it: a file
+        // may grow the database with pages it does not hold (they are
+        // zeros), but more than `MAX_ZERO_PAGES` of them is refused, so
+        // the checksum state (8 bytes a page) stays bounded by the pages
+        // files actually hold.
+        if commit > cur {
+            let held = written.iter().filter(|(p, _)| *p > cur).count() as u64;
+            let zeros = u64::from(commit - cur).saturating_sub(held);
+            if zeros > MAX_ZERO_PAGES {
+                return Err(Refused(format!(
+                    "it grows the database from {cur} to {commit} pages but holds only {held} of the new pages: {zeros} zero pages is more than the {MAX_ZERO_PAGES} accepted"
+                ))
+                .into());
+            }
+        }
         // Pages above the new end drop out (none was just written: pgno <= commit).
         self.sums.resize(commit);
         for &(p, c) in written {

@@ -715,3 +715,43 @@ fn apply_of_a_file_claiming_2_pow_32_pages_finishes() {
         assert!(read(&db) == before, "refused, but the database changed");
     }
 }
+
+/// A file claiming to grow the database by millions of pages it does not
+/// hold is refused before anything sized by the claim is allocated, and the
+/// database is left as it was.
+#[test]
+fn apply_refuses_a_huge_growth_of_zero_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let ps = ltx_core::PageSize::new(4096).unwrap();
+    // Page 1 of a real one-page SQLite database.
+    let src = dir.path().join("one.db");
+    Connection::open(&src)
+        .unwrap()
+        .execute_batch("PRAGMA page_size = 4096; PRAGMA user_version = 7;")
+        .unwrap();
+    let page = read(&src);
+    assert_eq!(page.len(), 4096);
+    let write = |name: &str, min: u64, commit: u32| -> PathBuf {
+        let mut h = ltx_core::Header::new(ps, TxId(min), TxId(min));
+        h.flags = ltx_core::header::HEADER_FLAG_NO_CHECKSUM;
+        h.commit = commit;
+        h.timestamp = 1;
+        let mut out = Vec::new();
+        let mut enc = Encoder::new(h, &mut out).unwrap();
+        enc.write_page(&mut out, 1, &page).unwrap();
+        enc.finish(&mut out, Checksum::ZERO).unwrap();
+        let p = dir.path().join(name);
+        write(&p, &out);
+        p
+    };
+    let snap = write("snap.ltx", 1, 1);
+    let huge = write("huge.ltx", 2, 3_000_000);
+    let db = dir.path().join("app.db");
+    let (code, out) = apply(&db, &[snap]);
+    assert_eq!(code, 0, "{out}");
+    let before = read(&db);
+    let (code, out) = apply(&db, &[huge]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("zero pages"), "{out}");
+    assert_eq!(read(&db), before, "the database changed");
+}
