@@ -23,21 +23,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use object_store::path::Path;
 use object_store::{GetOptions, ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+pub use crate::lease_decision::LeaseDoc;
+use crate::lease_decision::{acquire_read, hold, release, Acquire, Hold};
 use crate::store::{join, now_ms, Bucket};
-
-/// The lease object's content.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseDoc {
-    /// Who holds it.
-    pub holder: String,
-    /// Incremented at every change of holder.
-    pub generation: u64,
-    /// Expiry, ms since the epoch (0 = released).
-    pub expires_ms: i64,
-}
 
 #[derive(Debug)]
 struct Held {
@@ -121,8 +111,8 @@ impl Lease {
         let store = bucket.store().clone();
         let path = Path::from(key.as_str());
         let now = now_ms();
-        let (mode, generation) = match store.get_opts(&path, GetOptions::default()).await {
-            Err(object_store::Error::NotFound { .. }) => (PutMode::Create, 1),
+        let read = match store.get_opts(&path, GetOptions::default()).await {
+            Err(object_store::Error::NotFound { .. }) => None,
             Err(e) => return Err(e).with_context(|| format!("reading lease {key}")),
             Ok(r) => {
                 let version = version_of(r.meta.e_tag.clone(), r.meta.version.clone());
@@ -130,21 +120,20 @@ impl Lease {
                     .bytes()
                     .await
                     .with_context(|| format!("reading lease {key}"))?;
-                match serde_json::from_slice::<LeaseDoc>(&body) {
-                    Ok(d) if d.holder != holder && d.expires_ms > now => return Ok(None),
-                    Ok(d) => (
-                        PutMode::Update(version),
-                        d.generation + u64::from(d.holder != holder),
-                    ),
-                    // Unreadable lease: take it over conditionally.
-                    Err(_) => (PutMode::Update(version), 1),
-                }
+                Some((version, serde_json::from_slice::<LeaseDoc>(&body).ok()))
             }
         };
-        let doc = LeaseDoc {
-            holder: holder.to_string(),
-            generation,
-            expires_ms: now + ttl_ms,
+        let decided = acquire_read(
+            now,
+            read.as_ref().map(|(_, d)| d.as_ref().ok_or(())),
+            holder,
+            ttl_ms,
+        );
+        let (mode, doc) = match (decided, read) {
+            (None, _) => return Ok(None),
+            (Some(Acquire::Create(doc)), _) => (PutMode::Create, doc),
+            (Some(Acquire::TakeOver(doc)), Some((version, _))) => (PutMode::Update(version), doc),
+            (Some(Acquire::TakeOver(doc)), None) => (PutMode::Create, doc),
         };
         match put_doc(&store, &path, &doc, mode).await {
             Ok(version) => Ok(Some(Lease {
@@ -190,30 +179,28 @@ impl Lease {
         };
         let mut h = held.lock().await;
         let now = now_ms();
-        if now >= h.doc.expires_ms - self.ttl_ms / 10 {
-            bail!(
-                "lease {} lost: expired at {} (holder {}, generation {})",
+        match hold(now, &h.doc, h.renewed_ms, self.ttl_ms) {
+            Hold::Keep => {}
+            Hold::Lost { expires_ms } => bail!(
+                "lease {} lost: expired at {expires_ms} (holder {}, generation {})",
                 self.key,
-                h.doc.expires_ms,
                 self.holder,
                 h.doc.generation
-            );
-        }
-        if now - h.renewed_ms >= self.ttl_ms / 3 {
-            let doc = LeaseDoc {
-                expires_ms: now + self.ttl_ms,
-                ..h.doc.clone()
-            };
-            match put_doc(store, path, &doc, PutMode::Update(h.version.clone())).await {
-                Ok(v) => {
-                    h.version = v;
-                    h.doc = doc;
-                    h.renewed_ms = now;
+            ),
+            Hold::Renew(doc) => {
+                match put_doc(store, path, &doc, PutMode::Update(h.version.clone())).await {
+                    Ok(v) => {
+                        h.version = v;
+                        h.doc = doc;
+                        h.renewed_ms = now;
+                    }
+                    Err(e) if is_conflict(&e) => {
+                        bail!("lease {} lost: changed by another compactor", self.key)
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("renewing lease {}", self.key))
+                    }
                 }
-                Err(e) if is_conflict(&e) => {
-                    bail!("lease {} lost: changed by another compactor", self.key)
-                }
-                Err(e) => return Err(e).with_context(|| format!("renewing lease {}", self.key)),
             }
         }
         Ok(())
@@ -227,10 +214,7 @@ impl Lease {
     pub async fn release(self) -> Result<()> {
         if let Kind::Object { store, path, held } = &self.kind {
             let h = held.lock().await;
-            let doc = LeaseDoc {
-                expires_ms: 0,
-                ..h.doc.clone()
-            };
+            let doc = release(&h.doc);
             match put_doc(store, path, &doc, PutMode::Update(h.version.clone())).await {
                 Ok(_) => {}
                 Err(e) if is_conflict(&e) => {}

@@ -21,6 +21,7 @@ pub mod faults;
 pub mod fetch;
 #[cfg(feature = "io")]
 pub mod lease;
+pub mod lease_decision;
 #[cfg(feature = "io")]
 pub mod metrics;
 pub mod owner;
