@@ -16,6 +16,8 @@ pub mod catalog;
 #[cfg(feature = "io")]
 pub mod compact;
 #[cfg(feature = "io")]
+pub mod counting;
+#[cfg(feature = "io")]
 pub mod faults;
 #[cfg(feature = "io")]
 pub mod fetch;

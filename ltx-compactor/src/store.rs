@@ -32,6 +32,7 @@ use object_store::{
 };
 
 use crate::catalog::{from_listing, parse_key, ListedObject, LtxObject, SNAPSHOT_LEVEL};
+use crate::counting::{CountingStore, RequestCounter, RequestCounts};
 
 /// Requests in flight at once for small reads (headers, tails, indexes).
 pub const READ_CONCURRENCY: usize = 32;
@@ -82,9 +83,14 @@ fn litestream_ms_of(attrs: &Attributes) -> Option<i64> {
 }
 
 /// An opened bucket: the store and the prefix the URL points at.
+///
+/// The store is wrapped in a [`CountingStore`]: every request made through
+/// the bucket (or [`Bucket::store`]) is counted, see [`Bucket::requests`].
 #[derive(Debug, Clone)]
 pub struct Bucket {
     store: Arc<dyn ObjectStore>,
+    /// The counts of `store`'s requests.
+    counter: RequestCounter,
     /// The URL as given (for messages).
     url: String,
     /// The prefix inside the store the URL names (no leading/trailing `/`).
@@ -154,12 +160,23 @@ impl Bucket {
             ),
             _ => bail!("{url}: unknown scheme {scheme:?} (s3, gs, az, file, memory or a path)"),
         };
-        Ok(Bucket {
-            store,
+        Ok(Bucket::counted(store, url, trim(path), None))
+    }
+
+    fn counted(
+        store: Arc<dyn ObjectStore>,
+        url: &str,
+        prefix: String,
+        local_root: Option<PathBuf>,
+    ) -> Bucket {
+        let counting = CountingStore::new(store);
+        Bucket {
+            counter: counting.counter(),
+            store: Arc::new(counting),
             url: url.to_string(),
-            prefix: trim(path),
-            local_root: None,
-        })
+            prefix,
+            local_root,
+        }
     }
 
     fn local(dir: PathBuf, url: &str) -> Result<Bucket> {
@@ -174,28 +191,53 @@ impl Bucket {
         let store = LocalFileSystem::new_with_prefix(&dir)
             .with_context(|| format!("{url}: {}", dir.display()))?
             .with_automatic_cleanup(true);
-        Ok(Bucket {
-            store: Arc::new(store),
-            url: url.to_string(),
-            prefix: String::new(),
-            local_root: Some(dir),
-        })
+        Ok(Bucket::counted(
+            Arc::new(store),
+            url,
+            String::new(),
+            Some(dir),
+        ))
     }
 
     /// Wraps an existing store (tests, fault injection).
     pub fn from_store(store: Arc<dyn ObjectStore>, url: &str, prefix: &str) -> Bucket {
-        Bucket {
-            store,
-            url: url.to_string(),
-            prefix: trim(prefix),
-            local_root: None,
-        }
+        Bucket::counted(store, url, trim(prefix), None)
     }
 
-    /// The underlying store.
+    /// The store (requests made through it are counted).
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
+
+    /// The requests made through this bucket and its clones so far, by
+    /// kind (see [`crate::counting`]).
+    pub fn requests(&self) -> RequestCounts {
+        self.counter.snapshot()
+    }
+
+    /// The same bucket with a counter of its own, starting at zero: its
+    /// requests are counted there and still in this bucket's counter (one
+    /// pass, one restore, among others running on the same bucket).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let b = ltx_compactor::store::Bucket::open("memory://counted/x").unwrap();
+    /// let one = b.with_own_counter();
+    /// one.discover().await.unwrap();
+    /// assert_eq!((one.requests().list, b.requests().list), (1, 1));
+    /// b.discover().await.unwrap();
+    /// assert_eq!((one.requests().list, b.requests().list), (1, 2));
+    /// # });
+    /// ```
+    pub fn with_own_counter(&self) -> Bucket {
+        Bucket::counted(
+            self.store.clone(),
+            &self.url,
+            self.prefix.clone(),
+            self.local_root.clone(),
+        )
+    }
+
     /// The URL as given.
     pub fn url(&self) -> &str {
         &self.url
