@@ -27,6 +27,8 @@ pub mod lease;
 pub mod metrics;
 pub mod owner;
 pub mod policy;
+#[cfg(feature = "io")]
+pub mod reader;
 pub mod restore;
 pub mod simulate;
 #[cfg(feature = "io")]

@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use ltx_core::file::{parse_index, parse_tail, TAIL_SIZE};
 use ltx_core::header::HEADER_SIZE;
 use ltx_core::merge::PlannedFrame;
 use ltx_core::{Header, PageIndex, Trailer};
@@ -526,51 +525,18 @@ impl Bucket {
     }
 
     /// Reads what a merge or restore plan needs from one object of `size`
-    /// bytes: header, tail and page index (two requests; one for files up to
-    /// 64 KiB).
+    /// bytes: header, tail and page index (one GET of the whole object up
+    /// to 1 MiB, else two ranged GETs; see [`crate::reader`]). Nothing is
+    /// kept.
     ///
     /// # Errors
     /// Store errors; format errors naming the key and byte offset.
     pub async fn read_meta(&self, key: &str, size: u64) -> Result<ObjectMeta> {
-        let ctx = |e: ltx_core::Error| anyhow!("{}: {key}: {e}", self.url);
-        if size < ltx_core::file::MIN_FILE_SIZE {
-            bail!(
-                "{}: {key}: {size} bytes is too short for an LTX file",
-                self.url
-            );
-        }
-        let small = size <= 64 * 1024;
-        let (head, tail_bytes, whole, litestream_ms) = if small {
-            let (b, ls) = self.read_range_attrs(key, 0..size).await?;
-            (
-                b.slice(..HEADER_SIZE),
-                b.slice(b.len() - TAIL_SIZE..),
-                Some(b),
-                ls,
-            )
-        } else {
-            let ((h, ls), t) = futures::try_join!(
-                self.read_range_attrs(key, 0..HEADER_SIZE as u64),
-                self.read_range(key, size - TAIL_SIZE as u64..size)
-            )?;
-            (h, t, None, ls)
-        };
-        let header = Header::decode(&head).map_err(ctx)?;
-        let tail = parse_tail(tail_bytes[..].try_into().expect("tail size"), size).map_err(ctx)?;
-        let r = tail.index_range.clone();
-        let index_bytes = match &whole {
-            Some(b) => b.slice(r.start as usize..r.end as usize),
-            None => self.read_range(key, r.clone()).await?,
-        };
-        let index = parse_index(&header, &index_bytes, r.start).map_err(ctx)?;
-        Ok(ObjectMeta {
-            key: key.to_string(),
-            size,
-            header,
-            trailer: tail.trailer,
-            index,
-            litestream_ms,
-        })
+        let none = crate::reader::HoldBudget::new(0);
+        let opts = crate::reader::ReadOptions::default();
+        Ok(crate::reader::open(self, key, size, &none, &opts)
+            .await?
+            .meta)
     }
 
     /// Fills `timestamp_ms` of every catalog object from its header (one
@@ -624,6 +590,15 @@ impl Bucket {
     /// No database, or several (listed).
     pub async fn single_db(&self) -> Result<String> {
         let dbs = self.discover().await?;
+        self.single_of(dbs)
+    }
+
+    /// [`Bucket::single_db`] over the result of an earlier
+    /// [`Bucket::discover`] (no second listing).
+    ///
+    /// # Errors
+    /// No database, or several (listed).
+    pub fn single_of(&self, dbs: Vec<String>) -> Result<String> {
         match dbs.len() {
             0 => bail!(
                 "{}: no LTX database found (expected ltx/<level>/ or 0000/ level directories)",
