@@ -447,6 +447,8 @@ pub async fn restore_to_file(
     held.retain(|b| !b.is_empty());
     // From here a body lives as long as a batch still needs its frames.
     let bytes_read: u64 = opened.iter().map(|o| o.bytes_read).sum();
+    let locals: Arc<Vec<Option<reader::LocalFile>>> =
+        Arc::new(opened.iter().map(|o| o.local.clone()).collect());
     drop(opened);
     // Spans of at least 32 MiB (fewer requests), up to `concurrency` of
     // them for the bytes to read (parallel streams), at most `span_max`.
@@ -472,10 +474,12 @@ pub async fn restore_to_file(
         .map(|(input, span)| {
             let (bucket, w, frames, span_read) =
                 (bucket.clone(), w.clone(), frames.clone(), span_read.clone());
+            let local = locals[input].clone();
             let batch = opts.fetch_batch;
             async move {
                 let entries: Vec<_> = span.frames.iter().map(|&i| frames[i].entry).collect();
-                let r = SpanReader::new(&bucket, &w.keys[input], &span, entries, batch);
+                let r = SpanReader::new(&bucket, &w.keys[input], &span, entries, batch)
+                    .with_local(local);
                 let positions = span.frames;
                 let writer = w.clone();
                 let (x, received) = r

@@ -16,7 +16,10 @@
 //!   last frames (`64 KiB + size/256`, at most 8 MiB: an index entry is a few
 //!   bytes per frame of a few KiB). A third request reads the start of an
 //!   index longer than the guess. Frame bytes in the suffix are kept (within
-//!   the budget).
+//!   the budget). In a local directory a GET opens the file and reads
+//!   nothing until asked: one GET, then every read of the object (header,
+//!   suffix, spans) through that handle ([`Opened::local`]), so each file
+//!   is opened once.
 //!
 //! Frames not held are read as [`Span`]s ([`spans`]): the winning frames of
 //! one object sorted by offset, neighbours less than [`ReadOptions::span_gap`]
@@ -139,6 +142,64 @@ pub struct Opened {
     pub bytes_read: u64,
     /// Whether it was read with one whole-object GET.
     pub whole: bool,
+    /// A large object of a local directory: the file, opened once by one
+    /// GET (object_store's local store opens the file and reads nothing
+    /// until asked); every later read of it goes through this handle.
+    pub local: Option<LocalFile>,
+}
+
+/// An open file of a local directory bucket, read with `pread` on blocking
+/// threads (shared by concurrent readers).
+#[derive(Debug, Clone)]
+pub struct LocalFile {
+    file: Arc<std::fs::File>,
+    path: std::path::PathBuf,
+}
+
+impl LocalFile {
+    /// Reads `range`, all of it.
+    ///
+    /// # Errors
+    /// I/O errors; a file shorter than the range.
+    pub async fn read(&self, range: Range<u64>) -> Result<Bytes> {
+        let f = self.clone();
+        let want = (range.end - range.start) as usize;
+        tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; want];
+            let got = read_full_at(&f.file, &mut buf, range.start)
+                .with_context(|| format!("reading {}", f.path.display()))?;
+            if got != want {
+                bail!(
+                    "{}: short read at offset {}: got {got} of {want} bytes",
+                    f.path.display(),
+                    range.start
+                );
+            }
+            Ok(Bytes::from(buf))
+        })
+        .await
+        .context("reading a local file")?
+    }
+}
+
+/// For a local directory bucket: one GET of `key`, which opens the file
+/// (`None` for other stores, or when the store did not hand out a file).
+async fn open_local(bucket: &Bucket, key: &str) -> Result<Option<LocalFile>> {
+    if bucket.local_root().is_none() {
+        return Ok(None);
+    }
+    let r = bucket
+        .store()
+        .get_opts(&Path::from(key), GetOptions::default())
+        .await
+        .with_context(|| format!("{}: opening {key}", bucket.url()))?;
+    Ok(match r.payload {
+        GetResultPayload::File(file, path) => Some(LocalFile {
+            file: Arc::new(file),
+            path,
+        }),
+        GetResultPayload::Stream(_) => None,
+    })
 }
 
 impl Opened {
@@ -239,14 +300,23 @@ pub async fn open(
             held,
             bytes_read: size,
             whole: true,
+            local: None,
         });
     }
     let guess = suffix_guess(size);
     let at = size - guess;
-    let ((head, ls), (suffix, _)) = futures::try_join!(
-        get(bucket, key, Some(0..HEADER_SIZE as u64), HEADER_SIZE as u64),
-        get(bucket, key, Some(at..size), guess)
-    )?;
+    let local = open_local(bucket, key).await?;
+    let read = |range: Range<u64>| {
+        let local = local.clone();
+        async move {
+            match local {
+                Some(f) => Ok((f.read(range).await?, None)),
+                None => get(bucket, key, Some(range.clone()), range.end - range.start).await,
+            }
+        }
+    };
+    let ((head, ls), (suffix, _)) =
+        futures::try_join!(read(0..HEADER_SIZE as u64), read(at..size))?;
     let mut bytes_read = HEADER_SIZE as u64 + guess;
     let header = Header::decode(&head).map_err(fmt_err)?;
     let tail_bytes: &[u8; TAIL_SIZE] = suffix[suffix.len() - TAIL_SIZE..]
@@ -264,7 +334,7 @@ pub async fn open(
         (index, held)
     } else {
         // An index longer than the guess: read its start.
-        let (start, _) = get(bucket, key, Some(r.start..at), at - r.start).await?;
+        let (start, _) = read(r.start..at).await?;
         bytes_read += at - r.start;
         let mut buf = BytesMut::with_capacity((r.end - r.start) as usize);
         buf.extend_from_slice(&start);
@@ -284,6 +354,7 @@ pub async fn open(
         held,
         bytes_read,
         whole: false,
+        local,
     })
 }
 
@@ -380,8 +451,13 @@ pub async fn frames_of(
     let got: Vec<(Span, Bytes)> = futures::stream::iter(jobs)
         .map(|(input, span)| async move {
             let r = span.range.clone();
-            let key = &inputs[input].meta.key;
-            let (b, _) = get(bucket, key, Some(r.clone()), r.end - r.start).await?;
+            let b = match &inputs[input].local {
+                Some(f) => f.read(r).await?,
+                None => {
+                    let key = &inputs[input].meta.key;
+                    get(bucket, key, Some(r.clone()), r.end - r.start).await?.0
+                }
+            };
             Ok::<_, anyhow::Error>((span, b))
         })
         .buffer_unordered(concurrency.max(1))
@@ -438,6 +514,7 @@ pub struct SpanReader {
     frames: Vec<(u64, u64)>,
     range: Range<u64>,
     batch_bytes: usize,
+    local: Option<LocalFile>,
 }
 
 impl SpanReader {
@@ -460,7 +537,15 @@ impl SpanReader {
                 .collect(),
             range: span.range.clone(),
             batch_bytes: usize::try_from(batch_bytes.max(1)).unwrap_or(usize::MAX),
+            local: None,
         }
+    }
+
+    /// Reads through this open file instead of a request (see
+    /// [`Opened::local`]).
+    pub fn with_local(mut self, local: Option<LocalFile>) -> SpanReader {
+        self.local = local;
+        self
     }
 
     fn short(&self, received: u64) -> anyhow::Error {
@@ -503,6 +588,11 @@ impl SpanReader {
     {
         if self.frames.is_empty() {
             return Ok((0, 0));
+        }
+        if let Some(f) = self.local.clone() {
+            return tokio::task::spawn_blocking(move || self.run_file(&f.file, &f.path, decode))
+                .await
+                .context("reading a local file")?;
         }
         let ctx = format!("{}: reading {} bytes {:?}", self.url, self.key, self.range);
         let r = bucket
