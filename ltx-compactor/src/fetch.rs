@@ -452,8 +452,12 @@ pub async fn restore_to_file(
     drop(opened);
     // Spans of at least 32 MiB (fewer requests), up to `concurrency` of
     // them for the bytes to read (parallel streams), at most `span_max`.
-    let ranged_bytes: u64 = ranged.iter().flatten().map(|f| f.1.size).sum();
-    let span_max = (ranged_bytes / opts.concurrency.max(1) as u64 + 1)
+    let to_read: u64 = ranged
+        .iter()
+        .flat_map(|f| reader::spans(f.clone(), opts.read.span_gap, u64::MAX))
+        .map(|s| s.range.end - s.range.start)
+        .sum();
+    let span_max = (to_read.div_ceil(opts.concurrency.max(1) as u64) + (64 << 10))
         .max(32 << 20)
         .min(opts.read.span_max.max(1));
     let mut spans: Vec<(usize, reader::Span)> = ranged

@@ -26,9 +26,11 @@
 //! apart read through (the bytes in between cost less than a request),
 //! split at [`ReadOptions::span_max`] so that a large object is read as a
 //! few large requests in parallel. [`SpanReader`] streams a span's body and
-//! hands out batches of complete frames as they arrive, so a span of
-//! hundreds of MiB needs a couple of batches of memory; [`read_spans`]
-//! fetches small spans whole (compaction).
+//! decodes batches of complete frames as they arrive, so a span of hundreds
+//! of MiB needs a couple of batches of memory (restore); [`frames_of`]
+//! reads a batch of planned frames, held ones from memory and the others
+//! one ranged GET per span (compaction, which writes its output in page
+//! order).
 //!
 //! No header is ever read on its own just for its timestamp here: the
 //! header comes with the body or with the index it is needed for.
