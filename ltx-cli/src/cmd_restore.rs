@@ -1,8 +1,9 @@
 //! `ltx restore`: rebuild a database file from a bucket (or a replica
 //! directory) at a TXID, at a time, or at the latest reproducible state.
 //!
-//! The work is `ltx_compactor::fetch`: plan the fewest files, read their
-//! indexes, fetch only the winning frames in parallel, write them in place
+//! The work is `ltx_compactor::fetch`: plan the fewest files, read each by
+//! its size (small ones with one GET, a large one's header and index, then
+//! its winning frames as a few streamed spans), write the pages in place
 //! into a temporary file beside the output, check the database checksum,
 //! fsync, rename. This module parses the target, runs the optional SQLite
 //! integrity check on the temporary file before the rename, draws the
