@@ -1,8 +1,9 @@
 //! `ltx restore`: rebuild a database file from a bucket (or a replica
 //! directory) at a TXID, at a time, or at the latest reproducible state.
 //!
-//! The work is `ltx_compactor::fetch`: plan the fewest files, read their
-//! indexes, fetch only the winning frames in parallel, write them in place
+//! The work is `ltx_compactor::fetch`: plan the fewest files, read each by
+//! its size (small ones with one GET, a large one's header and index, then
+//! its winning frames as a few streamed spans), write the pages in place
 //! into a temporary file beside the output, check the database checksum,
 //! fsync, rename. This module parses the target, runs the optional SQLite
 //! integrity check on the temporary file before the rename, draws the
@@ -46,9 +47,13 @@ transaction restores the latest state and says so (Litestream answers
 For container entrypoints: --if-db-not-exists exits 0 without touching an
 existing OUT, --if-replica-exists exits 0 when the URL holds no database.
 
-The plan uses the fewest files over every level and snapshot. Only the newest
-copy of each page is fetched (ranged GETs, several batches in parallel) and
-written in place into a temporary file beside OUT; its database checksum must
+The plan uses the fewest files over every level and snapshot (a TXID or latest
+target reads no header to plan; a time target reads headers only where the
+objects' last-modified times cannot decide). Small files are read with one GET
+each (up to 32 at once) and kept in memory; a large file costs two requests for
+its header and page index, then only the newest copy of each page is read, as
+a few large streamed ranged GETs in parallel (--concurrency), decoded as the
+bytes arrive and written in place into a temporary file beside OUT; its database checksum must
 equal the last file's post-apply checksum; --integrity-check then runs
 SQLite's PRAGMA integrity_check (or quick_check) on it; only then is it
 fsynced and renamed over OUT. On any failure OUT is untouched. A temporary file left by a killed
@@ -111,7 +116,7 @@ pub struct Args {
     /// -if-replica-exists`): a first start with an empty bucket.
     #[arg(long)]
     pub if_replica_exists: bool,
-    /// Batches of frames fetched at once.
+    /// Streamed ranged reads of frames in flight at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub concurrency: u64,
 }
@@ -203,9 +208,9 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         );
         return Ok(());
     }
-    let (bucket, _) = found?;
-    let db = rt.block_on(bucket.single_db())?;
-    let (plan, catalog) = match rt.block_on(fetch::plan(&bucket, &db, target)) {
+    let (bucket, dbs) = found?;
+    let db = bucket.single_of(dbs)?;
+    let (mut plan, catalog) = match rt.block_on(fetch::plan(&bucket, &db, target)) {
         Ok(p) => p,
         Err(e) => return remote::fail(out, &format!("{e:#}")),
     };
@@ -218,8 +223,14 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         db.clone()
     };
     if args.dry_run {
+        // The plan's time from its last file's header (the listing gives
+        // only an upper bound).
+        if let Err(e) = rt.block_on(fetch::exact_time(&bucket, &mut plan)) {
+            return remote::fail(out, &format!("{e:#}"));
+        }
         let mut rep = fetch::dry_run_report(&db, &plan);
         rep.db = db_label;
+        rep.requests = bucket.requests();
         if args.json {
             serde_json::to_writer_pretty(&mut *out, &rep)?;
             writeln!(out)?;
@@ -335,31 +346,30 @@ struct Landing {
     /// Whether no transaction the bucket knows of lies between the restored
     /// one and the requested time (always true for TXID and latest targets).
     newest: bool,
-    /// The time of the newest transaction the bucket holds.
-    bucket_newest_ms: Option<i64>,
+    /// Whether the restored TXID is the newest the bucket holds.
+    bucket_newest: bool,
 }
 
 impl Landing {
+    /// `catalog` as [`fetch::plan`] returned it: a file's time is known
+    /// from its header, or bounded above by its last-modified time (which
+    /// the planner read headers to complete where it could not decide).
     fn of(
         target: Target,
         plan: &ltx_compactor::RestorePlan,
         catalog: &[ltx_compactor::catalog::LtxObject],
     ) -> Landing {
-        let bucket_newest_ms = catalog
-            .iter()
-            .max_by_key(|o| o.max_txid)
-            .map(|o| o.time_ms());
         let newest = match target {
-            Target::Time(t) => !catalog
-                .iter()
-                .any(|o| o.max_txid > plan.txid && o.timestamp_ms.is_some() && o.time_ms() <= t),
+            Target::Time(t) => !catalog.iter().any(|o| {
+                o.max_txid > plan.txid && o.timestamp_ms.map_or(o.created_ms <= t, |ts| ts <= t)
+            }),
             _ => true,
         };
         Landing {
             target,
             landed_ms: plan.timestamp_ms,
             newest,
-            bucket_newest_ms,
+            bucket_newest: catalog.iter().all(|o| o.max_txid <= plan.txid),
         }
     }
 
@@ -396,9 +406,7 @@ impl Landing {
             format!(
                 "requested {asked}: later transactions before that time are no longer reproducible (compacted); this is the latest reproducible state, {behind:.3} s older than requested"
             )
-        } else if self.bucket_newest_ms.is_some_and(|n| n < t)
-            && self.landed_ms >= self.bucket_newest_ms.unwrap_or(i64::MAX)
-        {
+        } else if self.bucket_newest {
             format!(
                 "requested {asked}: after the newest transaction in the bucket; this is the latest state, {behind:.3} s older than requested"
             )
@@ -436,6 +444,7 @@ fn print_report(
         rep.bytes_read,
         elapsed.as_secs_f64()
     )?;
+    writeln!(out, "requests: {}", rep.requests)?;
     match &rep.checksum {
         Some(c) => writeln!(
             out,

@@ -59,6 +59,10 @@ pub fn urls_of(paths: &[std::path::PathBuf]) -> Result<Option<Vec<String>>> {
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Local reads and page writes run on blocking threads: a few are
+        // enough to keep the disk and the cores busy, and every thread
+        // costs a malloc arena that keeps what it once held.
+        .max_blocking_threads(8)
         .build()
         .context("starting the async runtime")
 }

@@ -443,6 +443,80 @@ fn s3_bucket_restores_lists_and_verifies() {
     );
 }
 
+/// `ltx restore --json` reports its requests by kind; N small files cost
+/// the listing and one GET each (no header read for a timestamp, no second
+/// read for the frames).
+fn check_requests(url: &str, db: &str, dir: &Path) {
+    let n = 40u64;
+    let mut w = Workload::with_row(dir, 17, 40);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let bucket = Bucket::open(url).unwrap();
+        let db = ltx_compactor::store::join(bucket.prefix(), db);
+        for i in 0..n {
+            let (txid, ltx) = w.step(T0 + i as i64 * 1000);
+            put_l0(&bucket, &db, Layout::HexLevel, txid, ltx).await;
+        }
+    });
+    let out = dir.join("req.db");
+    let rep = restore(url, &out, &[]);
+    assert!(std::fs::read(&out).unwrap() == w.states.last().unwrap().2);
+    let r = rep["requests"].as_object().expect("a requests object");
+    let names: Vec<&str> = r.keys().map(String::as_str).collect();
+    let mut want = vec![
+        "list",
+        "get",
+        "get_range",
+        "head",
+        "put",
+        "multipart_part",
+        "copy",
+        "delete",
+    ];
+    want.sort_unstable();
+    let mut got = names.clone();
+    got.sort_unstable();
+    assert_eq!(got, want, "{rep}");
+    let c = |k: &str| r[k].as_u64().unwrap();
+    assert_eq!(c("get"), n, "{rep}");
+    assert_eq!(
+        (c("get_range"), c("head"), c("put"), c("delete")),
+        (0, 0, 0, 0)
+    );
+    assert!((1..=5).contains(&c("list")), "{rep}");
+    // A dry run: the listing and the last file's header (for its time).
+    let o = ltx()
+        .args(["restore", url, "--dry-run", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let dry = json_of(&o.stdout);
+    assert_eq!(dry["requests"]["get_range"], 1, "{dry}");
+    assert_eq!(dry["requests"]["get"], 0, "{dry}");
+    assert_eq!(dry["timestamp_ms"], T0 + (n as i64 - 1) * 1000);
+    // The text report says it too.
+    let o = ltx()
+        .args(["restore", url, "--force", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains(&format!("\nrequests: {} (list ", n + c("list"))),
+        "{text}"
+    );
+}
+
+#[test]
+fn restore_reports_requests_by_kind() {
+    let (_tmp, _, url, wdir) = file_bucket();
+    check_requests(&url, "app.db", &wdir);
+    if let Some(root) = s3_test_url("cli-req") {
+        let tmp = tempfile::tempdir().unwrap();
+        check_requests(&format!("{root}/app.db"), "", tmp.path());
+    }
+}
+
 #[test]
 fn several_databases_must_be_named() {
     let (tmp, _, url, _) = file_bucket();

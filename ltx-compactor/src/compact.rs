@@ -44,12 +44,14 @@ use object_store::{
 use serde::Serialize;
 
 use crate::catalog::{DbLocation, LtxObject};
+use crate::counting::RequestCounts;
 use crate::lease::Lease;
 use crate::owner::{foreign_ladder_files, refusal, OwnerRecord, RECORD_NAME};
 use crate::policy::{
     check_contiguity, check_ladder, plan_pass_at, sort_deletions, Compaction, CompactionKind,
     Config, PassPlan, Shape,
 };
+use crate::reader::{self, Opened, ReadOptions};
 use crate::store::{frame_batches, Bucket, ObjectMeta};
 
 /// Tuning of a pass.
@@ -63,6 +65,9 @@ pub struct PassOptions {
     pub part_size: usize,
     /// Compressed bytes of frames fetched per batch.
     pub fetch_batch: u64,
+    /// How inputs are read (whole GETs for small inputs, kept in memory
+    /// within a budget; header and index, then spans, for large ones).
+    pub read: ReadOptions,
     /// Adopt level files another writer added (see [`crate::owner`]):
     /// once, after that writer (Litestream's own compaction) was stopped.
     pub adopt: bool,
@@ -76,6 +81,10 @@ impl Default for PassOptions {
             single_put_limit: 16 << 20,
             part_size: 8 << 20,
             fetch_batch: 4 << 20,
+            read: ReadOptions {
+                concurrency: 16,
+                ..ReadOptions::default()
+            },
         }
     }
 }
@@ -127,6 +136,10 @@ pub struct PassReport {
     pub bytes_read: u64,
     /// Per level: `now` minus the time of its newest file, ms.
     pub level_lag_ms: std::collections::BTreeMap<u8, i64>,
+    /// Requests made through the pass's bucket by the time the pass ended,
+    /// by kind (with a bucket of its own per pass, as `ltx-compactor run`
+    /// gives each pass: the pass's requests, its lease included).
+    pub requests: RequestCounts,
 }
 
 /// A compactor: a bucket, a policy and the state kept between passes.
@@ -186,6 +199,22 @@ impl Compactor {
 /// lease. Nothing is deleted after an error.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_pass(
+    bucket: &Bucket,
+    db: &str,
+    cfg: &Config,
+    now_ms: i64,
+    lease: &Lease,
+    opts: &PassOptions,
+    cache: &mut HashMap<String, i64>,
+    stop: &AtomicBool,
+) -> Result<PassReport> {
+    let mut r = pass_inner(bucket, db, cfg, now_ms, lease, opts, cache, stop).await?;
+    r.requests = bucket.requests();
+    Ok(r)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn pass_inner(
     bucket: &Bucket,
     db: &str,
     cfg: &Config,
@@ -314,11 +343,12 @@ async fn read_record(bucket: &Bucket, key: &str) -> Result<Option<OwnerRecord>> 
     }
 }
 
-async fn input_metas(
+async fn open_inputs(
     bucket: &Bucket,
     inputs: &[LtxObject],
     sizes: &HashMap<String, u64>,
-) -> Result<Vec<ObjectMeta>> {
+    opts: &ReadOptions,
+) -> Result<Vec<Opened>> {
     // Owned items: closures over borrowed items make the future !Send
     // (rust-lang/rust#102211), and callers spawn passes.
     let wanted: Vec<(String, Option<u64>)> = inputs
@@ -328,9 +358,10 @@ async fn input_metas(
             (i.key.clone(), known.or((i.size > 0).then_some(i.size)))
         })
         .collect();
+    let budget = std::sync::Arc::new(reader::HoldBudget::new(opts.hold_budget));
     futures::stream::iter(wanted)
         .map(|(key, size)| {
-            let bucket = bucket.clone();
+            let (bucket, budget, opts) = (bucket.clone(), budget.clone(), opts.clone());
             async move {
                 let size = match size {
                     Some(s) => s,
@@ -339,17 +370,12 @@ async fn input_metas(
                         .await?
                         .ok_or_else(|| anyhow!("{}: input {key} is missing", bucket.url()))?,
                 };
-                bucket.read_meta(&key, size).await
+                reader::open(&bucket, &key, size, &budget, &opts).await
             }
         })
-        .buffered(16)
+        .buffered(opts.concurrency.max(1))
         .try_collect()
         .await
-}
-
-fn meta_bytes(m: &ObjectMeta) -> u64 {
-    let r = m.index.entries().len() as u64 * 8;
-    ltx_core::header::HEADER_SIZE as u64 + ltx_core::file::TAIL_SIZE as u64 + r
 }
 
 /// Where an output's bytes go: memory until the single-PUT limit, then a
@@ -502,14 +528,14 @@ async fn merge_one(
     lease: &Lease,
     opts: &PassOptions,
 ) -> Result<Written> {
-    let metas = input_metas(bucket, &c.inputs, sizes).await?;
-    let mut bytes_read: u64 = metas.iter().map(meta_bytes).sum();
-    let flags = if metas.iter().any(|m| m.header.no_checksum()) {
+    let opened = open_inputs(bucket, &c.inputs, sizes, &opts.read).await?;
+    let mut bytes_read: u64 = opened.iter().map(|o| o.bytes_read).sum();
+    let flags = if opened.iter().any(|o| o.meta.header.no_checksum()) {
         HEADER_FLAG_NO_CHECKSUM
     } else {
         0
     };
-    let inputs: Vec<_> = metas.iter().map(ObjectMeta::merge_input).collect();
+    let inputs: Vec<_> = opened.iter().map(|o| o.meta.merge_input()).collect();
     let plan = plan_merge(
         &inputs,
         &MergeOptions {
@@ -540,9 +566,10 @@ async fn merge_one(
         check_output(bucket, &c.output_key, size, &plan, None).await?;
         return Ok(written(size, true, false, bytes_read));
     }
-    let keys: Vec<String> = metas.iter().map(|m| m.key.clone()).collect();
+    drop(inputs);
     let mut sink = Sink::new(bucket, &c.output_key, lease, opts, plan.header.timestamp);
-    let res = write_merge(bucket, &plan, &keys, &mut sink, &mut bytes_read).await;
+    let opened = std::sync::Arc::new(opened);
+    let res = write_merge(bucket, &plan, opened, &mut sink, &mut bytes_read).await;
     let (out, trailer) = match res {
         Ok(v) => v,
         Err(e) => {
@@ -558,10 +585,11 @@ async fn merge_one(
 async fn write_merge(
     bucket: &Bucket,
     plan: &MergePlan,
-    keys: &[String],
+    inputs: std::sync::Arc<Vec<Opened>>,
     sink: &mut Sink<'_>,
     bytes_read: &mut u64,
 ) -> Result<(Vec<u8>, ltx_core::Trailer)> {
+    let keys: Vec<String> = inputs.iter().map(|o| o.meta.key.clone()).collect();
     let ps = plan.header.page_size;
     let mut out = Vec::with_capacity(sink.opts.part_size.min(64 << 20) + 1024);
     let mut enc = plan
@@ -570,20 +598,24 @@ async fn write_merge(
     let mut page = vec![0u8; ps.bytes()];
     let mut db = (plan.header.is_snapshot() && plan.post_apply.0 != 0).then(|| DbChecksum::new(ps));
     let bs = frame_batches(&plan.frames, sink.opts.fetch_batch);
+    let ro = sink.opts.read.clone();
     let spawn = |r: &std::ops::Range<usize>| {
-        let (bucket, keys, batch) = (
+        let (bucket, inputs, batch, ro) = (
             bucket.clone(),
-            keys.to_vec(),
+            inputs.clone(),
             plan.frames[r.clone()].to_vec(),
+            ro.clone(),
         );
-        tokio::spawn(async move { bucket.read_frames(&keys, &batch).await })
+        tokio::spawn(async move {
+            reader::frames_of(&bucket, &inputs, &batch, ro.span_gap, ro.span_max, 8).await
+        })
     };
     let mut pending = bs.first().map(spawn);
     for (bi, r) in bs.iter().enumerate() {
-        let data = pending.take().expect("batch pending").await??;
+        let (data, read) = pending.take().expect("batch pending").await??;
+        *bytes_read += read;
         pending = bs.get(bi + 1).map(spawn);
         for (f, frame) in plan.frames[r.clone()].iter().zip(&data) {
-            *bytes_read += frame.len() as u64;
             let p = prepare_frame(plan, f, frame, &mut page)
                 .map_err(|e| anyhow!("{}: {e}", keys[f.input]))?;
             if let Some(d) = db.as_mut() {
@@ -621,9 +653,10 @@ async fn copy_one(
     let [input] = &c.inputs[..] else {
         bail!("a copy needs exactly one input");
     };
-    let src = input_metas(bucket, std::slice::from_ref(input), sizes)
+    let src = open_inputs(bucket, std::slice::from_ref(input), sizes, &opts.read)
         .await?
-        .remove(0);
+        .remove(0)
+        .meta;
     let same =
         |m: &ObjectMeta| m.header == src.header && m.trailer == src.trailer && m.size == src.size;
     let written = |existed, multipart| Written {

@@ -1,24 +1,39 @@
 //! Restoring a database file from a bucket (I/O).
 //!
 //! [`plan`] lists the database and asks [`crate::restore::plan_restore`]
-//! for the fewest files reaching the target. [`restore_to_file`] reads each
-//! file's header, tail and page index (ranged GETs), plans the merge with
-//! ltx-core (newest copy of each page wins, pages above the final commit
-//! dropped), checks that every page up to the commit is present, then
-//! fetches only the winning frames in batches, several batches at once,
-//! decodes them on blocking threads and writes each page in place into a
-//! temporary file beside the output. The database checksum of the result
+//! for the fewest files reaching the target. A TXID or latest target needs
+//! no header: the listing decides. A time target reads headers only where
+//! the listing's last-modified times cannot decide ([`resolve_time`]).
+//!
+//! [`restore_to_file`] opens every planned file with [`crate::reader`]
+//! (small files: one GET of the whole object, kept in memory within a
+//! budget; large files: the header and a suffix holding the page index,
+//! two requests sent together), plans the merge with ltx-core (newest copy
+//! of each page wins, pages above the final commit dropped), checks that
+//! every page up to the commit is present, then writes the winning pages
+//! in place into a temporary file beside the output: frames held in memory
+//! are decoded on blocking threads at once; the others are read as a few
+//! large streamed spans per file ([`crate::reader::SpanReader`]), decoded
+//! batch by batch as the body arrives. The database checksum of the result
 //! is computed on the way and must equal the last file's post-apply
 //! checksum (when the files track checksums); then the file is fsynced,
 //! renamed over the output and the directory fsynced. Any error removes the
-//! temporary file: the output is untouched. Memory: a few batches of
-//! compressed frames plus the page indexes.
+//! temporary file: the output is untouched.
+//!
+//! Requests: a restore from a snapshot and N small files costs the listing,
+//! N whole GETs and, for the snapshot, 2 requests for its header and index
+//! plus one per span (about `concurrency` spans). Memory: the page indexes,
+//! the bodies held (at most [`ReadOptions::hold_budget`]), the objects being
+//! opened (at most [`ReadOptions::concurrency`] × [`ReadOptions::whole_max`]
+//! for small ones) and, per span in flight, one batch being decoded and one
+//! being filled ([`RestoreOptions::fetch_batch`] bytes each).
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use ltx_core::checksum::{page_checksum, DbChecksum};
 use ltx_core::header::HEADER_FLAG_NO_CHECKSUM;
@@ -27,8 +42,10 @@ use ltx_core::{decode_frame, plan_merge, Checksum, MergeOptions, TxId};
 use serde::Serialize;
 
 use crate::catalog::{txid_serde, LtxObject};
+use crate::counting::RequestCounts;
+use crate::reader::{self, Opened, ReadOptions, SpanReader};
 use crate::restore::{plan_restore, RestorePlan, Target};
-use crate::store::{frame_batches, Bucket, READ_CONCURRENCY};
+use crate::store::{Bucket, READ_CONCURRENCY};
 
 /// Progress callback: (bytes of frames done, total).
 pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
@@ -38,10 +55,13 @@ pub type PreCommitCheck = Arc<dyn Fn(&FsPath) -> Result<()> + Send + Sync>;
 /// Restore tuning.
 #[derive(Clone)]
 pub struct RestoreOptions {
-    /// Batches of frames in flight.
+    /// Spans of frames read at once (each one streamed request).
     pub concurrency: usize,
-    /// Compressed bytes per batch.
+    /// Compressed bytes of frames per decode batch.
     pub fetch_batch: u64,
+    /// How files are opened and read (whole-object limit, memory budget,
+    /// files opened at once, span sizes).
+    pub read: ReadOptions,
     /// Replace an existing output file.
     pub force: bool,
     /// Progress reports.
@@ -55,6 +75,7 @@ impl Default for RestoreOptions {
         RestoreOptions {
             concurrency: 4,
             fetch_batch: 1 << 20,
+            read: ReadOptions::default(),
             force: false,
             progress: None,
             pre_commit: None,
@@ -81,7 +102,7 @@ pub struct RestoreReport {
     pub files: Vec<String>,
     /// Total size of those files.
     pub files_bytes: u64,
-    /// Bytes actually read (indexes and winning frames).
+    /// Bytes actually read (headers, indexes, bodies and spans of frames).
     pub bytes_read: u64,
     /// Page size.
     pub page_size: u32,
@@ -93,6 +114,10 @@ pub struct RestoreReport {
     pub checksum: Option<String>,
     /// Output path (empty for a dry run).
     pub output: String,
+    /// Requests made through the bucket (and its clones) so far, by kind:
+    /// for a bucket opened for this restore, everything it took (discovery,
+    /// listing, planning, reading).
+    pub requests: RequestCounts,
 }
 
 /// RFC 3339 form of a millisecond timestamp.
@@ -102,8 +127,12 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-/// Lists `db` and plans a restore to `target`. Header timestamps are read
-/// for every file when the target is a time, else only for the plan's files.
+/// Lists `db` and plans a restore to `target`.
+///
+/// TXID and latest targets read no header: the plan's time is then an
+/// upper bound from last-modified times (`timestamp_exact` false; see
+/// [`exact_time`]); the restore itself reads the last file's header. Time
+/// targets read headers as [`resolve_time`] says.
 ///
 /// # Errors
 /// Listing errors; no plan (the message says which TXIDs are reproducible).
@@ -113,20 +142,165 @@ pub async fn plan(
     target: Target,
 ) -> Result<(RestorePlan, Vec<LtxObject>)> {
     let (mut catalog, _) = bucket.catalog(db).await?;
-    let mut cache = Default::default();
-    if matches!(target, Target::Time(_)) {
-        bucket.fill_timestamps(&mut catalog, &mut cache).await?;
-    }
-    let mut plan =
-        plan_restore(&catalog, target).map_err(|e| anyhow!("{}: {e}", bucket.location(db)))?;
-    if !matches!(target, Target::Time(_)) {
-        bucket.fill_timestamps(&mut plan.files, &mut cache).await?;
-        if let Some(last) = plan.files.last().and_then(|f| f.timestamp_ms) {
-            plan.timestamp_ms = last;
-            plan.timestamp_exact = true;
+    let fail = |e| anyhow!("{}: {e}", bucket.location(db));
+    let Target::Time(t) = target else {
+        let plan = plan_restore(&catalog, target).map_err(fail)?;
+        return Ok((plan, catalog));
+    };
+    resolve_time(bucket, &mut catalog, t).await?;
+    let mut plan = plan_restore(&catalog, target).map_err(fail)?;
+    if !plan.timestamp_exact {
+        // Landed on a file known to be at or before `t` by its
+        // last-modified time: its header says exactly when.
+        exact_time(bucket, &mut plan).await?;
+        if let Some(o) = catalog
+            .iter_mut()
+            .find(|o| Some(&o.key) == plan.files.last().map(|f| &f.key))
+        {
+            o.timestamp_ms = Some(plan.timestamp_ms);
+        }
+        if plan.timestamp_ms > t {
+            // A header time after its object's last-modified time (a
+            // clock ahead of the store's): the listing cannot decide;
+            // read every header.
+            bucket
+                .fill_timestamps(&mut catalog, &mut Default::default())
+                .await?;
+            plan = plan_restore(&catalog, target).map_err(fail)?;
         }
     }
     Ok((plan, catalog))
+}
+
+/// Makes `plan`'s time exact: reads the header of its last file unless
+/// its time already is (one small ranged GET).
+///
+/// # Errors
+/// Store errors; an invalid header.
+pub async fn exact_time(bucket: &Bucket, plan: &mut RestorePlan) -> Result<()> {
+    if plan.timestamp_exact {
+        return Ok(());
+    }
+    let Some(last) = plan.files.last_mut() else {
+        return Ok(());
+    };
+    let h = bucket.read_header(&last.key).await?;
+    last.timestamp_ms = Some(h.timestamp);
+    plan.timestamp_ms = h.timestamp;
+    plan.timestamp_exact = true;
+    Ok(())
+}
+
+/// Header timestamps a time target `t` needs: fills `timestamp_ms` of the
+/// catalog objects whose time decides which transaction is the latest at
+/// or before `t`, and of no others.
+///
+/// A file is uploaded after its last transaction committed, so its
+/// last-modified time is an upper bound of its time: every file ending at
+/// or before the newest end whose last-modified time is at or before `t`
+/// is at or before `t`. Times grow with TXIDs, so the answer lies among
+/// the ends after that one: they are searched by reading the header of one
+/// file per probed end: first the next end alone (usually after `t`: one
+/// header, done), then, while no end is known to be after `t`, ends 1, 2,
+/// 4, … further and the last one, then up to [`READ_CONCURRENCY`] / 2
+/// evenly spaced probes at a time between the bounds: `O(log n)` headers
+/// in a few rounds when the listing decides nothing (objects copied at
+/// once). Times that turn out not to grow with TXIDs make it read every
+/// header.
+///
+/// # Errors
+/// Store errors; invalid headers.
+pub async fn resolve_time(bucket: &Bucket, catalog: &mut [LtxObject], t: i64) -> Result<()> {
+    // Distinct ends, ascending; per end the file whose header is read (the
+    // lowest level: a transaction's own L0 file where there is one).
+    let mut order: Vec<usize> = (0..catalog.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&catalog[a], &catalog[b]);
+        (x.max_txid, x.level, &x.key).cmp(&(y.max_txid, y.level, &y.key))
+    });
+    let mut ends: Vec<(TxId, usize)> = Vec::new();
+    for &i in &order {
+        if ends.last().is_none_or(|e| e.0 != catalog[i].max_txid) {
+            ends.push((catalog[i].max_txid, i));
+        }
+    }
+    // Whether the end's time is known to be at or before `t` (Some(true)),
+    // known to be after it (Some(false)), or unknown.
+    let at_or_before = |catalog: &[LtxObject], end: TxId| -> Option<bool> {
+        let mut after = false;
+        for o in catalog.iter().filter(|o| o.max_txid == end) {
+            match o.timestamp_ms {
+                Some(ts) if ts <= t => return Some(true),
+                Some(_) => after = true,
+                None if o.created_ms <= t => return Some(true),
+                None => {}
+            }
+        }
+        after.then_some(false)
+    };
+    // lo: the last end known at or before t; hi: the first known after.
+    let mut lo: Option<usize> = None;
+    let mut hi = ends.len();
+    for (i, e) in ends.iter().enumerate() {
+        match at_or_before(catalog, e.0) {
+            Some(true) => lo = Some(i),
+            Some(false) => hi = hi.min(i),
+            None => {}
+        }
+    }
+    let probes = (READ_CONCURRENCY / 2).max(1);
+    for round in 0.. {
+        let first = lo.map_or(0, |l| l + 1);
+        if first >= hi {
+            break;
+        }
+        let n = hi - first;
+        let mut idx: Vec<usize> = if round == 0 {
+            // Usually the answer: the next end is after `t`.
+            vec![first]
+        } else if hi == ends.len() {
+            // No end known after `t` yet: gallop (1, 2, 4, … ends on),
+            // and the last end.
+            let mut v: Vec<usize> = (0..probes)
+                .map(|j| first + (1usize << j) - 1)
+                .filter(|&i| i < hi)
+                .collect();
+            v.push(hi - 1);
+            v
+        } else {
+            let k = probes.min(n);
+            (0..k).map(|j| first + j * n / k).collect()
+        };
+        idx.sort_unstable();
+        idx.dedup();
+        let keys: Vec<(usize, String)> = idx
+            .iter()
+            .map(|&i| (i, catalog[ends[i].1].key.clone()))
+            .collect();
+        let got: Vec<(usize, i64)> = futures::stream::iter(keys)
+            .map(|(i, k)| async move {
+                let h = bucket.read_header(&k).await?;
+                Ok::<_, anyhow::Error>((i, h.timestamp))
+            })
+            .buffer_unordered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (i, ts) in got {
+            catalog[ends[i].1].timestamp_ms = Some(ts);
+            if ts <= t {
+                lo = Some(lo.map_or(i, |l| l.max(i)));
+            } else {
+                hi = hi.min(i);
+            }
+        }
+        if lo.is_some_and(|l| l >= hi) {
+            // Times do not grow with TXIDs: the search cannot decide.
+            return bucket
+                .fill_timestamps(catalog, &mut Default::default())
+                .await;
+        }
+    }
+    Ok(())
 }
 
 /// Restores `plan` into the database file `out` (see the module docs).
@@ -153,14 +327,8 @@ pub async fn restore_to_file(
         );
     }
     let files: Vec<(String, u64)> = plan.files.iter().map(|f| (f.key.clone(), f.size)).collect();
-    let metas: Vec<_> = futures::stream::iter(files)
-        .map(|(key, size)| {
-            let bucket = bucket.clone();
-            async move { bucket.read_meta(&key, size).await }
-        })
-        .buffered(READ_CONCURRENCY)
-        .try_collect()
-        .await?;
+    let opened: Vec<Opened> = reader::open_all(bucket, files, &opts.read).await?;
+    let metas: Vec<&crate::store::ObjectMeta> = opened.iter().map(|o| &o.meta).collect();
     let no_checksum = metas.iter().any(|m| m.header.no_checksum());
     let inputs: Vec<_> = metas.iter().map(|m| m.merge_input()).collect();
     let mp = plan_merge(
@@ -246,38 +414,105 @@ pub async fn restore_to_file(
     let file = Arc::new(file);
 
     let keys: Arc<Vec<String>> = Arc::new(metas.iter().map(|m| m.key.clone()).collect());
-    let frames = Arc::new(mp.frames.clone());
-    let total: u64 = frames.iter().map(|f| f.entry.size).sum();
-    let done = Arc::new(AtomicU64::new(0));
-    let batches = frame_batches(&frames, opts.fetch_batch);
-    let xors: Vec<u64> = futures::stream::iter(batches)
-        .map(|r| {
-            let (bucket, keys, frames, file, done) = (
-                bucket.clone(),
-                keys.clone(),
-                frames.clone(),
-                file.clone(),
-                done.clone(),
-            );
-            let progress = opts.progress.clone();
-            async move {
-                let batch: Vec<PlannedFrame> = frames[r].to_vec();
-                let data = bucket.read_frames(&keys, &batch).await?;
-                let n: u64 = data.iter().map(|d| d.len() as u64).sum();
-                let x = tokio::task::spawn_blocking(move || {
-                    write_pages(&keys, &batch, &data, ps, &file)
-                })
-                .await??;
-                let d = done.fetch_add(n, Ordering::Relaxed) + n;
-                if let Some(p) = &progress {
-                    p(d, total);
+    let last_timestamp = metas.last().expect("plan has files").header.timestamp;
+    drop((metas, inputs));
+    let total: u64 = mp.frames.iter().map(|f| f.entry.size).sum();
+    let w = Arc::new(Writer {
+        keys: keys.clone(),
+        ps,
+        file: file.clone(),
+        checksums: !no_checksum,
+        done: AtomicU64::new(0),
+        total,
+        progress: opts.progress.clone(),
+    });
+
+    // Frames held in memory, in batches, and per file the others, as spans.
+    let mut held: Vec<Vec<(PlannedFrame, Bytes)>> = vec![Vec::new()];
+    let mut held_bytes = 0u64;
+    let mut ranged: Vec<Vec<(usize, ltx_core::IndexEntry)>> = vec![Vec::new(); opened.len()];
+    for (fi, f) in mp.frames.iter().enumerate() {
+        match opened[f.input].held_frame(&f.entry) {
+            Some(b) => {
+                if held_bytes >= opts.fetch_batch {
+                    held.push(Vec::new());
+                    held_bytes = 0;
                 }
+                held_bytes += f.entry.size;
+                held.last_mut().expect("one batch").push((*f, b));
+            }
+            None => ranged[f.input].push((fi, f.entry)),
+        }
+    }
+    held.retain(|b| !b.is_empty());
+    // From here a body lives as long as a batch still needs its frames.
+    let bytes_read: u64 = opened.iter().map(|o| o.bytes_read).sum();
+    let locals: Arc<Vec<Option<reader::LocalFile>>> =
+        Arc::new(opened.iter().map(|o| o.local.clone()).collect());
+    drop(opened);
+    // Spans of at least 32 MiB (fewer requests), up to `concurrency` of
+    // them for the bytes to read (parallel streams), at most `span_max`.
+    let to_read: u64 = ranged
+        .iter()
+        .flat_map(|f| reader::spans(f.clone(), opts.read.span_gap, u64::MAX))
+        .map(|s| s.range.end - s.range.start)
+        .sum();
+    let span_max = (to_read.div_ceil(opts.concurrency.max(1) as u64) + (64 << 10))
+        .max(32 << 20)
+        .min(opts.read.span_max.max(1));
+    let mut spans: Vec<(usize, reader::Span)> = ranged
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, f)| {
+            reader::spans(f, opts.read.span_gap, span_max)
+                .into_iter()
+                .map(move |s| (i, s))
+        })
+        .collect();
+    // Longest first: they bound the restore's time.
+    spans.sort_by_key(|(_, s)| std::cmp::Reverse(s.range.end - s.range.start));
+    let frames = Arc::new(mp.frames.clone());
+    let span_read = Arc::new(AtomicU64::new(0));
+
+    let from_spans = futures::stream::iter(spans)
+        .map(|(input, span)| {
+            let (bucket, w, frames, span_read) =
+                (bucket.clone(), w.clone(), frames.clone(), span_read.clone());
+            let local = locals[input].clone();
+            let batch = opts.fetch_batch;
+            async move {
+                let entries: Vec<_> = span.frames.iter().map(|&i| frames[i].entry).collect();
+                let r = SpanReader::new(&bucket, &w.keys[input], &span, entries, batch)
+                    .with_local(local);
+                let positions = span.frames;
+                let writer = w.clone();
+                let (x, received) = r
+                    .read_with(&bucket, move |b| {
+                        writer.write(
+                            positions[b.frames.clone()]
+                                .iter()
+                                .map(|&i| (&frames[i], b.frame(&frames[i].entry))),
+                        )
+                    })
+                    .await?;
+                span_read.fetch_add(received, Ordering::Relaxed);
                 Ok::<u64, anyhow::Error>(x)
             }
         })
         .buffer_unordered(opts.concurrency.max(1))
-        .try_collect()
-        .await?;
+        .try_fold(0u64, |a, x| async move { Ok(a ^ x) });
+    let from_memory = futures::stream::iter(held)
+        .map(|batch| {
+            let w = w.clone();
+            async move {
+                tokio::task::spawn_blocking(move || w.write(batch.iter().map(|(f, b)| (f, &b[..]))))
+                    .await?
+            }
+        })
+        .buffer_unordered(2)
+        .try_fold(0u64, |a, x| async move { Ok(a ^ x) });
+    let (x1, x2) = futures::try_join!(from_spans, from_memory)?;
+    let xors = [x1, x2];
     let mut sum = DbChecksum::new(ps);
     for x in xors {
         sum.add_checksum(Checksum(x));
@@ -299,6 +534,7 @@ pub async fn restore_to_file(
     };
     file.sync_all()
         .with_context(|| format!("fsync {}", tmp.display()))?;
+    drop(w);
     drop(file);
     if let Some(check) = &opts.pre_commit {
         check(&tmp)?;
@@ -309,25 +545,21 @@ pub async fn restore_to_file(
     if let Ok(d) = std::fs::File::open(&dir) {
         let _ = d.sync_all();
     }
-    let last = metas.last().expect("plan has files");
     Ok(RestoreReport {
         db: db.to_string(),
         txid: mp.header.max_txid,
-        timestamp_ms: last.header.timestamp,
-        timestamp: rfc3339(last.header.timestamp),
+        timestamp_ms: last_timestamp,
+        timestamp: rfc3339(last_timestamp),
         timestamp_exact: true,
         files: keys.to_vec(),
         files_bytes: plan.bytes,
-        bytes_read: total
-            + metas
-                .iter()
-                .map(|m| m.index.len() as u64 * 4 + 124)
-                .sum::<u64>(),
+        bytes_read: bytes_read + span_read.load(Ordering::Relaxed),
         page_size: ps.bytes() as u32,
         commit,
         pages: mp.frames.len() as u64,
         checksum,
         output: out.display().to_string(),
+        requests: bucket.requests(),
     })
 }
 
@@ -347,6 +579,7 @@ pub fn dry_run_report(db: &str, plan: &RestorePlan) -> RestoreReport {
         pages: 0,
         checksum: None,
         output: String::new(),
+        requests: RequestCounts::default(),
     }
 }
 
@@ -364,37 +597,95 @@ impl Drop for TempGuard {
     }
 }
 
-/// Decodes and writes one batch; returns the XOR of its page checksums.
-fn write_pages(
-    keys: &[String],
-    batch: &[PlannedFrame],
-    data: &[bytes::Bytes],
+/// Decodes frames and writes their pages into the temporary file.
+struct Writer {
+    keys: Arc<Vec<String>>,
     ps: ltx_core::PageSize,
-    file: &std::fs::File,
-) -> Result<u64> {
-    use std::os::unix::fs::FileExt;
-    let mut page = vec![0u8; ps.bytes()];
-    let mut x = 0u64;
-    for (f, frame) in batch.iter().zip(data) {
-        let d = decode_frame(frame, ps, &mut page).map_err(|e| {
-            anyhow!(
-                "{}: {}",
-                keys[f.input],
-                e.offset_by(f.entry.offset).page(f.entry.pgno)
-            )
-        })?;
-        if d.header.pgno != f.entry.pgno {
-            bail!(
-                "{}: the page index says page {} at offset {}, the frame holds page {}",
-                keys[f.input],
-                f.entry.pgno,
-                f.entry.offset,
-                d.header.pgno
-            );
+    file: Arc<std::fs::File>,
+    /// Whether page checksums are needed (the files track checksums).
+    checksums: bool,
+    done: AtomicU64,
+    total: u64,
+    progress: Option<Progress>,
+}
+
+impl Writer {
+    /// Pages written with one `pwrite` when their numbers follow each other.
+    const RUN: usize = 64;
+
+    /// Decodes and writes one batch (any pages, any order); returns the XOR
+    /// of its page checksums (0 when not needed).
+    fn write<'a>(
+        &self,
+        batch: impl IntoIterator<Item = (&'a PlannedFrame, &'a [u8])>,
+    ) -> Result<u64> {
+        thread_local! {
+            // One run buffer per (blocking) thread, reused.
+            static RUN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        x ^= page_checksum(f.entry.pgno, &page).0;
-        file.write_all_at(&page, u64::from(f.entry.pgno - 1) * ps.bytes() as u64)
-            .context("writing the restored database")?;
+        RUN.with(|b| {
+            let mut buf = b.borrow_mut();
+            buf.resize(self.ps.bytes() * Self::RUN, 0);
+            self.write_with(batch, &mut buf)
+        })
     }
-    Ok(x)
+
+    fn write_with<'a>(
+        &self,
+        batch: impl IntoIterator<Item = (&'a PlannedFrame, &'a [u8])>,
+        buf: &mut [u8],
+    ) -> Result<u64> {
+        use std::os::unix::fs::FileExt;
+        let psz = self.ps.bytes();
+        // Pages in `buf`: `n`, the first being `first`.
+        let (mut first, mut n) = (0u32, 0usize);
+        let flush = |first: u32, n: usize, buf: &[u8]| -> Result<()> {
+            if n > 0 {
+                self.file
+                    .write_all_at(&buf[..n * psz], u64::from(first - 1) * psz as u64)
+                    .context("writing the restored database")?;
+            }
+            Ok(())
+        };
+        let mut x = 0u64;
+        let mut bytes = 0u64;
+        for (f, frame) in batch {
+            let pgno = f.entry.pgno;
+            if n == Self::RUN || (n > 0 && pgno != first + n as u32) {
+                flush(first, n, buf)?;
+                n = 0;
+            }
+            if n == 0 {
+                first = pgno;
+            }
+            let page = &mut buf[n * psz..(n + 1) * psz];
+            let d = decode_frame(frame, self.ps, page).map_err(|e| {
+                anyhow!(
+                    "{}: {}",
+                    self.keys[f.input],
+                    e.offset_by(f.entry.offset).page(pgno)
+                )
+            })?;
+            if d.header.pgno != pgno {
+                bail!(
+                    "{}: the page index says page {} at offset {}, the frame holds page {}",
+                    self.keys[f.input],
+                    pgno,
+                    f.entry.offset,
+                    d.header.pgno
+                );
+            }
+            if self.checksums {
+                x ^= page_checksum(pgno, page).0;
+            }
+            n += 1;
+            bytes += frame.len() as u64;
+        }
+        flush(first, n, buf)?;
+        let d = self.done.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if let Some(p) = &self.progress {
+            p(d, self.total);
+        }
+        Ok(x)
+    }
 }

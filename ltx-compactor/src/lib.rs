@@ -16,6 +16,8 @@ pub mod catalog;
 #[cfg(feature = "io")]
 pub mod compact;
 #[cfg(feature = "io")]
+pub mod counting;
+#[cfg(feature = "io")]
 pub mod faults;
 #[cfg(feature = "io")]
 pub mod fetch;
@@ -26,6 +28,8 @@ pub mod lease_decision;
 pub mod metrics;
 pub mod owner;
 pub mod policy;
+#[cfg(feature = "io")]
+pub mod reader;
 pub mod restore;
 pub mod simulate;
 #[cfg(feature = "io")]

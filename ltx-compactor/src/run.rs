@@ -142,11 +142,13 @@ async fn one_db(sh: &Shared, db: &str) -> bool {
         return true;
     }
     let a = &sh.args;
-    let loc = sh.bucket.location(db);
+    // Requests counted per pass (passes over several databases overlap).
+    let bucket = sh.bucket.with_own_counter();
+    let loc = bucket.location(db);
     let lease = if a.dry_run {
         Lease::dry_run()
     } else {
-        match Lease::acquire(&sh.bucket, db, &a.holder, a.lease_ttl_ms).await {
+        match Lease::acquire(&bucket, db, &a.holder, a.lease_ttl_ms).await {
             Ok(Some(l)) => l,
             Ok(None) => {
                 info!(db = loc, "lease held by another compactor: skipped");
@@ -168,7 +170,7 @@ async fn one_db(sh: &Shared, db: &str) -> bool {
         .unwrap_or_default();
     let now = a.now_ms.unwrap_or_else(now_ms);
     let res = run_pass(
-        &sh.bucket, db, &a.cfg, now, &lease, &a.opts, &mut cache, &sh.stop,
+        &bucket, db, &a.cfg, now, &lease, &a.opts, &mut cache, &sh.stop,
     )
     .await;
     sh.caches

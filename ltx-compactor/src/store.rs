@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use ltx_core::file::{parse_index, parse_tail, TAIL_SIZE};
 use ltx_core::header::HEADER_SIZE;
 use ltx_core::merge::PlannedFrame;
 use ltx_core::{Header, PageIndex, Trailer};
@@ -32,6 +31,7 @@ use object_store::{
 };
 
 use crate::catalog::{from_listing, parse_key, ListedObject, LtxObject, SNAPSHOT_LEVEL};
+use crate::counting::{CountingStore, RequestCounter, RequestCounts};
 
 /// Requests in flight at once for small reads (headers, tails, indexes).
 pub const READ_CONCURRENCY: usize = 32;
@@ -82,9 +82,14 @@ fn litestream_ms_of(attrs: &Attributes) -> Option<i64> {
 }
 
 /// An opened bucket: the store and the prefix the URL points at.
+///
+/// The store is wrapped in a [`CountingStore`]: every request made through
+/// the bucket (or [`Bucket::store`]) is counted, see [`Bucket::requests`].
 #[derive(Debug, Clone)]
 pub struct Bucket {
     store: Arc<dyn ObjectStore>,
+    /// The counts of `store`'s requests.
+    counter: RequestCounter,
     /// The URL as given (for messages).
     url: String,
     /// The prefix inside the store the URL names (no leading/trailing `/`).
@@ -154,12 +159,23 @@ impl Bucket {
             ),
             _ => bail!("{url}: unknown scheme {scheme:?} (s3, gs, az, file, memory or a path)"),
         };
-        Ok(Bucket {
-            store,
+        Ok(Bucket::counted(store, url, trim(path), None))
+    }
+
+    fn counted(
+        store: Arc<dyn ObjectStore>,
+        url: &str,
+        prefix: String,
+        local_root: Option<PathBuf>,
+    ) -> Bucket {
+        let counting = CountingStore::new(store);
+        Bucket {
+            counter: counting.counter(),
+            store: Arc::new(counting),
             url: url.to_string(),
-            prefix: trim(path),
-            local_root: None,
-        })
+            prefix,
+            local_root,
+        }
     }
 
     fn local(dir: PathBuf, url: &str) -> Result<Bucket> {
@@ -174,28 +190,53 @@ impl Bucket {
         let store = LocalFileSystem::new_with_prefix(&dir)
             .with_context(|| format!("{url}: {}", dir.display()))?
             .with_automatic_cleanup(true);
-        Ok(Bucket {
-            store: Arc::new(store),
-            url: url.to_string(),
-            prefix: String::new(),
-            local_root: Some(dir),
-        })
+        Ok(Bucket::counted(
+            Arc::new(store),
+            url,
+            String::new(),
+            Some(dir),
+        ))
     }
 
     /// Wraps an existing store (tests, fault injection).
     pub fn from_store(store: Arc<dyn ObjectStore>, url: &str, prefix: &str) -> Bucket {
-        Bucket {
-            store,
-            url: url.to_string(),
-            prefix: trim(prefix),
-            local_root: None,
-        }
+        Bucket::counted(store, url, trim(prefix), None)
     }
 
-    /// The underlying store.
+    /// The store (requests made through it are counted).
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
+
+    /// The requests made through this bucket and its clones so far, by
+    /// kind (see [`crate::counting`]).
+    pub fn requests(&self) -> RequestCounts {
+        self.counter.snapshot()
+    }
+
+    /// The same bucket with a counter of its own, starting at zero: its
+    /// requests are counted there and still in this bucket's counter (one
+    /// pass, one restore, among others running on the same bucket).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let b = ltx_compactor::store::Bucket::open("memory://counted/x").unwrap();
+    /// let one = b.with_own_counter();
+    /// one.discover().await.unwrap();
+    /// assert_eq!((one.requests().list, b.requests().list), (1, 1));
+    /// b.discover().await.unwrap();
+    /// assert_eq!((one.requests().list, b.requests().list), (1, 2));
+    /// # });
+    /// ```
+    pub fn with_own_counter(&self) -> Bucket {
+        Bucket::counted(
+            self.store.clone(),
+            &self.url,
+            self.prefix.clone(),
+            self.local_root.clone(),
+        )
+    }
+
     /// The URL as given.
     pub fn url(&self) -> &str {
         &self.url
@@ -407,73 +448,6 @@ impl Bucket {
         Ok((b, ls))
     }
 
-    /// Reads several ranges of `key` in one call (the store coalesces
-    /// neighbours), checking every body's length.
-    ///
-    /// # Errors
-    /// Store errors; a short body.
-    pub async fn read_ranges(
-        &self,
-        key: &str,
-        ranges: &[std::ops::Range<u64>],
-    ) -> Result<Vec<Bytes>> {
-        let v = self
-            .store
-            .get_ranges(&Path::from(key), ranges)
-            .await
-            .with_context(|| format!("{}: reading {} ranges of {key}", self.url, ranges.len()))?;
-        if v.len() != ranges.len() {
-            bail!(
-                "{}: {key}: asked {} ranges, got {}",
-                self.url,
-                ranges.len(),
-                v.len()
-            );
-        }
-        for (b, r) in v.iter().zip(ranges) {
-            if b.len() as u64 != r.end - r.start {
-                bail!(
-                    "{}: {key}: short read at offset {}: got {} of {} bytes",
-                    self.url,
-                    r.start,
-                    b.len(),
-                    r.end - r.start
-                );
-            }
-        }
-        Ok(v)
-    }
-
-    /// Reads the frames of `batch` (planned over the files `keys`), one
-    /// `get_ranges` per file, several files at once; returns their bytes in
-    /// `batch` order.
-    ///
-    /// # Errors
-    /// Store errors; a short body.
-    pub async fn read_frames(&self, keys: &[String], batch: &[PlannedFrame]) -> Result<Vec<Bytes>> {
-        let mut by_input: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
-        for (i, f) in batch.iter().enumerate() {
-            by_input.entry(f.input).or_default().push(i);
-        }
-        let got: Vec<Vec<(usize, Bytes)>> = futures::stream::iter(by_input)
-            .map(|(input, idx)| async move {
-                let ranges: Vec<_> = idx
-                    .iter()
-                    .map(|&i| batch[i].entry.offset..batch[i].entry.offset + batch[i].entry.size)
-                    .collect();
-                let data = self.read_ranges(&keys[input], &ranges).await?;
-                Ok::<_, anyhow::Error>(idx.into_iter().zip(data).collect())
-            })
-            .buffer_unordered(8)
-            .try_collect()
-            .await?;
-        let mut out = vec![Bytes::new(); batch.len()];
-        for (i, b) in got.into_iter().flatten() {
-            out[i] = b;
-        }
-        Ok(out)
-    }
-
     /// Reads and validates the header of `key`.
     ///
     /// # Errors
@@ -484,51 +458,18 @@ impl Bucket {
     }
 
     /// Reads what a merge or restore plan needs from one object of `size`
-    /// bytes: header, tail and page index (two requests; one for files up to
-    /// 64 KiB).
+    /// bytes: header, tail and page index (one GET of the whole object up
+    /// to 1 MiB, else two ranged GETs; see [`crate::reader`]). Nothing is
+    /// kept.
     ///
     /// # Errors
     /// Store errors; format errors naming the key and byte offset.
     pub async fn read_meta(&self, key: &str, size: u64) -> Result<ObjectMeta> {
-        let ctx = |e: ltx_core::Error| anyhow!("{}: {key}: {e}", self.url);
-        if size < ltx_core::file::MIN_FILE_SIZE {
-            bail!(
-                "{}: {key}: {size} bytes is too short for an LTX file",
-                self.url
-            );
-        }
-        let small = size <= 64 * 1024;
-        let (head, tail_bytes, whole, litestream_ms) = if small {
-            let (b, ls) = self.read_range_attrs(key, 0..size).await?;
-            (
-                b.slice(..HEADER_SIZE),
-                b.slice(b.len() - TAIL_SIZE..),
-                Some(b),
-                ls,
-            )
-        } else {
-            let ((h, ls), t) = futures::try_join!(
-                self.read_range_attrs(key, 0..HEADER_SIZE as u64),
-                self.read_range(key, size - TAIL_SIZE as u64..size)
-            )?;
-            (h, t, None, ls)
-        };
-        let header = Header::decode(&head).map_err(ctx)?;
-        let tail = parse_tail(tail_bytes[..].try_into().expect("tail size"), size).map_err(ctx)?;
-        let r = tail.index_range.clone();
-        let index_bytes = match &whole {
-            Some(b) => b.slice(r.start as usize..r.end as usize),
-            None => self.read_range(key, r.clone()).await?,
-        };
-        let index = parse_index(&header, &index_bytes, r.start).map_err(ctx)?;
-        Ok(ObjectMeta {
-            key: key.to_string(),
-            size,
-            header,
-            trailer: tail.trailer,
-            index,
-            litestream_ms,
-        })
+        let none = crate::reader::HoldBudget::new(0);
+        let opts = crate::reader::ReadOptions::default();
+        Ok(crate::reader::open(self, key, size, &none, &opts)
+            .await?
+            .meta)
     }
 
     /// Fills `timestamp_ms` of every catalog object from its header (one
@@ -582,6 +523,15 @@ impl Bucket {
     /// No database, or several (listed).
     pub async fn single_db(&self) -> Result<String> {
         let dbs = self.discover().await?;
+        self.single_of(dbs)
+    }
+
+    /// [`Bucket::single_db`] over the result of an earlier
+    /// [`Bucket::discover`] (no second listing).
+    ///
+    /// # Errors
+    /// No database, or several (listed).
+    pub fn single_of(&self, dbs: Vec<String>) -> Result<String> {
         match dbs.len() {
             0 => bail!(
                 "{}: no LTX database found (expected ltx/<level>/ or 0000/ level directories)",
