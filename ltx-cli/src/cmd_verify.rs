@@ -584,12 +584,16 @@ fn check_chains(results: &[FileResult]) -> (Vec<ChainProblem>, Vec<Chain>) {
             return Vec::new();
         };
         let key = (parent(&parent(&b.path.path)), h.min_txid.0.wrapping_sub(1));
-        ends.get(&key)
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(|&r| rank(r) > level)
-            .collect()
+        let all: Vec<&FileResult> = ends.get(&key).into_iter().flatten().copied().collect();
+        let coarser: Vec<&FileResult> = all.iter().copied().filter(|&r| rank(r) > level).collect();
+        // No coarser file ends there: a file of a finer level does, and a
+        // restore path runs through it (a gap is a TXID no combination of
+        // files reaches; the compactor's check has the same rule).
+        if coarser.is_empty() {
+            all.into_iter().filter(|&r| rank(r) < level).collect()
+        } else {
+            coarser
+        }
     };
 
     // A file whose whole range lies inside a file of a coarser level (or a
@@ -631,6 +635,30 @@ fn check_chains(results: &[FileResult]) -> (Vec<ChainProblem>, Vec<Chain>) {
             let h = r.header.as_ref().expect("filtered");
             (h.min_txid, h.max_txid, r.path.path.clone())
         });
+        // In a replica layout, a level's first file must apply on a state
+        // some file of the database ends at (or lie inside a coarser file).
+        if let Some(first) = files.first() {
+            let h = first.header.expect("filtered");
+            if first.path.level.is_some()
+                && !h.is_snapshot()
+                && bridges(first).is_empty()
+                && !covered(first)
+            {
+                problems.push(ChainProblem {
+                    kind: "gap",
+                    dir: dir.clone(),
+                    level: first.path.level,
+                    prev: None,
+                    next: first.path.name(),
+                    message: format!(
+                        "{} starts at TXID {} but no file of this database ends at {}",
+                        file_name(&first.path.path),
+                        h.min_txid,
+                        hex16(h.min_txid.0 - 1)
+                    ),
+                });
+            }
+        }
         for w in files.windows(2) {
             let (a, b) = (w[0], w[1]);
             let (ha, hb) = (a.header.unwrap(), b.header.unwrap());

@@ -1003,3 +1003,44 @@ fn names_litestream_ignores_are_ignored_and_said_so() {
         assert_eq!(r.code, 1, "{target}: a hole must be reported: {}", r.stdout);
     }
 }
+
+/// A level's file that starts right after a file of a finer level (the
+/// restore path runs 9 → 0 → 2) is no gap, locally or as a bucket; without
+/// that finer file it is.
+#[test]
+fn a_level_file_after_a_finer_file_is_no_gap() {
+    let chain = root().join("chains/chain-4k-checksums");
+    let name = |a: u64, b: u64| format!("{a:016x}-{b:016x}.ltx");
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    for l in ["0", "2", "9"] {
+        std::fs::create_dir_all(db.join("ltx").join(l)).unwrap();
+    }
+    let compact = |out: PathBuf, from: u64, to: u64| {
+        let mut a: Vec<String> = vec!["compact".into(), "-o".into(), s(&out).into()];
+        a.extend((from..=to).map(|t| s(&chain.join(name(t, t))).to_string()));
+        let r = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    };
+    compact(db.join("ltx/9").join(name(1, 13)), 1, 13);
+    std::fs::copy(
+        chain.join(name(14, 14)),
+        db.join("ltx/0").join(name(14, 14)),
+    )
+    .unwrap();
+    compact(db.join("ltx/2").join(name(15, 17)), 15, 17);
+    let url = format!("file://{}", db.display());
+    for target in [s(&db), url.as_str()] {
+        let r = run(&["verify", target]);
+        assert_eq!(r.code, 0, "{target}: {}{}", r.stdout, r.stderr);
+    }
+    std::fs::remove_file(db.join("ltx/0").join(name(14, 14))).unwrap();
+    for target in [s(&db), url.as_str()] {
+        let r = run(&["verify", target]);
+        assert_eq!(
+            r.code, 1,
+            "{target}: the hole at 14 must be reported: {}",
+            r.stdout
+        );
+    }
+}

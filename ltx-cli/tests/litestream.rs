@@ -351,11 +351,17 @@ fn b_d_we_compact_litestream_restores_and_keeps_replicating() {
         for pass in 1..=3 {
             site.stop();
             std::thread::sleep(std::time::Duration::from_millis(1_600));
+            let before: Vec<String> = site
+                .catalog()
+                .iter()
+                .map(|o| format!("{} t={:?} c={}", o.key, o.timestamp_ms, o.created_ms))
+                .collect();
             let o = run_compactor(&site, &config, &["--json"]);
             assert!(
                 o.status.success(),
-                "{what}: pass {pass}: {}",
-                String::from_utf8_lossy(&o.stderr)
+                "{what}: pass {pass}: {}\nbefore: {before:#?}\nreport: {}",
+                String::from_utf8_lossy(&o.stderr),
+                String::from_utf8_lossy(&o.stdout)
             );
             let cat = site.catalog();
             let report = String::from_utf8_lossy(&o.stdout);
