@@ -52,7 +52,7 @@ pub struct Args {
     #[arg(short, long, value_name = "DELTA.ltx")]
     pub output: Option<PathBuf>,
     /// TXID of the delta (min = max; default 2). 1 writes a snapshot of B.
-    #[arg(long, requires = "output", value_parser = crate::cmd_encode_db::parse_txid)]
+    #[arg(long, requires = "output", value_parser = crate::args::parse_txid)]
     pub txid: Option<TxId>,
     /// Timestamp of the delta in milliseconds since the Unix epoch (default: now).
     #[arg(

@@ -33,29 +33,13 @@ pub struct Args {
     #[arg(short, long, value_name = "OUT.ltx")]
     pub output: PathBuf,
     /// Max TXID of the snapshot (min TXID is always 1): decimal, `0x…`, or 16 hex digits.
-    #[arg(long, default_value = "1", value_parser = parse_txid)]
+    #[arg(long, default_value = "1", value_parser = crate::args::parse_txid)]
     pub txid: TxId,
     /// Header timestamp in milliseconds since the Unix epoch (default: now).
     #[arg(long, value_name = "MS", allow_negative_numbers = true)]
     pub timestamp: Option<i64>,
     #[command(flatten)]
     pub checksum: crate::convention::ChecksumArg,
-}
-
-/// Parses a TXID: 16 hex digits (the reference's form), `0x…` hex, or decimal.
-pub fn parse_txid(s: &str) -> Result<TxId, String> {
-    let v = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        u64::from_str_radix(h, 16).map_err(|e| format!("invalid hex TXID {s:?}: {e}"))?
-    } else if s.len() == 16 {
-        u64::from_str_radix(s, 16).map_err(|e| format!("invalid TXID {s:?}: {e}"))?
-    } else {
-        s.parse::<u64>()
-            .map_err(|e| format!("invalid TXID {s:?}: {e}"))?
-    };
-    if v == 0 {
-        return Err("a TXID must be at least 1".into());
-    }
-    Ok(TxId(v))
 }
 
 /// A cheap fingerprint of a database file's state: length, modification
@@ -118,18 +102,4 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         started.elapsed().as_secs_f64()
     )?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn txid_forms() {
-        assert_eq!(parse_txid("1").unwrap(), TxId(1));
-        assert_eq!(parse_txid("0x1f").unwrap(), TxId(31));
-        assert_eq!(parse_txid("000000000000001f").unwrap(), TxId(31));
-        assert!(parse_txid("0").is_err());
-        assert!(parse_txid("x").is_err());
-    }
 }

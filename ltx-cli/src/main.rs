@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod args;
 mod check;
 mod cmd_apply;
 mod cmd_checksum;
