@@ -58,7 +58,7 @@ bytes arrive and written in place into a temporary file beside OUT; its database
 equal the last file's post-apply checksum; --integrity-check then runs
 SQLite's PRAGMA integrity_check (or quick_check) on it; only then is it
 fsynced and renamed over OUT. On any failure OUT is untouched. A temporary file left by a killed
-restore (.OUT.restore-PID.tmp) is removed by the next restore of OUT.
+restore (.OUT.ltx-restore-PID.tmp) is removed by the next restore of OUT.
 
 Exit codes: 0 restored; 1 the restore failed (no plan for the target, a
 corrupt or missing file, a checksum or integrity check mismatch: the message
@@ -449,14 +449,14 @@ fn check_output(o: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-/// Removes `.NAME.restore-PID.tmp` files beside `out` whose process is gone
+/// Removes `.NAME.ltx-restore-PID.tmp` files beside `out` whose process is gone
 /// (left by a killed restore). Files of live processes are left alone.
 fn remove_stale_temps(out: &Path) -> Vec<PathBuf> {
     let Some(name) = out.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return Vec::new();
     };
     let dir = crate::db::parent_dir(out);
-    let prefix = format!(".{name}.restore-");
+    let prefix = format!(".{name}.ltx-restore-");
     let Ok(rd) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
@@ -538,4 +538,3 @@ fn uri_path(path: &Path) -> String {
     }
     s
 }
-

@@ -41,6 +41,7 @@ use ltx_core::merge::PlannedFrame;
 use ltx_core::{decode_frame, plan_merge, Checksum, MergeOptions, TxId};
 use serde::Serialize;
 
+use crate::atomic::TempFile;
 use crate::catalog::{txid_serde, LtxObject};
 use crate::counting::RequestCounts;
 use crate::reader::{self, Opened, ReadOptions, SpanReader};
@@ -393,24 +394,13 @@ pub async fn restore_to_file(
         );
     }
 
-    let name = out
-        .file_name()
-        .ok_or_else(|| anyhow!("{}: not a file name", out.display()))?
-        .to_string_lossy()
-        .to_string();
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(".{name}.restore-{}.tmp", std::process::id()));
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    let guard = TempGuard(Some(tmp.clone()));
+    let tmp = TempFile::beside(out, "restore")?;
+    let file = tmp
+        .file()
+        .try_clone()
+        .with_context(|| format!("opening {}", tmp.path().display()))?;
     file.set_len(u64::from(commit) * ps.bytes() as u64)
-        .with_context(|| format!("sizing {}", tmp.display()))?;
+        .with_context(|| format!("sizing {}", tmp.path().display()))?;
     let file = Arc::new(file);
 
     let keys: Arc<Vec<String>> = Arc::new(metas.iter().map(|m| m.key.clone()).collect());
@@ -532,19 +522,15 @@ pub async fn restore_to_file(
         }
         Some(sum.value().to_string())
     };
-    file.sync_all()
-        .with_context(|| format!("fsync {}", tmp.display()))?;
     drop(w);
     drop(file);
     if let Some(check) = &opts.pre_commit {
-        check(&tmp)?;
+        tmp.file()
+            .sync_all()
+            .with_context(|| format!("fsync {}", tmp.path().display()))?;
+        check(tmp.path())?;
     }
-    std::fs::rename(&tmp, out)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
-    guard.disarm();
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
+    tmp.commit(out)?;
     Ok(RestoreReport {
         db: db.to_string(),
         txid: mp.header.max_txid,
@@ -580,20 +566,6 @@ pub fn dry_run_report(db: &str, plan: &RestorePlan) -> RestoreReport {
         checksum: None,
         output: String::new(),
         requests: RequestCounts::default(),
-    }
-}
-
-struct TempGuard(Option<PathBuf>);
-impl TempGuard {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
-        }
     }
 }
 

@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "io")]
+pub mod atomic;
 pub mod catalog;
 #[cfg(feature = "io")]
 pub mod compact;
