@@ -161,7 +161,7 @@ impl Streamer {
     /// Feeds the next piece of input; `on` sees every header and page.
     ///
     /// # Errors
-    /// Only what `on` returns; format errors are kept in [`Streamer::error`].
+    /// Only what `on` returns; format errors are kept and returned by [`Streamer::finish`].
     pub fn feed(
         &mut self,
         mut chunk: &[u8],

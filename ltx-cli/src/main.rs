@@ -1,35 +1,18 @@
 //! `ltx`: inspect, verify, diff, apply and compact LTX files.
 //!
-//! `main` parses arguments and calls one module per subcommand; each writes
-//! to an `impl Write` so its output is testable. Exit codes: 0 ok, 1
-//! verification failed or differences found, 2 usage or I/O error.
+//! `main` parses arguments and calls one module of the `ltx_cli` library
+//! per subcommand; each writes to an `impl Write`. Exit codes: 0 ok, 1
+//! verification failed or differences found, 2 usage or I/O error; a
+//! closed pipe (`ltx list | head`) ends quietly with 0.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-mod args;
-mod check;
-mod cmd_apply;
-mod cmd_checksum;
-mod cmd_compact;
-mod cmd_diff;
-mod cmd_dump;
-mod cmd_encode_db;
-mod cmd_list;
-mod cmd_page;
-mod cmd_quickstart;
-mod cmd_restore;
-mod cmd_verify;
-mod convention;
-mod db;
-mod encode;
-mod input;
-mod output;
-mod progress;
-mod remote;
-mod version;
+use ltx_cli::cmd::{
+    apply, checksum, compact, diff, dump, encode_db, list, page, quickstart, restore, verify,
+};
+use ltx_cli::{is_broken_pipe, Failed};
 
 const EXIT_CODES: &str =
     "Exit codes: 0 ok; 1 verification failed or differences found; 2 usage or I/O error.";
@@ -44,40 +27,28 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Print a file's header, trailer, page index and pages.
-    Dump(cmd_dump::Args),
+    Dump(dump::Args),
     /// One row per file: level, TXIDs, commit, pages, checksums, timestamp, WAL fields, bytes.
-    List(cmd_list::Args),
+    List(list::Args),
     /// Verify files completely (in parallel) and, for directories, their chains.
-    Verify(cmd_verify::Args),
+    Verify(verify::Args),
     /// Compare two LTX files or SQLite databases; write the delta with -o.
-    Diff(cmd_diff::Args),
+    Diff(diff::Args),
     /// Apply LTX files to a SQLite database, atomically.
-    Apply(cmd_apply::Args),
+    Apply(apply::Args),
     /// Encode a SQLite database as a snapshot LTX file.
-    EncodeDb(cmd_encode_db::Args),
+    EncodeDb(encode_db::Args),
     /// Rolling checksum of a SQLite database.
-    Checksum(cmd_checksum::Args),
+    Checksum(checksum::Args),
     /// Extract one page via the page index.
-    Page(cmd_page::Args),
+    Page(page::Args),
     /// Merge LTX files into one, copying compressed frames.
-    Compact(cmd_compact::Args),
+    Compact(compact::Args),
     /// Restore a database from a bucket at a TXID, a time or the latest state.
-    Restore(cmd_restore::Args),
+    Restore(restore::Args),
     /// Build a small database, write LTX files, verify, dump and apply them in a temp folder.
-    Quickstart(cmd_quickstart::Args),
+    Quickstart(quickstart::Args),
 }
-
-/// An outcome that is not an I/O or usage error: verification failed or
-/// differences were found (exit code 1). The message was already printed.
-#[derive(Debug)]
-pub struct Failed;
-
-impl std::fmt::Display for Failed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("failed")
-    }
-}
-impl std::error::Error for Failed {}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -94,25 +65,22 @@ fn main() -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let r = match cli.command {
-        Command::Dump(a) => cmd_dump::run(a, &mut out),
-        Command::List(a) => cmd_list::run(a, &mut out),
-        Command::Verify(a) => cmd_verify::run(a, &mut out),
-        Command::Diff(a) => cmd_diff::run(a, &mut out),
-        Command::Apply(a) => cmd_apply::run(a, &mut out),
-        Command::EncodeDb(a) => cmd_encode_db::run(a, &mut out),
-        Command::Checksum(a) => cmd_checksum::run(a, &mut out),
-        Command::Page(a) => cmd_page::run(a, &mut out),
-        Command::Compact(a) => cmd_compact::run(a, &mut out),
-        Command::Quickstart(a) => cmd_quickstart::run(a, &mut out),
-        Command::Restore(a) => cmd_restore::run(a, &mut out),
+        Command::Dump(a) => dump::run(a, &mut out),
+        Command::List(a) => list::run(a, &mut out),
+        Command::Verify(a) => verify::run(a, &mut out),
+        Command::Diff(a) => diff::run(a, &mut out),
+        Command::Apply(a) => apply::run(a, &mut out),
+        Command::EncodeDb(a) => encode_db::run(a, &mut out),
+        Command::Checksum(a) => checksum::run(a, &mut out),
+        Command::Page(a) => page::run(a, &mut out),
+        Command::Compact(a) => compact::run(a, &mut out),
+        Command::Quickstart(a) => quickstart::run(a, &mut out),
+        Command::Restore(a) => restore::run(a, &mut out),
     };
-    let flushed = out.flush();
+    let r = r.and_then(|()| out.flush().map_err(anyhow::Error::from));
     match r {
-        Ok(()) if flushed.is_ok() => ExitCode::SUCCESS,
-        Ok(()) => {
-            eprintln!("ltx: error: writing output: {}", flushed.unwrap_err());
-            ExitCode::from(2)
-        }
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) if e.is::<Failed>() => ExitCode::from(1),
         Err(e) => {
             eprintln!("ltx: error: {e:#}");

@@ -70,6 +70,7 @@ pub fn ratio_json(page_size: u32, frame_size: u64) -> Value {
 /// The 100 header bytes read without any validation, so that a damaged
 /// header can still be shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)] // the header's fields as SPEC.md §3 names them
 pub struct RawHeader {
     pub magic: [u8; 4],
     pub flags: u32,
@@ -276,7 +277,9 @@ pub fn hexdump(w: &mut dyn Write, data: &[u8], squeeze: bool) -> std::io::Result
 /// Column alignment in [`write_table`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Align {
+    /// Padded on the right.
     Left,
+    /// Padded on the left.
     Right,
 }
 

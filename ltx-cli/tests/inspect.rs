@@ -1044,3 +1044,32 @@ fn a_level_file_after_a_finer_file_is_no_gap() {
         );
     }
 }
+
+/// A reader that closes the pipe early (`ltx dump … | head -1`) ends the
+/// command quietly with exit 0, as `cat`, `grep` and ripgrep do: no
+/// "Broken pipe" error on stderr, no exit 1 for a pipeline that worked.
+#[test]
+fn closed_pipe_exits_zero_quietly() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let file = root().join("valid/snapshot-db-4k.ltx");
+    // More than a pipe buffer (64 KiB) of output, so the writes after the
+    // reader goes away really fail with EPIPE.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ltx"))
+        .args(["dump", "--hexdump", "--no-squeeze"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(!first.is_empty(), "no first line");
+    drop(out);
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status:?}, stderr: {err}");
+    assert_eq!(err, "", "stderr on a closed pipe");
+}

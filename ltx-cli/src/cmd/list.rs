@@ -49,6 +49,7 @@ pub struct Args {
     /// Print tab-separated values with a header row.
     #[arg(long)]
     pub tsv: bool,
+    /// `--format-version`: read the inputs as this LTX format version.
     #[command(flatten)]
     pub version: VersionArg,
 }

@@ -59,11 +59,13 @@ pub struct Args {
     /// Input LTX files (directories stand for their `*.ltx` files); merged in TXID order.
     #[arg(required = true, value_name = "FILES")]
     pub files: Vec<PathBuf>,
+    /// `--checksum` / `--no-checksum`: whether the output tracks checksums.
     #[command(flatten)]
     pub checksum: crate::convention::ChecksumArg,
     /// Accept TXID gaps between inputs (when the missing range is known to be empty).
     #[arg(long)]
     pub allow_gaps: bool,
+    /// `--format-version`: read the inputs as this LTX format version.
     #[command(flatten)]
     pub version: VersionArg,
 }

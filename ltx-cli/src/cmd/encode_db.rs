@@ -38,6 +38,7 @@ pub struct Args {
     /// Header timestamp in milliseconds since the Unix epoch (default: now).
     #[arg(long, value_name = "MS", allow_negative_numbers = true)]
     pub timestamp: Option<i64>,
+    /// `--checksum` / `--no-checksum`: whether the output tracks checksums.
     #[command(flatten)]
     pub checksum: crate::convention::ChecksumArg,
 }

@@ -186,7 +186,7 @@ fn quickstart(dir: &Path, out: &mut dyn Write) -> Result<()> {
                 w
             }
             Some(old) => {
-                let (_, tmp, w) = crate::cmd_diff::delta_between(old, &cur, &dest, &opts)?;
+                let (_, tmp, w) = crate::cmd::diff::delta_between(old, &cur, &dest, &opts)?;
                 tmp.commit(&dest)?;
                 w
             }
@@ -261,7 +261,7 @@ fn quickstart(dir: &Path, out: &mut dyn Write) -> Result<()> {
 
     // Compact L0 into one L1 file.
     writeln!(out, "\n== 3. compact level 0 into level 1 ==")?;
-    let (l1_file, w, n) = crate::cmd_compact::compact(&l0_files, &l1, &MergeOptions::default())?;
+    let (l1_file, w, n) = crate::cmd::compact::compact(&l0_files, &l1, &MergeOptions::default())?;
     let l0_bytes: u64 = l0_files
         .iter()
         .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
@@ -287,15 +287,17 @@ fn quickstart(dir: &Path, out: &mut dyn Write) -> Result<()> {
         "\n== 4. what the compacted file holds (`ltx dump --summary {}`) ==",
         rel(dir, &l1_file)
     )?;
-    let cli = <crate::Cli as clap::Parser>::try_parse_from([
-        "ltx".as_ref(),
-        "dump".as_ref(),
+    #[derive(clap::Parser)]
+    struct Dump {
+        #[command(flatten)]
+        args: crate::cmd::dump::Args,
+    }
+    let dump = <Dump as clap::Parser>::try_parse_from([
+        "ltx dump".as_ref(),
         "--summary".as_ref(),
         l1_file.as_os_str(),
     ])?;
-    if let crate::Command::Dump(a) = cli.command {
-        crate::cmd_dump::run(a, out)?;
-    }
+    crate::cmd::dump::run(dump.args, out)?;
     let bytes = std::fs::read(&l1_file)?;
     let f = LtxFile::parse(&bytes)?;
     let pgnos: Vec<u32> = f.index().entries().iter().map(|e| e.pgno).collect();
@@ -318,7 +320,7 @@ fn quickstart(dir: &Path, out: &mut dyn Write) -> Result<()> {
         ("restore-l1.db", vec![l1_file.clone()]),
     ] {
         let target = dir.join(name);
-        let o = crate::cmd_apply::apply(&target, &files, &mut std::io::sink())?;
+        let o = crate::cmd::apply::apply(&target, &files, &mut std::io::sink())?;
         let restored = std::fs::read(&target)?;
         ensure!(
             restored == original,

@@ -10,7 +10,7 @@ use ltx_core::{LtxFile, PageInfo, Pgno};
 use serde_json::json;
 
 use crate::check::{Event, Streamer};
-use crate::cmd_dump::describe_pages;
+use crate::cmd::dump::describe_pages;
 use crate::input;
 use crate::output;
 

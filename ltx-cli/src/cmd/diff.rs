@@ -62,6 +62,7 @@ pub struct Args {
         allow_negative_numbers = true
     )]
     pub timestamp: Option<i64>,
+    /// `--checksum` / `--no-checksum`: whether the output tracks checksums.
     #[command(flatten)]
     pub checksum: crate::convention::ChecksumArg,
 }

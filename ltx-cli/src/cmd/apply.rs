@@ -70,6 +70,7 @@ pub struct Args {
     /// LTX files to apply, in this order (a directory stands for its `*.ltx` files in TXID order).
     #[arg(required = true, value_name = "FILES")]
     pub files: Vec<PathBuf>,
+    /// `--format-version`: read the inputs as this LTX format version.
     #[command(flatten)]
     pub version: VersionArg,
 }

@@ -86,6 +86,7 @@ pub struct Args {
     /// Print only failures and the summary.
     #[arg(long, short)]
     pub quiet: bool,
+    /// `--format-version`: read the inputs as this LTX format version.
     #[command(flatten)]
     pub version: VersionArg,
 }

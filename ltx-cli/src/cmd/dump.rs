@@ -56,6 +56,7 @@ pub struct Args {
     /// Header, trailer and totals only: no page list, no page index.
     #[arg(long, conflicts_with = "page")]
     pub summary: bool,
+    /// `--format-version`: read the inputs as this LTX format version.
     #[command(flatten)]
     pub version: VersionArg,
 }
