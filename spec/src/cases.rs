@@ -166,7 +166,7 @@ impl<'m> Ctx<'m> {
             self.check_unanchored(&full, after, out);
             return;
         }
-        match self.db_for_valid(c.name.as_deref().unwrap_or(""), &mut Vec::new()) {
+        match self.db_for_valid(c.common.name.as_deref().unwrap_or(""), &mut Vec::new()) {
             Ok(db) => out.fail_all(
                 "db_after: ",
                 image_diffs(&db, full.header.page_size, after, &DB_KEYS),
@@ -395,7 +395,7 @@ impl<'m> Ctx<'m> {
             // Keep the state for compactions based on this chain (what
             // chain_state would build), while every step so far applied.
             let state = Rc::new(std::mem::take(&mut db));
-            if let (true, Some(name)) = (clean, &c.name) {
+            if let (true, Some(name)) = (clean, &c.common.name) {
                 let key = format!("chain:{name}@{}", h.max_txid.0);
                 self.dbs
                     .borrow_mut()

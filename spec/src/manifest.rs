@@ -256,50 +256,51 @@ impl Case {
         }
     }
 
-    /// The `name`.
-    pub fn name(&self) -> Option<&str> {
+    /// What every kind has: name, format version, note.
+    pub fn common(&self) -> &CaseCommon {
         match self {
-            Case::Valid(c) => c.name.as_deref(),
-            Case::Invalid(c) | Case::ReferenceAccepts(c) => c.name.as_deref(),
-            Case::Db(c) => c.name.as_deref(),
-            Case::Chain(c) => c.name.as_deref(),
-            Case::Compaction(c) => c.name.as_deref(),
+            Case::Valid(c) => &c.common,
+            Case::Invalid(c) | Case::ReferenceAccepts(c) => &c.common,
+            Case::Db(c) => &c.common,
+            Case::Chain(c) => &c.common,
+            Case::Compaction(c) => &c.common,
         }
     }
 
-    /// Sets the `name`.
-    pub fn set_name(&mut self, name: &str) {
-        let n = Some(name.to_string());
+    /// The same, to change.
+    pub fn common_mut(&mut self) -> &mut CaseCommon {
         match self {
-            Case::Valid(c) => c.name = n,
-            Case::Invalid(c) | Case::ReferenceAccepts(c) => c.name = n,
-            Case::Db(c) => c.name = n,
-            Case::Chain(c) => c.name = n,
-            Case::Compaction(c) => c.name = n,
+            Case::Valid(c) => &mut c.common,
+            Case::Invalid(c) | Case::ReferenceAccepts(c) => &mut c.common,
+            Case::Db(c) => &mut c.common,
+            Case::Chain(c) => &mut c.common,
+            Case::Compaction(c) => &mut c.common,
         }
+    }
+
+    /// The `name`.
+    pub fn name(&self) -> Option<&str> {
+        self.common().name.as_deref()
     }
 
     /// The case's own `format_version`.
     pub fn format_version(&self) -> Option<u64> {
-        match self {
-            Case::Valid(c) => c.format_version,
-            Case::Invalid(c) | Case::ReferenceAccepts(c) => c.format_version,
-            Case::Db(c) => c.format_version,
-            Case::Chain(c) => c.format_version,
-            Case::Compaction(c) => c.format_version,
-        }
+        self.common().format_version
     }
+}
 
-    /// Sets the case's own `format_version`.
-    pub fn set_format_version(&mut self, v: Option<u64>) {
-        match self {
-            Case::Valid(c) => c.format_version = v,
-            Case::Invalid(c) | Case::ReferenceAccepts(c) => c.format_version = v,
-            Case::Db(c) => c.format_version = v,
-            Case::Chain(c) => c.format_version = v,
-            Case::Compaction(c) => c.format_version = v,
-        }
-    }
+/// The fields every kind of case has.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CaseCommon {
+    /// Case name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Format version of the case's file(s) (unused by kind `db`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_version: Option<u64>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The description of one LTX file: a valid case, a chain step, a
@@ -424,15 +425,9 @@ pub struct DbDesc {
 /// Kind `valid`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ValidCase {
-    /// Case name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Format version of the file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format_version: Option<u64>,
-    /// Free text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    /// Name, format version, note.
+    #[serde(flatten)]
+    pub common: CaseCommon,
     /// The LTX file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
@@ -456,15 +451,9 @@ pub struct ValidCase {
 /// Kinds `invalid` and `reference-accepts`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RejectedCase {
-    /// Case name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Format version of the file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format_version: Option<u64>,
-    /// Free text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    /// Name, format version, note.
+    #[serde(flatten)]
+    pub common: CaseCommon,
     /// The LTX file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
@@ -488,15 +477,9 @@ pub struct RejectedCase {
 /// Kind `db`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DbCase {
-    /// Case name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Format version (unused by this kind).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format_version: Option<u64>,
-    /// Free text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    /// Name, format version, note.
+    #[serde(flatten)]
+    pub common: CaseCommon,
     /// The database file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
@@ -511,15 +494,9 @@ pub struct DbCase {
 /// Kind `chain`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChainCase {
-    /// Case name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Format version of the files.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format_version: Option<u64>,
-    /// Free text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    /// Name, format version, note.
+    #[serde(flatten)]
+    pub common: CaseCommon,
     /// The files in apply order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<String>>,
@@ -577,15 +554,9 @@ impl ChainStep {
 /// Kind `compaction`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CompactionCase {
-    /// Case name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Format version of the inputs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format_version: Option<u64>,
-    /// Free text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    /// Name, format version, note.
+    #[serde(flatten)]
+    pub common: CaseCommon,
     /// Input files in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Vec<String>>,

@@ -134,21 +134,27 @@ fn assert_no_panics(r: &Report) {
     }
 }
 
-#[test]
-fn reference_vectors_all_pass() {
-    let n = manifest(&vectors()).cases.len();
-    // testdata/conformance/README.md: 4 chain + 9 compaction + 3 db + 24
-    // invalid + 6 reference-accepts + 12 valid.
-    assert_eq!(n, 58);
-    let r = run(&vectors(), true);
+/// Runs every case of a vector set and asserts all `expected` of them pass
+/// cleanly (no fatal error, no panic, exit code 0).
+fn assert_all_pass(dir: &Path, expected: usize) {
+    assert_eq!(manifest(dir).cases.len(), expected);
+    let r = run(dir, true);
     assert_eq!(r.fatal, None);
     for l in r.lines() {
         eprintln!("{l}");
     }
     assert_eq!(r.failed(), 0, "{:?}", r.failed_names());
-    assert_eq!(r.passed(), n);
-    assert_eq!(r.summary(), format!("{n} passed, 0 failed"));
+    assert_eq!(r.passed(), expected);
+    assert_eq!(r.summary(), format!("{expected} passed, 0 failed"));
     assert_eq!(r.exit_code(), 0);
+    assert_no_panics(&r);
+}
+
+#[test]
+fn reference_vectors_all_pass() {
+    // testdata/conformance/README.md: 4 chain + 9 compaction + 3 db + 24
+    // invalid + 6 reference-accepts + 12 valid.
+    assert_all_pass(&vectors(), 58);
 }
 
 fn old_vectors() -> PathBuf {
@@ -157,17 +163,8 @@ fn old_vectors() -> PathBuf {
 
 #[test]
 fn old_format_vectors_all_pass() {
-    let n = manifest(&old_vectors()).cases.len();
     // testdata/conformance-old/README.md: 125 cases of format versions 1 and 2.
-    assert_eq!(n, 125);
-    let r = run(&old_vectors(), true);
-    assert_eq!(r.fatal, None);
-    for l in r.lines() {
-        eprintln!("{l}");
-    }
-    assert_eq!(r.failed(), 0, "{:?}", r.failed_names());
-    assert_eq!(r.summary(), format!("{n} passed, 0 failed"));
-    assert_no_panics(&r);
+    assert_all_pass(&old_vectors(), 125);
 }
 
 #[test]
@@ -196,7 +193,9 @@ fn doctored_old_manifest_fails_exactly_the_doctored_cases() {
     flip_sha(&mut chain(&mut m, "v1-chain-4k-lz4").steps.as_mut().unwrap()[3].db_sha256);
     let pages = compaction(&mut m, "v2-compact-4k-2-10").desc.pages.as_mut();
     pages.unwrap()[1].sha256.0[31] ^= 1;
-    case_mut(&mut m, "v1-snapshot-512-tiny-lz4").set_format_version(Some(2));
+    case_mut(&mut m, "v1-snapshot-512-tiny-lz4")
+        .common_mut()
+        .format_version = Some(2);
     *rejected_file(&mut m, "v2-bad-magic") = Some("valid/v2-snapshot-4k.ltx".into());
     write_manifest(dir, &m);
     let r = run(dir, false);
@@ -289,8 +288,8 @@ fn doctored_manifest_fails_exactly_the_doctored_cases() {
         &json!({"name": "future-kind", "kind": "wal-segment", "file": "x"}),
     ));
     let mut v4 = case_mut(&mut m, "snapshot-db-4k-full-vacuum-nochecksum").clone();
-    v4.set_name("v4-case");
-    v4.set_format_version(Some(4));
+    v4.common_mut().name = Some("v4-case".into());
+    v4.common_mut().format_version = Some(4);
     m.cases.push(v4.into());
     m.cases.push(Entry::raw(
         &json!({"name": "missing-file", "kind": "valid", "file": "valid/nope.ltx"}),
@@ -305,7 +304,7 @@ fn doctored_manifest_fails_exactly_the_doctored_cases() {
     ));
     // Written verbatim, so the runner really meets the unknown field.
     let mut extra = case_mut(&mut m, "snapshot-db-4k-full-vacuum-nochecksum").clone();
-    extra.set_name("with-unknown-field");
+    extra.common_mut().name = Some("with-unknown-field".into());
     let mut extra = serde_json::to_value(&extra).unwrap();
     extra["some_future_field"] = json!({"nested": [1, 2, 3]});
     m.cases.push(Entry::raw(&extra));
@@ -583,13 +582,13 @@ fn a_rejection_for_another_reason_fails() {
     let Some(Case::Invalid(mut c)) = m.case("truncated-in-trailer").cloned() else {
         panic!("truncated-in-trailer")
     };
-    c.name = Some("truncated-as-reference-accepts".into());
+    c.common.name = Some("truncated-as-reference-accepts".into());
     m.cases.push(Case::ReferenceAccepts(c).into());
     // No category at all.
     let Some(Case::Invalid(mut c)) = m.case("bad-magic-ltx2").cloned() else {
         panic!("bad-magic-ltx2")
     };
-    c.name = Some("no-category".into());
+    c.common.name = Some("no-category".into());
     c.category = None;
     m.cases.push(Case::Invalid(c).into());
     write_manifest(dir, &m);
