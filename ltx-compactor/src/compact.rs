@@ -73,6 +73,17 @@ pub struct PassOptions {
     pub adopt: bool,
 }
 
+impl PassOptions {
+    /// Bytes of output held before they are handed to the sink: a part, or
+    /// less when the single-PUT limit is smaller, so that every output over
+    /// the limit really is a multipart upload.
+    fn flush_at(&self) -> usize {
+        self.part_size
+            .min(self.single_put_limit.saturating_add(1))
+            .max(1)
+    }
+}
+
 impl Default for PassOptions {
     fn default() -> Self {
         PassOptions {
@@ -624,7 +635,7 @@ async fn write_merge(
             plan.write_frame(&mut enc, &mut out, frame, &p)
                 .map_err(|e| anyhow!("output: {e}"))?;
         }
-        if out.len() >= sink.opts.part_size {
+        if out.len() >= sink.opts.flush_at() {
             sink.write(&mut out).await?;
         }
     }
@@ -713,7 +724,7 @@ async fn copy_one(
                     let chunk = chunk.with_context(|| format!("reading {}", src.key))?;
                     n += chunk.len() as u64;
                     out.extend_from_slice(&chunk);
-                    if out.len() >= opts.part_size {
+                    if out.len() >= opts.flush_at() {
                         sink.write(&mut out).await?;
                     }
                 }

@@ -48,9 +48,9 @@ use ltx_core::header::HEADER_SIZE;
 use ltx_core::index::IndexEntry;
 use ltx_core::Header;
 use object_store::path::Path;
-use object_store::{Attribute, GetOptions, GetRange, GetResult, GetResultPayload};
+use object_store::{GetOptions, GetRange, GetResult, GetResultPayload};
 
-use crate::store::{parse_litestream_time, Bucket, ObjectMeta, LITESTREAM_TIMESTAMP};
+use crate::store::{litestream_ms_of, Bucket, ObjectMeta};
 
 /// How objects are read.
 #[derive(Debug, Clone)]
@@ -211,11 +211,9 @@ impl Opened {
     }
 }
 
-/// The `litestream-timestamp` metadata of a GET's attributes, if any.
+/// Litestream's time of a GET's object from its metadata, if any.
 fn litestream_ms(r: &GetResult) -> Option<i64> {
-    r.attributes
-        .get(&Attribute::Metadata(LITESTREAM_TIMESTAMP.into()))
-        .and_then(|v| parse_litestream_time(v.as_ref()))
+    litestream_ms_of(&r.attributes)
 }
 
 /// Bytes of a suffix read that should hold the tail and index of an object

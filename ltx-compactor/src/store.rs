@@ -43,6 +43,30 @@ pub const READ_CONCURRENCY: usize = 32;
 /// `litestream restore -timestamp` compares, not the header.
 pub const LITESTREAM_TIMESTAMP: &str = "litestream-timestamp";
 
+/// The same on Azure Blob Storage, whose metadata names must be C#
+/// identifiers (no `-`: Azure refuses `litestream-timestamp` with
+/// `InvalidMetadata`); Litestream's `abs` client uses this name.
+pub const LITESTREAM_TIMESTAMP_AZURE: &str = "litestreamtimestamp";
+
+/// The metadata name Litestream keeps an object's time under on the store a
+/// URL names: [`LITESTREAM_TIMESTAMP_AZURE`] for `az://`, `azure://`,
+/// `abfs(s)://` (also behind a `wrapper+` prefix), else
+/// [`LITESTREAM_TIMESTAMP`].
+///
+/// ```
+/// use ltx_compactor::store::timestamp_key_for;
+/// assert_eq!(timestamp_key_for("az://c/db"), "litestreamtimestamp");
+/// assert_eq!(timestamp_key_for("s3://b/db"), "litestream-timestamp");
+/// ```
+pub fn timestamp_key_for(url: &str) -> &'static str {
+    let scheme = url.split("://").next().unwrap_or("");
+    let scheme = scheme.rsplit('+').next().unwrap_or(scheme);
+    match scheme.to_ascii_lowercase().as_str() {
+        "az" | "azure" | "abfs" | "abfss" | "adl" => LITESTREAM_TIMESTAMP_AZURE,
+        _ => LITESTREAM_TIMESTAMP,
+    }
+}
+
 /// A time as Litestream writes it: Go's `RFC3339Nano` (fraction without
 /// trailing zeros, none for a whole second), UTC.
 ///
@@ -74,10 +98,12 @@ pub fn parse_litestream_time(s: &str) -> Option<i64> {
         .map(|t| t.timestamp_millis())
 }
 
-/// The `litestream-timestamp` metadata of a GET's attributes, if any.
-fn litestream_ms_of(attrs: &Attributes) -> Option<i64> {
-    attrs
-        .get(&Attribute::Metadata(LITESTREAM_TIMESTAMP.into()))
+/// Litestream's time of an object from its metadata (either name: see
+/// [`timestamp_key_for`]), if present and valid.
+pub fn litestream_ms_of(attrs: &Attributes) -> Option<i64> {
+    [LITESTREAM_TIMESTAMP, LITESTREAM_TIMESTAMP_AZURE]
+        .into_iter()
+        .find_map(|k| attrs.get(&Attribute::Metadata(k.into())))
         .and_then(|v| parse_litestream_time(v.as_ref()))
 }
 
@@ -96,6 +122,8 @@ pub struct Bucket {
     prefix: String,
     /// For `file://` and plain paths: the directory the store is rooted at.
     local_root: Option<PathBuf>,
+    /// The metadata name of Litestream's time on this store.
+    timestamp_key: &'static str,
 }
 
 fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
@@ -175,6 +203,7 @@ impl Bucket {
             url: url.to_string(),
             prefix,
             local_root,
+            timestamp_key: timestamp_key_for(url),
         }
     }
 
@@ -201,6 +230,24 @@ impl Bucket {
     /// Wraps an existing store (tests, fault injection).
     pub fn from_store(store: Arc<dyn ObjectStore>, url: &str, prefix: &str) -> Bucket {
         Bucket::counted(store, url, trim(prefix), None)
+    }
+
+    /// The same bucket seen through a wrapper around its store (fault
+    /// injection): reads, listings and object-store writes go through the
+    /// wrapper; a local directory keeps its own writes (temporary file,
+    /// fsync, rename) and its kernel-lock lease, which no store wrapper
+    /// sees.
+    pub fn wrapped(
+        &self,
+        url: &str,
+        wrap: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>,
+    ) -> Bucket {
+        Bucket::counted(
+            wrap(self.store.clone()),
+            url,
+            self.prefix.clone(),
+            self.local_root.clone(),
+        )
     }
 
     /// The store (requests made through it are counted).
@@ -280,7 +327,8 @@ impl Bucket {
 
     /// The attributes an LTX object of header timestamp `timestamp_ms` is
     /// written with, so that Litestream sees its time: the
-    /// [`LITESTREAM_TIMESTAMP`] metadata on object stores; none for local
+    /// [`LITESTREAM_TIMESTAMP`] metadata on object stores
+    /// ([`LITESTREAM_TIMESTAMP_AZURE`] on Azure); none for local
     /// directories, whose objects get their modification time set by
     /// [`Bucket::stamp`] instead (object_store's local store keeps no
     /// metadata).
@@ -288,7 +336,7 @@ impl Bucket {
         let mut a = Attributes::new();
         if self.local_root.is_none() {
             a.insert(
-                Attribute::Metadata(LITESTREAM_TIMESTAMP.into()),
+                Attribute::Metadata(self.timestamp_key.into()),
                 AttributeValue::from(litestream_time(timestamp_ms)),
             );
         }
