@@ -8,11 +8,11 @@ use anyhow::Result;
 use ltx_core::file::{parse_tail, TAIL_SIZE};
 use ltx_core::header::TRAILER_SIZE;
 use ltx_core::{IndexEntry, PageIndex, Summary, Trailer};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::check::{Event, Streamer};
 use crate::input;
-use crate::output::{self, error_json, RawHeader};
+use crate::output::{self, error_json, ErrorJson, HeaderJson, RawHeader};
 use crate::version::{self, VersionArg};
 use ltx_core::old::v1::V1_FLAG_LZ4;
 use ltx_core::FormatVersion;
@@ -84,7 +84,7 @@ struct Dump<'w> {
     found: bool,
     page_size: u32,
     header_printed: bool,
-    pages_json: Vec<Value>,
+    pages_json: Vec<PageJson>,
     version: FormatVersion,
     lz4_stream: bool,
 }
@@ -122,22 +122,16 @@ impl Dump<'_> {
                     FormatVersion::V1 => "raw",
                 };
                 if self.args.json {
-                    let offset_key = if self.lz4_stream {
-                        "stream_offset"
-                    } else {
-                        "frame_offset"
+                    let v = PageJson {
+                        pgno: info.pgno,
+                        flags: info.flags,
+                        encoding: enc,
+                        frame_offset: (!self.lz4_stream).then_some(info.offset),
+                        stream_offset: self.lz4_stream.then_some(info.offset),
+                        frame_size: info.frame_len,
+                        ratio: output::ratio_json(self.page_size, info.frame_len),
+                        data_hex: self.args.hexdump.then(|| output::hex(data)),
                     };
-                    let mut v = json!({
-                        "pgno": info.pgno,
-                        "flags": info.flags,
-                        "encoding": enc,
-                        offset_key: info.offset,
-                        "frame_size": info.frame_len,
-                        "ratio": output::ratio_json(self.page_size, info.frame_len),
-                    });
-                    if self.args.hexdump {
-                        v["data_hex"] = json!(output::hex(data));
-                    }
                     self.pages_json.push(v);
                 } else {
                     writeln!(
@@ -281,60 +275,58 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     let missing_page = summary.is_some() && selected_page.is_some() && !found;
 
     if json {
-        let index_json = |size: u64, entries: &[IndexEntry], verified: bool| {
-            json!({
-                "size": size,
-                "verified": verified,
-                "entry_count": entries.len(),
-                "entries": entries.iter().filter(|e| keep(e.pgno)).map(|e| json!({
-                    "pgno": e.pgno,
-                    "offset": e.offset,
-                    "size": e.size,
-                    "ratio": output::ratio_json(page_size, e.size),
-                })).collect::<Vec<_>>(),
-            })
+        let index_json = |size: u64, entries: &[IndexEntry], verified: bool| IndexJson::Entries {
+            size,
+            verified,
+            entry_count: entries.len(),
+            entries: entries
+                .iter()
+                .filter(|e| keep(e.pgno))
+                .map(|e| IndexEntryJson {
+                    pgno: e.pgno,
+                    offset: e.offset,
+                    size: e.size,
+                    ratio: output::ratio_json(page_size, e.size),
+                })
+                .collect(),
         };
         let page_index = match (&verified_index, &stored_index) {
-            _ if fversion == FormatVersion::V1 => Value::Null,
-            (Some((size, entries)), _) => index_json(*size, entries, true),
-            (None, Some(Ok((size, idx)))) => index_json(*size, idx.entries(), false),
-            (None, Some(Err(e))) => json!({ "verified": false, "unreadable": e }),
-            _ => Value::Null,
+            _ if fversion == FormatVersion::V1 => None,
+            (Some((size, entries)), _) => Some(index_json(*size, entries, true)),
+            (None, Some(Ok((size, idx)))) => Some(index_json(*size, idx.entries(), false)),
+            (None, Some(Err(e))) => Some(IndexJson::Unreadable {
+                verified: false,
+                unreadable: e.clone(),
+            }),
+            _ => None,
         };
         let trailer = match (&summary, &stored_trailer) {
-            (Some(s), _) => json!({
-                "post_apply_checksum": s.trailer.post_apply_checksum.to_string(),
-                "file_checksum": s.trailer.file_checksum.to_string(),
-                "verified": true,
-            }),
-            (None, Some(t)) => json!({
-                "post_apply_checksum": t.post_apply_checksum.to_string(),
-                "file_checksum": t.file_checksum.to_string(),
-                "verified": false,
-            }),
-            _ => Value::Null,
+            (Some(s), _) => Some(TrailerJson::of(&s.trailer, true)),
+            (None, Some(t)) => Some(TrailerJson::of(t, false)),
+            _ => None,
         };
-        let mut v = json!({
-            "path": name,
-            "format_version": fversion.number(),
-            "format_version_source": version_source,
-            "lz4_page_block": d_lz4_stream,
-            "file_size": total_len,
-            "header": raw_header.map(|h| h.to_json()),
-            "header_valid": header_printed,
-            "page_count": pages,
-            "page_index_size": summary.map(|s| s.index_size),
-            "page_index": page_index,
-            "trailer": trailer,
-            "computed_post_apply_checksum": summary.and_then(|s| s.computed_post_apply).map(|c| c.to_string()),
-            "ok": error.is_none() && !missing_page,
-            "error": error.map(error_json),
-        });
-        if !args.summary {
-            v["pages"] = Value::Array(pages_json);
-        }
-        serde_json::to_writer_pretty(&mut *out, &v)?;
-        writeln!(out)?;
+        output::write_json(
+            out,
+            &DumpJson {
+                path: name.clone(),
+                format_version: fversion.number(),
+                format_version_source: version_source,
+                lz4_page_block: d_lz4_stream,
+                file_size: total_len,
+                header: raw_header.map(|h| h.to_json()),
+                header_valid: header_printed,
+                page_count: pages,
+                page_index_size: summary.map(|s| s.index_size),
+                page_index,
+                trailer,
+                computed_post_apply_checksum: summary
+                    .and_then(|s| s.computed_post_apply)
+                    .map(|c| c.to_string()),
+                ok: error.is_none() && !missing_page,
+                error: error.map(error_json),
+                pages: (!args.summary).then_some(pages_json),
+            },
+        )?;
     } else {
         if !header_printed {
             match raw_header {
@@ -457,6 +449,88 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         return Err(crate::Failed.into());
     }
     Ok(())
+}
+
+/// `ltx dump --json`.
+#[derive(Serialize)]
+struct DumpJson {
+    path: String,
+    format_version: u8,
+    format_version_source: &'static str,
+    lz4_page_block: bool,
+    file_size: u64,
+    header: Option<HeaderJson>,
+    header_valid: bool,
+    page_count: u64,
+    page_index_size: Option<u64>,
+    page_index: Option<IndexJson>,
+    trailer: Option<TrailerJson>,
+    computed_post_apply_checksum: Option<String>,
+    ok: bool,
+    error: Option<ErrorJson>,
+    /// Without `--summary` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pages: Option<Vec<PageJson>>,
+}
+
+/// One page frame in `ltx dump --json`.
+#[derive(Serialize)]
+struct PageJson {
+    pgno: u32,
+    flags: u16,
+    encoding: &'static str,
+    /// The frame's offset in the file (every page block but v1's LZ4 stream).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frame_offset: Option<u64>,
+    /// The page's offset in a v1 LZ4-compressed page block, decompressed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_offset: Option<u64>,
+    frame_size: u64,
+    ratio: f64,
+    /// With `--hexdump` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_hex: Option<String>,
+}
+
+/// The page index in `ltx dump --json`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum IndexJson {
+    /// Verified against the frames, or as stored in a damaged file.
+    Entries {
+        size: u64,
+        verified: bool,
+        entry_count: usize,
+        entries: Vec<IndexEntryJson>,
+    },
+    /// As stored, and unreadable.
+    Unreadable { verified: bool, unreadable: String },
+}
+
+#[derive(Serialize)]
+struct IndexEntryJson {
+    pgno: u32,
+    offset: u64,
+    size: u64,
+    ratio: f64,
+}
+
+/// The trailer in `ltx dump --json`.
+#[derive(Serialize)]
+struct TrailerJson {
+    post_apply_checksum: String,
+    file_checksum: String,
+    verified: bool,
+}
+
+impl TrailerJson {
+    fn of(t: &Trailer, verified: bool) -> TrailerJson {
+        TrailerJson {
+            post_apply_checksum: t.post_apply_checksum.to_string(),
+            file_checksum: t.file_checksum.to_string(),
+            verified,
+        }
+    }
 }
 
 /// `it has 11 pages: 1-2, 4-8, 11` / `it has no pages`.

@@ -11,7 +11,7 @@ use anyhow::Result;
 use ltx_core::checksum::{page_checksum, PageChecksums};
 use ltx_core::{Checksum, Header, LtxFile, PageSize, Pgno, Summary, TxId};
 use rayon::prelude::*;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::check::{self, Streamer};
 use crate::db;
@@ -402,49 +402,44 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         .count();
 
     if args.json {
-        let files: Vec<Value> = results.iter().map(file_json).collect();
-        let chain: Vec<Value> = problems
+        let chains_json: Vec<ChainJson> = chains
             .iter()
-            .map(|p| {
-                json!({
-                    "kind": p.kind,
-                    "dir": p.dir.display().to_string(),
-                    "level": p.level,
-                    "prev": p.prev,
-                    "next": p.next,
-                    "message": p.message,
-                })
+            .map(|c| ChainJson {
+                dir: c.dir.display().to_string(),
+                level: c.level,
+                min_txid: c.min_txid.to_string(),
+                max_txid: c.max_txid.to_string(),
+                files: c.files,
+                db_checksum_replay: c.replay.to_string(),
             })
             .collect();
-        let chains: Vec<Value> = chains
-            .iter()
-            .map(|c| {
-                json!({
-                    "dir": c.dir.display().to_string(),
-                    "level": c.level,
-                    "min_txid": c.min_txid.to_string(),
-                    "max_txid": c.max_txid.to_string(),
-                    "files": c.files,
-                    "db_checksum_replay": c.replay.to_string(),
-                })
-            })
-            .collect();
-        let v = json!({
-            "files": files,
-            "chains": chains,
-            "chain_problems": chain,
-            "summary": {
-                "files": results.len(),
-                "ok": results.len() - failed,
-                "failed": failed,
-                "chain_problems": problems.len(),
-                "chains": chains.len(),
-                "chains_replayed": replayed,
+        output::write_json(
+            out,
+            &VerifyJson {
+                files: results.iter().map(file_json).collect(),
+                chains: chains_json,
+                chain_problems: problems
+                    .iter()
+                    .map(|p| ChainProblemJson {
+                        kind: p.kind,
+                        dir: p.dir.display().to_string(),
+                        level: p.level,
+                        prev: p.prev.as_deref(),
+                        next: &p.next,
+                        message: &p.message,
+                    })
+                    .collect(),
+                summary: SummaryJson {
+                    files: results.len(),
+                    ok: results.len() - failed,
+                    failed,
+                    chain_problems: problems.len(),
+                    chains: chains.len(),
+                    chains_replayed: replayed,
+                },
+                ok: failed == 0 && problems.is_empty(),
             },
-            "ok": failed == 0 && problems.is_empty(),
-        });
-        serde_json::to_writer_pretty(&mut *out, &v)?;
-        writeln!(out)?;
+        )?;
     } else {
         for r in &results {
             match r.error_message() {
@@ -504,30 +499,90 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-fn file_json(r: &FileResult) -> Value {
+/// `ltx verify --json` (local files).
+#[derive(Serialize)]
+struct VerifyJson<'a> {
+    files: Vec<FileJson>,
+    chains: Vec<ChainJson>,
+    chain_problems: Vec<ChainProblemJson<'a>>,
+    summary: SummaryJson,
+    ok: bool,
+}
+
+#[derive(Serialize)]
+struct SummaryJson {
+    files: usize,
+    ok: usize,
+    failed: usize,
+    chain_problems: usize,
+    chains: usize,
+    chains_replayed: usize,
+}
+
+#[derive(Serialize)]
+struct ChainJson {
+    dir: String,
+    level: Option<u32>,
+    min_txid: String,
+    max_txid: String,
+    files: usize,
+    db_checksum_replay: String,
+}
+
+#[derive(Serialize)]
+struct ChainProblemJson<'a> {
+    kind: &'static str,
+    dir: String,
+    level: Option<u32>,
+    prev: Option<&'a str>,
+    next: &'a str,
+    message: &'a str,
+}
+
+/// One file in `ltx verify --json`.
+#[derive(Serialize)]
+struct FileJson {
+    path: String,
+    format_version: Option<u8>,
+    ok: bool,
+    error: Option<String>,
+    category: Option<&'static str>,
+    offset: Option<u64>,
+    pgno: Option<u32>,
+    level: Option<u32>,
+    min_txid: Option<String>,
+    max_txid: Option<String>,
+    commit: Option<u32>,
+    pages: Option<u64>,
+    file_size: u64,
+    post_apply_checksum: Option<String>,
+    file_checksum: Option<String>,
+}
+
+fn file_json(r: &FileResult) -> FileJson {
     let (category, offset, pgno) = match &r.outcome {
-        Outcome::Format(e) => (json!(e.category()), json!(e.offset()), json!(e.pgno())),
-        Outcome::Io(_) => (json!("io"), Value::Null, Value::Null),
-        Outcome::Ok => (Value::Null, Value::Null, Value::Null),
+        Outcome::Format(e) => (e.category(), e.offset(), e.pgno()),
+        Outcome::Io(_) => (Some("io"), None, None),
+        Outcome::Ok => (None, None, None),
     };
     let h = r.header.as_ref();
-    json!({
-        "path": r.path.name(),
-        "format_version": r.version.map(|v| v.number()),
-        "ok": r.ok(),
-        "error": r.error_message(),
-        "category": category,
-        "offset": offset,
-        "pgno": pgno,
-        "level": r.path.level,
-        "min_txid": h.map(|h| h.min_txid.to_string()),
-        "max_txid": h.map(|h| h.max_txid.to_string()),
-        "commit": h.map(|h| h.commit),
-        "pages": r.summary.map(|s| s.page_count),
-        "file_size": r.size,
-        "post_apply_checksum": r.summary.map(|s| s.trailer.post_apply_checksum.to_string()),
-        "file_checksum": r.summary.map(|s| s.trailer.file_checksum.to_string()),
-    })
+    FileJson {
+        path: r.path.name(),
+        format_version: r.version.map(|v| v.number()),
+        ok: r.ok(),
+        error: r.error_message(),
+        category,
+        offset,
+        pgno,
+        level: r.path.level,
+        min_txid: h.map(|h| h.min_txid.to_string()),
+        max_txid: h.map(|h| h.max_txid.to_string()),
+        commit: h.map(|h| h.commit),
+        pages: r.summary.map(|s| s.page_count),
+        file_size: r.size,
+        post_apply_checksum: r.summary.map(|s| s.trailer.post_apply_checksum.to_string()),
+        file_checksum: r.summary.map(|s| s.trailer.file_checksum.to_string()),
+    }
 }
 
 /// Chain checks over the files that came from directories, grouped by
