@@ -499,15 +499,9 @@ fn check_catalog(checked: &[Checked]) -> (Vec<Problem>, Option<String>) {
     // Names against headers.
     for c in checked {
         if let Some(h) = &c.header {
-            if (h.min_txid, h.max_txid) != (c.obj.min_txid, c.obj.max_txid) {
-                push(
-                    "name-mismatch",
-                    Some(&c.obj.key),
-                    format!(
-                        "{}: the name says TXIDs {}-{}, the header says {}-{}",
-                        c.obj.key, c.obj.min_txid, c.obj.max_txid, h.min_txid, h.max_txid
-                    ),
-                );
+            let named = (c.obj.min_txid, c.obj.max_txid);
+            if let Some(m) = crate::chain::name_mismatch(&c.obj.key, named, h) {
+                push("name-mismatch", Some(&c.obj.key), m);
             }
         }
     }
@@ -535,19 +529,10 @@ fn check_catalog(checked: &[Checked]) -> (Vec<Problem>, Option<String>) {
         }
         for p in by_end.get(&(h.min_txid.0 - 1)).into_iter().flatten() {
             let (ph, ps) = (p.header.expect("verified"), p.summary.expect("verified"));
-            if ph.no_checksum() {
-                continue;
-            }
-            let post = ps.trailer.post_apply_checksum;
-            if post != h.pre_apply_checksum {
-                push(
-                    "checksum-link",
-                    Some(&c.obj.key),
-                    format!(
-                        "{} expects pre-apply checksum {}, but {} leaves the database at {post}",
-                        c.obj.key, h.pre_apply_checksum, p.obj.key
-                    ),
-                );
+            if let Some(m) =
+                crate::chain::checksum_link(&p.obj.key, &ph, &ps.trailer, &c.obj.key, h)
+            {
+                push("checksum-link", Some(&c.obj.key), m);
             }
         }
     }

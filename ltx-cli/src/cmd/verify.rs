@@ -13,6 +13,7 @@ use ltx_core::{Checksum, Header, LtxFile, PageSize, Pgno, Summary, TxId};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::chain;
 use crate::check::{self, Streamer};
 use crate::db;
 use crate::input::{self, LtxPath};
@@ -658,22 +659,18 @@ fn check_chains(results: &[FileResult]) -> (Vec<ChainProblem>, Vec<Chain>) {
 fn name_mismatches(results: &[FileResult]) -> Vec<ChainProblem> {
     let mut problems = Vec::new();
     for r in results {
-        if let (Some(h), Some((a, b))) = (&r.header, r.path.txids) {
-            if (h.min_txid, h.max_txid) != (a, b) {
-                problems.push(ChainProblem {
-                    kind: "name-mismatch",
-                    dir: parent(&r.path.path),
-                    level: r.path.level,
-                    prev: None,
-                    next: r.path.name(),
-                    message: format!(
-                        "{}: the name says TXIDs {a}-{b}, the header says {}-{}",
-                        r.path.name(),
-                        h.min_txid,
-                        h.max_txid
-                    ),
-                });
-            }
+        let (Some(h), Some(named)) = (&r.header, r.path.txids) else {
+            continue;
+        };
+        if let Some(message) = chain::name_mismatch(&r.path.name(), named, h) {
+            problems.push(ChainProblem {
+                kind: "name-mismatch",
+                dir: parent(&r.path.path),
+                level: r.path.level,
+                prev: None,
+                next: r.path.name(),
+                message,
+            });
         }
     }
     problems
@@ -931,18 +928,9 @@ fn link_problems(a: &FileResult, b: &FileResult) -> Vec<(&'static str, String)> 
         return out;
     };
     let (an, bn) = (file_name(&a.path.path), file_name(&b.path.path));
-    if !ha.no_checksum() && !hb.no_checksum() {
-        if let Some(sa) = &a.summary {
-            let post = sa.trailer.post_apply_checksum;
-            if hb.pre_apply_checksum != post {
-                out.push((
-                    "checksum-link",
-                    format!(
-                        "{bn} expects pre-apply checksum {}, but {an} leaves the database at {post}",
-                        hb.pre_apply_checksum
-                    ),
-                ));
-            }
+    if let Some(sa) = &a.summary {
+        if let Some(m) = chain::checksum_link(&an, &ha, &sa.trailer, &bn, &hb) {
+            out.push(("checksum-link", m));
         }
     }
     if hb.commit > ha.commit {
