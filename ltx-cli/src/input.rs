@@ -80,28 +80,38 @@ impl LtxPath {
     }
 }
 
-/// The level encoded by a directory name in a Litestream replica:
-/// `ltx/<level>/` (decimal) or `<level as %04x>/` (S3 layout).
+/// The level encoded by the directory `path` lies in, in a Litestream
+/// replica: `ltx/<level>/` or `<level as %04x>/`, by the bucket catalog's
+/// rule ([`ltx_compactor::catalog::parse_level_dir`]: levels 0..=9 only,
+/// lower-case hex), so that a directory and a `file://` bucket agree.
 pub fn level_of(path: &Path) -> Option<u32> {
+    let key = key_of(path)?;
+    let (dir, _) = key.rsplit_once('/')?;
+    ltx_compactor::catalog::parse_level_dir(dir).map(|(_, _, level)| u32::from(level))
+}
+
+/// The last three components of `path` (`<db or ltx>/<level>/<name>`) as
+/// a bucket key, for the catalog's parser.
+fn key_of(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
     let parent = path.parent()?;
     let dir = parent.file_name()?.to_str()?;
-    let grand = parent
-        .parent()
-        .and_then(|g| g.file_name())
-        .and_then(|g| g.to_str());
-    if grand == Some("ltx") && !dir.is_empty() && dir.bytes().all(|b| b.is_ascii_digit()) {
-        return dir.parse().ok();
-    }
-    // As Litestream names them (and as the compactor's catalog reads
-    // them): four lower-case hex digits, levels 0 to 9.
-    if dir.len() == 4
-        && dir
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return u32::from_str_radix(dir, 16).ok().filter(|&l| l <= 9);
-    }
-    None
+    Some(
+        match parent
+            .parent()
+            .and_then(|g| g.file_name())
+            .and_then(|g| g.to_str())
+        {
+            Some(grand) => format!("{grand}/{dir}/{name}"),
+            None => format!("{dir}/{name}"),
+        },
+    )
+}
+
+/// Whether the catalog reads `path` as a Litestream file (a level
+/// directory and a `%016x-%016x.ltx` name in lower-case hex).
+fn is_litestream_file(path: &Path) -> bool {
+    key_of(path).is_some_and(|k| ltx_compactor::catalog::parse_key(&k).is_some())
 }
 
 fn describe(path: PathBuf) -> LtxPath {
@@ -129,8 +139,9 @@ fn walk(dir: &Path, out: &mut Vec<LtxPath>, depth: usize) -> Result<()> {
             let d = describe(p);
             // In a replica layout, a name Litestream does not read (it
             // matches `^[0-9a-f]{16}-[0-9a-f]{16}\.ltx$`: upper-case hex is
-            // ignored) is not part of the replica: skipped, and said so.
-            if d.level.is_some() && d.txids.is_none() {
+            // ignored) is not part of the replica: skipped, and said so, as
+            // for a bucket (the catalog's rule).
+            if d.level.is_some() && !is_litestream_file(&d.path) {
                 eprintln!(
                     "ltx: ignoring {}: not a Litestream file name (%016x-%016x.ltx, lower-case hex); Litestream does not read it either",
                     d.path.display()
@@ -183,5 +194,27 @@ mod tests {
         assert_eq!(level_of(Path::new("db/000a/a.ltx")), None);
         assert_eq!(level_of(Path::new("db/000A/a.ltx")), None);
         assert_eq!(level_of(Path::new("db/x/a.ltx")), None);
+        // One decimal digit only, as Litestream names them (the catalog agrees).
+        assert_eq!(level_of(Path::new("db/ltx/10/a.ltx")), None);
+        assert_eq!(level_of(Path::new("db/ltx/01/a.ltx")), None);
+        assert_eq!(level_of(Path::new("ltx/3/a.ltx")), Some(3));
+        assert_eq!(level_of(Path::new("0003/a.ltx")), Some(3));
+        assert_eq!(level_of(Path::new("/0003/a.ltx")), Some(3));
+        assert_eq!(level_of(Path::new("/ltx/3/a.ltx")), Some(3));
+        // Every directory the catalog reads as a level, and no other.
+        for dir in [
+            "ltx/0",
+            "db/ltx/9",
+            "db/0000",
+            "db/0009",
+            "db/000a",
+            "db/000A",
+            "db/ltx/10",
+        ] {
+            let path = format!("/{dir}/0000000000000001-0000000000000001.ltx");
+            let key = format!("x/{dir}/0000000000000001-0000000000000001.ltx");
+            let catalog = ltx_compactor::catalog::parse_key(&key).map(|k| u32::from(k.level));
+            assert_eq!(level_of(Path::new(&path)), catalog, "{dir}");
+        }
     }
 }

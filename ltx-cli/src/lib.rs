@@ -6,7 +6,8 @@
 //! Around them: [`input`] (memory-mapped files, standard input, replica
 //! directories), [`output`] (text forms, tables, progress), [`db`] (SQLite
 //! database images), [`remote`] (bucket URLs through `ltx-compactor`),
-//! [`check`] (streaming verification), [`encode`], [`convention`]
+//! [`check`] (streaming verification), [`chain`] (the chain rules of
+//! `ltx verify` for directories and buckets), [`encode`], [`convention`]
 //! (checksums for Litestream buckets) and [`args`] (value parsers).
 //!
 //! ```no_run
@@ -25,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod args;
+pub mod chain;
 pub mod check;
 pub mod cmd;
 pub mod convention;

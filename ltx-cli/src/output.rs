@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ltx_core::Header;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 /// Formats milliseconds since the Unix epoch as RFC 3339 UTC with
 /// milliseconds, e.g. `2024-01-02T03:04:05.678Z` (the reference's form), by
@@ -62,9 +62,23 @@ pub fn ratio(page_size: u32, frame_size: u64) -> f64 {
 }
 
 /// A ratio rounded to two decimals, for JSON.
-pub fn ratio_json(page_size: u32, frame_size: u64) -> Value {
-    let r = (ratio(page_size, frame_size) * 100.0).round() / 100.0;
-    json!(r)
+pub fn ratio_json(page_size: u32, frame_size: u64) -> f64 {
+    (ratio(page_size, frame_size) * 100.0).round() / 100.0
+}
+
+/// Writes `v` (a view struct deriving [`Serialize`]) as pretty-printed JSON
+/// and a newline. Every object's keys come out in alphabetical order,
+/// whatever the order of the struct's fields: the order ltx's JSON has
+/// always had (serde_json's maps are sorted without its `preserve_order`
+/// feature), kept byte for byte.
+///
+/// # Errors
+/// Serialisation or write errors.
+pub fn write_json(out: &mut dyn Write, v: &impl Serialize) -> anyhow::Result<()> {
+    let sorted = serde_json::to_value(v)?;
+    serde_json::to_writer_pretty(&mut *out, &sorted)?;
+    writeln!(out)?;
+    Ok(())
 }
 
 /// The 100 header bytes read without any validation, so that a damaged
@@ -134,26 +148,26 @@ impl RawHeader {
     }
 
     /// The header as a JSON object with the manifest's field names.
-    pub fn to_json(self) -> Value {
-        json!({
-            "magic": self.magic_text(),
-            "flags": self.flags,
-            "flag_names": header_flag_names(self.flags),
-            "page_size": self.page_size,
-            "commit": self.commit,
-            "min_txid": hex16(self.min_txid),
-            "max_txid": hex16(self.max_txid),
-            "timestamp": self.timestamp,
-            "timestamp_rfc3339": rfc3339_ms(self.timestamp),
-            "pre_apply_checksum": hex16(self.pre_apply_checksum),
-            "wal_offset": self.wal_offset,
-            "wal_size": self.wal_size,
-            "wal_salt1": self.wal_salt1,
-            "wal_salt2": self.wal_salt2,
-            "node_id": self.node_id,
-            "snapshot": self.min_txid == 1,
-            "reserved_zero": self.reserved.iter().all(|&b| b == 0),
-        })
+    pub fn to_json(self) -> HeaderJson {
+        HeaderJson {
+            magic: self.magic_text(),
+            flags: self.flags,
+            flag_names: header_flag_names(self.flags),
+            page_size: self.page_size,
+            commit: self.commit,
+            min_txid: hex16(self.min_txid),
+            max_txid: hex16(self.max_txid),
+            timestamp: self.timestamp,
+            timestamp_rfc3339: rfc3339_ms(self.timestamp),
+            pre_apply_checksum: hex16(self.pre_apply_checksum),
+            wal_offset: self.wal_offset,
+            wal_size: self.wal_size,
+            wal_salt1: self.wal_salt1,
+            wal_salt2: self.wal_salt2,
+            node_id: self.node_id,
+            snapshot: self.min_txid == 1,
+            reserved_zero: self.reserved.iter().all(|&b| b == 0),
+        }
     }
 
     /// The header as indented `key: value` lines.
@@ -227,14 +241,61 @@ fn printable(b: u8) -> char {
     }
 }
 
+/// A header in JSON ([`RawHeader::to_json`]): the manifest's field names,
+/// TXIDs and checksums as 16 hex digits.
+#[derive(Debug, Clone, Serialize)]
+#[allow(missing_docs)] // the header's fields as SPEC.md §3 names them
+pub struct HeaderJson {
+    pub magic: String,
+    pub flags: u32,
+    pub flag_names: Vec<String>,
+    pub page_size: u32,
+    pub commit: u32,
+    pub min_txid: String,
+    pub max_txid: String,
+    pub timestamp: i64,
+    pub timestamp_rfc3339: String,
+    pub pre_apply_checksum: String,
+    pub wal_offset: i64,
+    pub wal_size: i64,
+    pub wal_salt1: u32,
+    pub wal_salt2: u32,
+    pub node_id: u64,
+    pub snapshot: bool,
+    pub reserved_zero: bool,
+}
+
+/// An error in JSON: message, category, offset, pgno.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorJson {
+    /// What was wrong.
+    pub message: String,
+    /// The error category (`io` for a read error).
+    pub category: Option<&'static str>,
+    /// Byte offset, when known.
+    pub offset: Option<u64>,
+    /// Page number, when known.
+    pub pgno: Option<u32>,
+}
+
 /// An LTX error as JSON: message, category, offset, pgno.
-pub fn error_json(e: &ltx_core::Error) -> Value {
-    json!({
-        "message": e.to_string(),
-        "category": e.category(),
-        "offset": e.offset(),
-        "pgno": e.pgno(),
-    })
+pub fn error_json(e: &ltx_core::Error) -> ErrorJson {
+    ErrorJson {
+        message: e.to_string(),
+        category: e.category(),
+        offset: e.offset(),
+        pgno: e.pgno(),
+    }
+}
+
+/// A read error as JSON (category `io`, no offset or page).
+pub fn io_error_json(message: &str) -> ErrorJson {
+    ErrorJson {
+        message: message.to_string(),
+        category: Some("io"),
+        offset: None,
+        pgno: None,
+    }
 }
 
 /// Writes `data` as a classic `xxd` hexdump: offset, 16 bytes per line in

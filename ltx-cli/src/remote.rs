@@ -23,7 +23,7 @@ use ltx_compactor::store::Bucket;
 use ltx_core::{Header, Summary};
 use object_store::path::Path as ObjPath;
 use object_store::ObjectStoreExt;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::check::{Event, Streamer};
 use crate::output::{self, Align};
@@ -126,9 +126,8 @@ pub fn list(urls: &[String], json_out: bool, tsv: bool, out: &mut dyn Write) -> 
         rows.extend(rt.block_on(list_url(url))?);
     }
     if json_out {
-        let arr: Vec<Value> = rows.iter().map(list_json).collect();
-        serde_json::to_writer_pretty(&mut *out, &arr)?;
-        writeln!(out)?;
+        let arr: Vec<ListJson> = rows.iter().map(list_json).collect();
+        output::write_json(out, &arr)?;
     } else {
         let headers = [
             "level",
@@ -229,31 +228,55 @@ async fn list_url(url: &str) -> Result<Vec<ListRow>> {
     Ok(rows)
 }
 
-fn list_json(r: &ListRow) -> Value {
+/// One object in `ltx list URL --json`.
+#[derive(Serialize)]
+struct ListJson<'a> {
+    db: &'a str,
+    key: &'a str,
+    level: u8,
+    min_txid: String,
+    max_txid: String,
+    file_size: u64,
+    last_modified_ms: i64,
+    page_size: Option<usize>,
+    commit: Option<u32>,
+    pages: Option<usize>,
+    flags: Option<u32>,
+    timestamp: Option<i64>,
+    timestamp_rfc3339: Option<String>,
+    pre_apply_checksum: Option<String>,
+    post_apply_checksum: Option<String>,
+    file_checksum: Option<String>,
+    /// The object's time as Litestream reads it on object stores (its
+    /// `litestream-timestamp` metadata; on a `file` replica, the
+    /// modification time: `last_modified_ms`).
+    litestream_timestamp: Option<i64>,
+    error: Option<&'a str>,
+}
+
+fn list_json(r: &ListRow) -> ListJson<'_> {
     let h = r.meta.as_ref().map(|m| &m.header);
-    json!({
-        "db": r.db,
-        "key": r.obj.key,
-        "level": r.obj.level,
-        "min_txid": r.obj.min_txid.to_string(),
-        "max_txid": r.obj.max_txid.to_string(),
-        "file_size": r.obj.size,
-        "last_modified_ms": r.obj.created_ms,
-        "page_size": h.map(|h| h.page_size.bytes()),
-        "commit": h.map(|h| h.commit),
-        "pages": r.meta.as_ref().map(|m| m.index.len()),
-        "flags": h.map(|h| h.flags),
-        "timestamp": h.map(|h| h.timestamp),
-        "timestamp_rfc3339": h.map(|h| output::rfc3339_ms(h.timestamp)),
-        "pre_apply_checksum": h.map(|h| h.pre_apply_checksum.to_string()),
-        "post_apply_checksum": r.meta.as_ref().map(|m| m.trailer.post_apply_checksum.to_string()),
-        "file_checksum": r.meta.as_ref().map(|m| m.trailer.file_checksum.to_string()),
-        // The object's time as Litestream reads it on object stores (its
-        // `litestream-timestamp` metadata; on a `file` replica, the
-        // modification time: `last_modified_ms`).
-        "litestream_timestamp": r.meta.as_ref().and_then(|m| m.litestream_ms),
-        "error": r.error,
-    })
+    let t = r.meta.as_ref().map(|m| &m.trailer);
+    ListJson {
+        db: &r.db,
+        key: &r.obj.key,
+        level: r.obj.level,
+        min_txid: r.obj.min_txid.to_string(),
+        max_txid: r.obj.max_txid.to_string(),
+        file_size: r.obj.size,
+        last_modified_ms: r.obj.created_ms,
+        page_size: h.map(|h| h.page_size.bytes()),
+        commit: h.map(|h| h.commit),
+        pages: r.meta.as_ref().map(|m| m.index.len()),
+        flags: h.map(|h| h.flags),
+        timestamp: h.map(|h| h.timestamp),
+        timestamp_rfc3339: h.map(|h| output::rfc3339_ms(h.timestamp)),
+        pre_apply_checksum: h.map(|h| h.pre_apply_checksum.to_string()),
+        post_apply_checksum: t.map(|t| t.post_apply_checksum.to_string()),
+        file_checksum: t.map(|t| t.file_checksum.to_string()),
+        litestream_timestamp: r.meta.as_ref().and_then(|m| m.litestream_ms),
+        error: r.error.as_deref(),
+    }
 }
 
 // ---------------------------------------------------------------- verify
@@ -321,35 +344,39 @@ pub fn verify(urls: &[String], json_out: bool, quiet: bool, out: &mut dyn Write)
     let nproblems: usize = all.iter().map(|a| a.3.len()).sum();
     let bytes: u64 = all.iter().flat_map(|a| &a.2).map(|c| c.read).sum();
     if json_out {
-        let dbs: Vec<Value> = all
+        let databases = all
             .iter()
-            .map(|(url, db, checked, problems, latest)| {
-                json!({
-                    "url": url,
-                    "db": db,
-                    "files": checked.iter().map(checked_json).collect::<Vec<_>>(),
-                    "problems": problems.iter().map(|p| json!({
-                        "kind": p.kind, "key": p.key, "message": p.message,
-                    })).collect::<Vec<_>>(),
-                    "latest_restorable_txid": latest,
-                    "ok": problems.is_empty() && checked.iter().all(|c| c.error.is_none()),
-                })
+            .map(|(url, db, checked, problems, latest)| DatabaseJson {
+                url,
+                db,
+                files: checked.iter().map(checked_json).collect(),
+                problems: problems
+                    .iter()
+                    .map(|p| ProblemJson {
+                        kind: p.kind,
+                        key: p.key.as_deref(),
+                        message: &p.message,
+                    })
+                    .collect(),
+                latest_restorable_txid: latest.as_deref(),
+                ok: problems.is_empty() && checked.iter().all(|c| c.error.is_none()),
             })
             .collect();
-        let v = json!({
-            "databases": dbs,
-            "summary": {
-                "databases": all.len(),
-                "files": files,
-                "ok": files - failed,
-                "failed": failed,
-                "problems": nproblems,
-                "bytes_read": bytes,
+        output::write_json(
+            out,
+            &VerifyJson {
+                databases,
+                summary: VerifySummaryJson {
+                    databases: all.len(),
+                    files,
+                    ok: files - failed,
+                    failed,
+                    problems: nproblems,
+                    bytes_read: bytes,
+                },
+                ok: failed == 0 && nproblems == 0,
             },
-            "ok": failed == 0 && nproblems == 0,
-        });
-        serde_json::to_writer_pretty(&mut *out, &v)?;
-        writeln!(out)?;
+        )?;
     } else {
         for (_, db, checked, problems, latest) in &all {
             for c in checked {
@@ -472,15 +499,9 @@ fn check_catalog(checked: &[Checked]) -> (Vec<Problem>, Option<String>) {
     // Names against headers.
     for c in checked {
         if let Some(h) = &c.header {
-            if (h.min_txid, h.max_txid) != (c.obj.min_txid, c.obj.max_txid) {
-                push(
-                    "name-mismatch",
-                    Some(&c.obj.key),
-                    format!(
-                        "{}: the name says TXIDs {}-{}, the header says {}-{}",
-                        c.obj.key, c.obj.min_txid, c.obj.max_txid, h.min_txid, h.max_txid
-                    ),
-                );
+            let named = (c.obj.min_txid, c.obj.max_txid);
+            if let Some(m) = crate::chain::name_mismatch(&c.obj.key, named, h) {
+                push("name-mismatch", Some(&c.obj.key), m);
             }
         }
     }
@@ -508,19 +529,10 @@ fn check_catalog(checked: &[Checked]) -> (Vec<Problem>, Option<String>) {
         }
         for p in by_end.get(&(h.min_txid.0 - 1)).into_iter().flatten() {
             let (ph, ps) = (p.header.expect("verified"), p.summary.expect("verified"));
-            if ph.no_checksum() {
-                continue;
-            }
-            let post = ps.trailer.post_apply_checksum;
-            if post != h.pre_apply_checksum {
-                push(
-                    "checksum-link",
-                    Some(&c.obj.key),
-                    format!(
-                        "{} expects pre-apply checksum {}, but {} leaves the database at {post}",
-                        c.obj.key, h.pre_apply_checksum, p.obj.key
-                    ),
-                );
+            if let Some(m) =
+                crate::chain::checksum_link(&p.obj.key, &ph, &ps.trailer, &c.obj.key, h)
+            {
+                push("checksum-link", Some(&c.obj.key), m);
             }
         }
     }
@@ -558,21 +570,76 @@ fn check_catalog(checked: &[Checked]) -> (Vec<Problem>, Option<String>) {
     (problems, latest)
 }
 
-fn checked_json(c: &Checked) -> Value {
-    json!({
-        "key": c.obj.key,
-        "level": c.obj.level,
-        "min_txid": c.obj.min_txid.to_string(),
-        "max_txid": c.obj.max_txid.to_string(),
-        "file_size": c.obj.size,
-        "bytes_read": c.read,
-        "ok": c.error.is_none(),
-        "error": c.error.as_ref().map(|e| &e.0),
-        "offset": c.error.as_ref().and_then(|e| e.1),
-        "commit": c.header.map(|h| h.commit),
-        "pages": c.summary.map(|s| s.page_count),
-        "timestamp": c.header.map(|h| output::rfc3339_ms(h.timestamp)),
-        "post_apply_checksum": c.summary.map(|s| s.trailer.post_apply_checksum.to_string()),
-        "file_checksum": c.summary.map(|s| s.trailer.file_checksum.to_string()),
-    })
+/// `ltx verify URL --json`.
+#[derive(Serialize)]
+struct VerifyJson<'a> {
+    databases: Vec<DatabaseJson<'a>>,
+    summary: VerifySummaryJson,
+    ok: bool,
+}
+
+#[derive(Serialize)]
+struct VerifySummaryJson {
+    databases: usize,
+    files: usize,
+    ok: usize,
+    failed: usize,
+    problems: usize,
+    bytes_read: u64,
+}
+
+/// One database in `ltx verify URL --json`.
+#[derive(Serialize)]
+struct DatabaseJson<'a> {
+    url: &'a str,
+    db: &'a str,
+    files: Vec<CheckedJson<'a>>,
+    problems: Vec<ProblemJson<'a>>,
+    latest_restorable_txid: Option<&'a str>,
+    ok: bool,
+}
+
+#[derive(Serialize)]
+struct ProblemJson<'a> {
+    kind: &'static str,
+    key: Option<&'a str>,
+    message: &'a str,
+}
+
+/// One object in `ltx verify URL --json`.
+#[derive(Serialize)]
+struct CheckedJson<'a> {
+    key: &'a str,
+    level: u8,
+    min_txid: String,
+    max_txid: String,
+    file_size: u64,
+    bytes_read: u64,
+    ok: bool,
+    error: Option<&'a str>,
+    offset: Option<u64>,
+    commit: Option<u32>,
+    pages: Option<u64>,
+    timestamp: Option<String>,
+    post_apply_checksum: Option<String>,
+    file_checksum: Option<String>,
+}
+
+fn checked_json(c: &Checked) -> CheckedJson<'_> {
+    CheckedJson {
+        key: &c.obj.key,
+        level: c.obj.level,
+        min_txid: c.obj.min_txid.to_string(),
+        max_txid: c.obj.max_txid.to_string(),
+        file_size: c.obj.size,
+        bytes_read: c.read,
+        ok: c.error.is_none(),
+        error: c.error.as_ref().map(|e| e.0.as_str()),
+        offset: c.error.as_ref().and_then(|e| e.1),
+        commit: c.header.map(|h| h.commit),
+        pages: c.summary.map(|s| s.page_count),
+        timestamp: c.header.map(|h| output::rfc3339_ms(h.timestamp)),
+        post_apply_checksum: c.summary.map(|s| s.trailer.post_apply_checksum.to_string()),
+        file_checksum: c.summary.map(|s| s.trailer.file_checksum.to_string()),
+    }
 }

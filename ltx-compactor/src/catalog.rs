@@ -117,54 +117,64 @@ pub fn parse_key(key: &str) -> Option<ParsedKey> {
     if min.0 == 0 || min > max {
         return None;
     }
+    let (db, layout, level) = parse_level_dir(dir)?;
+    Some(ParsedKey {
+        db: db.to_string(),
+        layout,
+        level,
+        min_txid: min,
+        max_txid: max,
+    })
+}
+
+/// Parses the directory part of a key (everything before the file name,
+/// without the trailing slash) as a level directory of either Litestream
+/// layout: the database prefix (empty at the root), the layout and the
+/// level; `None` when it is no level directory. Litestream 0.5.17 names
+/// levels 0..=9 only: `ltx/<one decimal digit>/` or `<%04x>/` in lower
+/// case (`0000`..`0009`); `ltx/10/`, `000a/` and `000A/` are foreign. The
+/// one rule for buckets and for local directories (`ltx verify DIR`).
+///
+/// ```
+/// use ltx_compactor::catalog::{parse_level_dir, Layout};
+/// assert_eq!(parse_level_dir("app/ltx/3"), Some(("app", Layout::LtxDir, 3)));
+/// assert_eq!(parse_level_dir("0009"), Some(("", Layout::HexLevel, 9)));
+/// assert_eq!(parse_level_dir("db/000A"), None);
+/// ```
+pub fn parse_level_dir(dir: &str) -> Option<(&str, Layout, u8)> {
     let (parent, level_s) = match dir.rsplit_once('/') {
         Some((p, l)) => (Some(p), l),
         None => (None, dir),
-    };
-    let hex_level = |s: &str| -> Option<u8> {
-        if s.len() == 4
-            && s.bytes()
-                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-        {
-            u8::try_from(u32::from_str_radix(s, 16).ok()?).ok()
-        } else {
-            None
-        }
     };
     let valid_db = |p: &str| !p.is_empty() && p.split('/').all(|s| !s.is_empty());
     // `<db>/ltx/<level>/`: a single decimal digit under a directory named `ltx`.
     if level_s.len() == 1 && level_s.as_bytes()[0].is_ascii_digit() {
         let level = level_s.as_bytes()[0] - b'0';
-        let parent = parent?;
-        let db = match parent.rsplit_once('/') {
-            Some((db, "ltx")) if valid_db(db) => db.to_string(),
-            None if parent == "ltx" => String::new(),
+        let db = match parent?.rsplit_once('/') {
+            Some((db, "ltx")) if valid_db(db) => db,
+            None if parent == Some("ltx") => "",
             _ => return None,
         };
-        return (level <= SNAPSHOT_LEVEL).then_some(ParsedKey {
-            db,
-            layout: Layout::LtxDir,
-            level,
-            min_txid: min,
-            max_txid: max,
-        });
+        return (level <= SNAPSHOT_LEVEL).then_some((db, Layout::LtxDir, level));
     }
-    let level = hex_level(level_s)?;
+    // `<db>/<level as %04x>/`, lower case.
+    if level_s.len() != 4
+        || !level_s
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
+        return None;
+    }
+    let level = u8::try_from(u32::from_str_radix(level_s, 16).ok()?).ok()?;
     if level > SNAPSHOT_LEVEL {
         return None;
     }
     let db = match parent {
-        Some(p) if valid_db(p) => p.to_string(),
+        Some(p) if valid_db(p) => p,
         Some(_) => return None,
-        None => String::new(),
+        None => "",
     };
-    Some(ParsedKey {
-        db,
-        layout: Layout::HexLevel,
-        level,
-        min_txid: min,
-        max_txid: max,
-    })
+    Some((db, Layout::HexLevel, level))
 }
 
 /// The directory (prefix, with trailing slash) holding one level's files.
@@ -376,6 +386,7 @@ mod tests {
             format!("db/00001/{N}"),
             format!("db/001/{N}"),
             format!("db/000A/{N}"),
+            format!("db/000a/{N}"),
             format!("db/0001/{N}.tmp"),
             format!("db/0001/{}", N.to_uppercase()),
             "db/0001/0000000000000005-0000000000000001.ltx".to_string(),

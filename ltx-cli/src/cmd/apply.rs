@@ -216,8 +216,45 @@ pub fn apply_with(
             crate::input::open(f)?
         });
     }
+    let parsed = parse_all(db_path, files, &sources, forced)?;
+    let headers: Vec<Header> = parsed.iter().map(|p| *p.header()).collect();
+    check_sequence(db_path, files, &headers)?;
+    let image = DbImage::open(db_path, true)?;
+    let first = headers[0];
+    let ps = first.page_size;
+    check_fits(db_path, &files[0], &first, &image)?;
+
+    // 2. Work on a copy beside the database.
+    let (tmp, mut state) = start_copy(db_path, &first, image)?;
+    let total: u64 = parsed.iter().map(|p| p.page_count()).sum();
+    let pb = crate::progress::pages(total, "applying");
+    for (f, file) in files.iter().zip(&parsed) {
+        apply_one(db_path, f, file, &mut state, &tmp, &pb, out)?;
+    }
+    pb.finish_and_clear();
+
+    // 3. Make it durable and atomic.
+    tmp.commit(db_path)?;
+    let last = *headers.last().expect("non-empty");
+    Ok(Outcome {
+        txid: last.max_txid,
+        commit: state.pages(),
+        page_size: ps,
+        checksum: state.value(),
+    })
+}
+
+/// Parses every input (detecting v1 and v2 files, verified whole by
+/// detection; v3 files are only parsed here, their frames verified as they
+/// are applied).
+fn parse_all<'a>(
+    db_path: &Path,
+    files: &[PathBuf],
+    sources: &'a [Source],
+    forced: Option<FormatVersion>,
+) -> Result<Vec<Parsed<'a>>> {
     let mut parsed: Vec<Parsed<'_>> = Vec::with_capacity(files.len());
-    for (f, src) in files.iter().zip(&sources) {
+    for (f, src) in files.iter().zip(sources) {
         if let Some((version, r)) = crate::version::old_version(src, forced) {
             match r {
                 Ok(summary) => {
@@ -256,11 +293,16 @@ pub fn apply_with(
             }
         }
     }
-    let summaries: Vec<Header> = parsed.iter().map(|p| *p.header()).collect();
+    Ok(parsed)
+}
+
+/// The files' headers make one chain: sizes SQLite can hold, one page
+/// size, each file starting right after the one before.
+fn check_sequence(db_path: &Path, files: &[PathBuf], headers: &[Header]) -> Result<()> {
     // SQLite databases hold at most 4294967294 pages; a file claiming more
     // cannot describe a database (and would make us extend it to 16 TiB).
     const SQLITE_MAX_PAGES: u32 = 4_294_967_294;
-    for (f, h) in files.iter().zip(&summaries) {
+    for (f, h) in files.iter().zip(headers) {
         if h.commit > SQLITE_MAX_PAGES {
             return Err(fail(
                 db_path,
@@ -273,7 +315,7 @@ pub fn apply_with(
         }
     }
     for i in 1..files.len() {
-        let (p, n) = (&summaries[i - 1], &summaries[i]);
+        let (p, n) = (&headers[i - 1], &headers[i]);
         if n.page_size != p.page_size {
             return Err(fail(
                 db_path,
@@ -302,41 +344,46 @@ pub fn apply_with(
             ));
         }
     }
+    Ok(())
+}
 
-    let image = DbImage::open(db_path, true)?;
-    let first = summaries[0];
-    let ps = first.page_size;
-    if !first.is_snapshot() {
-        match image.page_size {
-            None if first.no_checksum() => {
-                return Err(fail(
-                    db_path,
-                    format!(
-                        "{}: the database is empty, so the first file must be a snapshot (min TXID 1), not TXID {}-{}",
-                        files[0].display(),
-                        first.min_txid,
-                        first.max_txid
-                    ),
-                ))
-            }
-            Some(dps) if dps != ps => {
-                return Err(fail(
-                    db_path,
-                    format!(
-                        "{}: page size {} but the database has {}-byte pages",
-                        files[0].display(),
-                        ps,
-                        dps
-                    ),
-                ))
-            }
-            _ => {}
-        }
+/// The first file (`first`, at `file`) can apply to the database `image`:
+/// a snapshot always; an incremental file needs a database (unless it
+/// tracks checksums: its pre-apply checksum is checked later) of its page
+/// size.
+fn check_fits(db_path: &Path, file: &Path, first: &Header, image: &DbImage) -> Result<()> {
+    if first.is_snapshot() {
+        return Ok(());
     }
+    match image.page_size {
+        None if first.no_checksum() => Err(fail(
+            db_path,
+            format!(
+                "{}: the database is empty, so the first file must be a snapshot (min TXID 1), not TXID {}-{}",
+                file.display(),
+                first.min_txid,
+                first.max_txid
+            ),
+        )),
+        Some(dps) if dps != first.page_size => Err(fail(
+            db_path,
+            format!(
+                "{}: page size {} but the database has {}-byte pages",
+                file.display(),
+                first.page_size,
+                dps
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
 
-    // 2. Work on a copy beside the database.
+/// The temporary copy beside the database to apply to (empty for a
+/// snapshot), with its page checksums.
+fn start_copy(db_path: &Path, first: &Header, image: DbImage) -> Result<(TempFile, State)> {
+    let ps = first.page_size;
     let tmp = TempFile::beside(db_path, "apply")?;
-    let (mut state, copy_from) = if first.is_snapshot() {
+    let (state, copy_from) = if first.is_snapshot() {
         (State::empty(ps), None)
     } else {
         let state = State::of_image(&image, ps);
@@ -353,88 +400,86 @@ pub fn apply_with(
     if let Ok(m) = std::fs::metadata(db_path) {
         let _ = std::fs::set_permissions(tmp.path(), m.permissions());
     }
-    drop(image);
+    Ok((tmp, state))
+}
 
-    let total: u64 = parsed.iter().map(|p| p.page_count()).sum();
-    let pb = crate::progress::pages(total, "applying");
-    for (f, file) in files.iter().zip(&parsed) {
-        let h = *file.header();
-        if !h.no_checksum() && !h.is_snapshot() {
-            let cur = state.value();
-            if !db::same_checksum(cur, h.pre_apply_checksum) {
-                return Err(fail(
-                    db_path,
-                    format!(
-                        "{}: pre-apply checksum mismatch: the file expects the database at {}, it is at {}",
-                        f.display(),
-                        h.pre_apply_checksum,
-                        cur
-                    ),
-                ));
-            }
-        }
-        let applied = match file {
-            Parsed::V3(file) => state.apply_file(tmp.file(), file, &pb),
-            Parsed::Old { version, bytes, .. } => state.apply_old(tmp.file(), bytes, *version, &pb),
-        };
-        let summary = match applied {
-            Ok(s) => s,
-            Err(e) => {
-                if let Some(Refused(why)) = e.downcast_ref::<Refused>() {
-                    return Err(fail(db_path, format!("{}: refused: {why}", f.display())));
-                }
-                return Err(match e.downcast::<ltx_core::Error>() {
-                    Ok(bad) => fail(
-                        db_path,
-                        format!("{}: verification failed: {bad}", f.display()),
-                    ),
-                    Err(io) => io.context(format!(
-                        "{}: applying to {}",
-                        f.display(),
-                        tmp.path().display()
-                    )),
-                });
-            }
-        };
+/// Applies one file (`f`) to the copy: its pre-apply checksum against the
+/// database, its pages, its post-apply checksum; then one line to `out`.
+fn apply_one(
+    db_path: &Path,
+    f: &Path,
+    file: &Parsed<'_>,
+    state: &mut State,
+    tmp: &TempFile,
+    pb: &indicatif::ProgressBar,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let h = *file.header();
+    if !h.no_checksum() && !h.is_snapshot() {
         let cur = state.value();
-        if !h.no_checksum() && !db::same_checksum(cur, summary.trailer.post_apply_checksum) {
+        if !db::same_checksum(cur, h.pre_apply_checksum) {
             return Err(fail(
                 db_path,
                 format!(
-                    "{}: post-apply checksum mismatch: the file says the database ends at {}, it is at {}",
+                    "{}: pre-apply checksum mismatch: the file expects the database at {}, it is at {}",
                     f.display(),
-                    summary.trailer.post_apply_checksum,
+                    h.pre_apply_checksum,
                     cur
                 ),
             ));
         }
-        writeln!(
-            out,
-            "applied {}: TXID {}-{}, {} pages, commit {}, checksum {}{}",
-            f.display(),
-            h.min_txid,
-            h.max_txid,
-            file.page_count(),
-            h.commit,
-            cur,
-            if h.no_checksum() {
-                " (file has no checksums)"
-            } else {
-                ""
-            }
-        )?;
     }
-    pb.finish_and_clear();
-
-    // 3. Make it durable and atomic.
-    tmp.commit(db_path)?;
-    let last = *summaries.last().expect("non-empty");
-    Ok(Outcome {
-        txid: last.max_txid,
-        commit: state.pages(),
-        page_size: ps,
-        checksum: state.value(),
-    })
+    let applied = match file {
+        Parsed::V3(file) => state.apply_file(tmp.file(), file, pb),
+        Parsed::Old { version, bytes, .. } => state.apply_old(tmp.file(), bytes, *version, pb),
+    };
+    let summary = match applied {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(Refused(why)) = e.downcast_ref::<Refused>() {
+                return Err(fail(db_path, format!("{}: refused: {why}", f.display())));
+            }
+            return Err(match e.downcast::<ltx_core::Error>() {
+                Ok(bad) => fail(
+                    db_path,
+                    format!("{}: verification failed: {bad}", f.display()),
+                ),
+                Err(io) => io.context(format!(
+                    "{}: applying to {}",
+                    f.display(),
+                    tmp.path().display()
+                )),
+            });
+        }
+    };
+    let cur = state.value();
+    if !h.no_checksum() && !db::same_checksum(cur, summary.trailer.post_apply_checksum) {
+        return Err(fail(
+            db_path,
+            format!(
+                "{}: post-apply checksum mismatch: the file says the database ends at {}, it is at {}",
+                f.display(),
+                summary.trailer.post_apply_checksum,
+                cur
+            ),
+        ));
+    }
+    writeln!(
+        out,
+        "applied {}: TXID {}-{}, {} pages, commit {}, checksum {}{}",
+        f.display(),
+        h.min_txid,
+        h.max_txid,
+        file.page_count(),
+        h.commit,
+        cur,
+        if h.no_checksum() {
+            " (file has no checksums)"
+        } else {
+            ""
+        }
+    )?;
+    Ok(())
 }
 
 /// The database copy being updated: its size and page checksums.

@@ -8,7 +8,7 @@ use anyhow::Result;
 use ltx_core::checksum::{page_checksum, DbChecksum};
 use ltx_core::{Checksum, PageSize, Pgno};
 use rayon::prelude::*;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::db::{self, DbImage};
 use crate::output::{self, hex16};
@@ -63,20 +63,24 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     };
 
     if args.json {
-        let mut v = json!({
-            "path": args.db.display().to_string(),
-            "page_size": img.page_size.map(|p| p.get()),
-            "pages": n_pages,
-            "checksum": sum.to_string(),
-        });
-        if args.pages {
-            v["page_checksums"] = per_page
-                .iter()
-                .map(|(p, c)| json!({ "pgno": p, "checksum": hex16(c.0) }))
-                .collect();
-        }
-        serde_json::to_writer_pretty(&mut *out, &v)?;
-        writeln!(out)?;
+        output::write_json(
+            out,
+            &ChecksumJson {
+                path: args.db.display().to_string(),
+                page_size: img.page_size.map(|p| p.get()),
+                pages: n_pages,
+                checksum: sum.to_string(),
+                page_checksums: args.pages.then(|| {
+                    per_page
+                        .iter()
+                        .map(|&(pgno, c)| PageChecksumJson {
+                            pgno,
+                            checksum: hex16(c.0),
+                        })
+                        .collect()
+                }),
+            },
+        )?;
     } else {
         if args.pages {
             for (p, c) in &per_page {
@@ -86,6 +90,24 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         writeln!(out, "{sum}")?;
     }
     Ok(())
+}
+
+/// `ltx checksum --json`.
+#[derive(Serialize)]
+struct ChecksumJson {
+    path: String,
+    page_size: Option<u32>,
+    pages: u32,
+    checksum: String,
+    /// With `--pages` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    page_checksums: Option<Vec<PageChecksumJson>>,
+}
+
+#[derive(Serialize)]
+struct PageChecksumJson {
+    pgno: Pgno,
+    checksum: String,
 }
 
 /// The database checksum and, when `per_page`, each page's checksum.

@@ -18,10 +18,11 @@ use ltx_core::header::HEADER_FLAG_NO_CHECKSUM;
 use ltx_core::types::CHECKSUM_FLAG;
 use ltx_core::{Checksum, Header, LtxFile, PageSize, Pgno, Trailer, TxId};
 use rayon::prelude::*;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::db::{self, ranges, DbImage, TempFile};
 use crate::encode::{self, LtxOptions, PostApply, Written};
+use crate::output;
 use crate::Failed;
 
 /// Pages per rayon task when comparing.
@@ -235,30 +236,48 @@ fn compare_dbs(old: &DbImage, new: &DbImage, sums: bool) -> (PageDiff, Checksum,
 }
 
 /// A header or trailer field that differs: name, A's value, B's value.
-type FieldDiff = (&'static str, Value, Value);
+type FieldDiff = (&'static str, FieldValue, FieldValue);
 
-fn header_fields(h: &Header, t: &Trailer) -> Vec<(&'static str, Value)> {
+/// The value of a header or trailer field: a number, a 16-hex-digit
+/// string (TXIDs, checksums), or none (a database without pages has no
+/// page size). In text as in JSON (strings quoted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+enum FieldValue {
+    U(u64),
+    I(i64),
+    S(String),
+    Null,
+}
+
+impl std::fmt::Display for FieldValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldValue::U(v) => write!(f, "{v}"),
+            FieldValue::I(v) => write!(f, "{v}"),
+            FieldValue::S(s) => write!(f, "{s:?}"),
+            FieldValue::Null => f.write_str("null"),
+        }
+    }
+}
+
+fn header_fields(h: &Header, t: &Trailer) -> Vec<(&'static str, FieldValue)> {
+    use FieldValue::{I, S, U};
     vec![
-        ("flags", json!(h.flags)),
-        ("page_size", json!(h.page_size.get())),
-        ("commit", json!(h.commit)),
-        ("min_txid", json!(h.min_txid.to_string())),
-        ("max_txid", json!(h.max_txid.to_string())),
-        ("timestamp", json!(h.timestamp)),
-        (
-            "pre_apply_checksum",
-            json!(h.pre_apply_checksum.to_string()),
-        ),
-        ("wal_offset", json!(h.wal_offset)),
-        ("wal_size", json!(h.wal_size)),
-        ("wal_salt1", json!(h.wal_salt1)),
-        ("wal_salt2", json!(h.wal_salt2)),
-        ("node_id", json!(h.node_id)),
-        (
-            "post_apply_checksum",
-            json!(t.post_apply_checksum.to_string()),
-        ),
-        ("file_checksum", json!(t.file_checksum.to_string())),
+        ("flags", U(h.flags.into())),
+        ("page_size", U(h.page_size.get().into())),
+        ("commit", U(h.commit.into())),
+        ("min_txid", S(h.min_txid.to_string())),
+        ("max_txid", S(h.max_txid.to_string())),
+        ("timestamp", I(h.timestamp)),
+        ("pre_apply_checksum", S(h.pre_apply_checksum.to_string())),
+        ("wal_offset", I(h.wal_offset)),
+        ("wal_size", I(h.wal_size)),
+        ("wal_salt1", U(h.wal_salt1.into())),
+        ("wal_salt2", U(h.wal_salt2.into())),
+        ("node_id", U(h.node_id)),
+        ("post_apply_checksum", S(t.post_apply_checksum.to_string())),
+        ("file_checksum", S(t.file_checksum.to_string())),
     ]
 }
 
@@ -273,7 +292,9 @@ fn field_diffs(a: &Side<'_>, b: &Side<'_>) -> Vec<FieldDiff> {
         _ => {
             let (x, y) = (a.page_size(), b.page_size());
             if x != y {
-                let v = |p: Option<PageSize>| p.map_or(Value::Null, |p| json!(p.get()));
+                let v = |p: Option<PageSize>| {
+                    p.map_or(FieldValue::Null, |p| FieldValue::U(p.get().into()))
+                };
                 vec![("page_size", v(x), v(y))]
             } else {
                 Vec::new()
@@ -312,13 +333,60 @@ fn side(l: &Loaded) -> Result<Side<'_>> {
     })
 }
 
-fn describe(path: &Path, s: &Side<'_>) -> Value {
-    json!({
-        "path": path.display().to_string(),
-        "kind": s.kind(),
-        "page_size": s.page_size().map(|p| p.get()),
-        "pages": s.pgnos().len(),
-    })
+/// `ltx diff --json`.
+#[derive(Serialize)]
+struct DiffJson<'a> {
+    a: SideJson,
+    b: SideJson,
+    identical: bool,
+    header: Vec<FieldJson<'a>>,
+    only_in_a: &'a [Pgno],
+    only_in_b: &'a [Pgno],
+    differ: &'a [Pgno],
+    /// With `-o` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delta: Option<WrittenJson>,
+}
+
+/// One input of `ltx diff --json`.
+#[derive(Serialize)]
+struct SideJson {
+    path: String,
+    kind: &'static str,
+    page_size: Option<u32>,
+    pages: usize,
+}
+
+/// A header or trailer field that differs.
+#[derive(Serialize)]
+struct FieldJson<'a> {
+    field: &'static str,
+    a: &'a FieldValue,
+    b: &'a FieldValue,
+}
+
+/// The delta `ltx diff -o` wrote.
+#[derive(Serialize)]
+struct WrittenJson {
+    path: String,
+    min_txid: String,
+    max_txid: String,
+    flags: u32,
+    commit: u32,
+    pages: u64,
+    bytes: u64,
+    pre_apply_checksum: String,
+    post_apply_checksum: String,
+    file_checksum: String,
+}
+
+fn describe(path: &Path, s: &Side<'_>) -> SideJson {
+    SideJson {
+        path: path.display().to_string(),
+        kind: s.kind(),
+        page_size: s.page_size().map(|p| p.get()),
+        pages: s.pgnos().len(),
+    }
 }
 
 /// Runs the command.
@@ -354,20 +422,22 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     };
     let identical = fields.is_empty() && pages.is_empty();
     if args.json {
-        let mut v = json!({
-            "a": describe(&args.a, &a),
-            "b": describe(&args.b, &b),
-            "identical": identical,
-            "header": fields.iter().map(|(k, x, y)| json!({"field": k, "a": x, "b": y})).collect::<Vec<_>>(),
-            "only_in_a": pages.only_a,
-            "only_in_b": pages.only_b,
-            "differ": pages.differ,
-        });
-        if let Some((p, w)) = &delta {
-            v["delta"] = written_json(p, w);
-        }
-        serde_json::to_writer_pretty(&mut *out, &v)?;
-        writeln!(out)?;
+        output::write_json(
+            out,
+            &DiffJson {
+                a: describe(&args.a, &a),
+                b: describe(&args.b, &b),
+                identical,
+                header: fields
+                    .iter()
+                    .map(|(field, a, b)| FieldJson { field, a, b })
+                    .collect(),
+                only_in_a: &pages.only_a,
+                only_in_b: &pages.only_b,
+                differ: &pages.differ,
+                delta: delta.as_ref().map(|(p, w)| written_json(p, w)),
+            },
+        )?;
     } else {
         for (name, path, s) in [("A", &args.a, &a), ("B", &args.b, &b)] {
             writeln!(
@@ -441,19 +511,19 @@ pub fn written_line(p: &Path, w: &Written) -> String {
     )
 }
 
-fn written_json(p: &Path, w: &Written) -> Value {
-    json!({
-        "path": p.display().to_string(),
-        "min_txid": w.header.min_txid.to_string(),
-        "max_txid": w.header.max_txid.to_string(),
-        "flags": w.header.flags,
-        "commit": w.header.commit,
-        "pages": w.pages,
-        "bytes": w.bytes,
-        "pre_apply_checksum": w.header.pre_apply_checksum.to_string(),
-        "post_apply_checksum": w.trailer.post_apply_checksum.to_string(),
-        "file_checksum": w.trailer.file_checksum.to_string(),
-    })
+fn written_json(p: &Path, w: &Written) -> WrittenJson {
+    WrittenJson {
+        path: p.display().to_string(),
+        min_txid: w.header.min_txid.to_string(),
+        max_txid: w.header.max_txid.to_string(),
+        flags: w.header.flags,
+        commit: w.header.commit,
+        pages: w.pages,
+        bytes: w.bytes,
+        pre_apply_checksum: w.header.pre_apply_checksum.to_string(),
+        post_apply_checksum: w.trailer.post_apply_checksum.to_string(),
+        file_checksum: w.trailer.file_checksum.to_string(),
+    }
 }
 
 /// Writes (into a temporary file beside `dest`, for the caller to commit)

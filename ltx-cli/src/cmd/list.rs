@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use anyhow::Result;
 use ltx_core::LtxFile;
 use rayon::prelude::*;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::input::{self, LtxPath};
-use crate::output::{self, error_json, hex16, Align, RawHeader};
+use crate::output::{self, error_json, hex16, Align, ErrorJson, RawHeader};
 use crate::version::VersionArg;
 use ltx_core::FormatVersion;
 
@@ -78,12 +78,10 @@ impl RowError {
             RowError::Io(m) => m.clone(),
         }
     }
-    fn json(&self) -> Value {
+    fn json(&self) -> ErrorJson {
         match self {
             RowError::Format(e) => error_json(e),
-            RowError::Io(m) => {
-                json!({ "message": m, "category": "io", "offset": null, "pgno": null })
-            }
+            RowError::Io(m) => output::io_error_json(m),
         }
     }
 }
@@ -156,9 +154,8 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     rows.sort_by_cached_key(sort_key);
 
     if args.json {
-        let arr: Vec<Value> = rows.iter().map(row_json).collect();
-        serde_json::to_writer_pretty(&mut *out, &arr)?;
-        writeln!(out)?;
+        let arr: Vec<RowJson> = rows.iter().map(row_json).collect();
+        output::write_json(out, &arr)?;
     } else {
         let any_error = rows.iter().any(|r| r.error.is_some());
         let mut headers = vec![
@@ -264,29 +261,55 @@ fn row_cells(r: &Row) -> Vec<String> {
     ]
 }
 
-fn row_json(r: &Row) -> Value {
+/// One row of `ltx list --json`.
+#[derive(Serialize)]
+struct RowJson {
+    path: String,
+    format_version: Option<u8>,
+    level: Option<u32>,
+    flags: Option<u32>,
+    page_size: Option<u32>,
+    commit: Option<u32>,
+    min_txid: Option<String>,
+    max_txid: Option<String>,
+    pages: Option<usize>,
+    timestamp: Option<i64>,
+    timestamp_rfc3339: Option<String>,
+    pre_apply_checksum: Option<String>,
+    post_apply_checksum: Option<String>,
+    file_checksum: Option<String>,
+    wal_offset: Option<i64>,
+    wal_size: Option<i64>,
+    wal_salt1: Option<u32>,
+    wal_salt2: Option<u32>,
+    node_id: Option<u64>,
+    file_size: u64,
+    error: Option<ErrorJson>,
+}
+
+fn row_json(r: &Row) -> RowJson {
     let h = r.header.as_ref();
-    json!({
-        "path": r.path.name(),
-        "format_version": r.version.map(|v| v.number()),
-        "level": r.path.level,
-        "flags": h.map(|h| h.flags),
-        "page_size": h.map(|h| h.page_size),
-        "commit": h.map(|h| h.commit),
-        "min_txid": h.map(|h| hex16(h.min_txid)),
-        "max_txid": h.map(|h| hex16(h.max_txid)),
-        "pages": r.pages,
-        "timestamp": h.map(|h| h.timestamp),
-        "timestamp_rfc3339": h.map(|h| output::rfc3339_ms(h.timestamp)),
-        "pre_apply_checksum": h.map(|h| hex16(h.pre_apply_checksum)),
-        "post_apply_checksum": r.post_apply.map(hex16),
-        "file_checksum": r.file_checksum.map(hex16),
-        "wal_offset": h.map(|h| h.wal_offset),
-        "wal_size": h.map(|h| h.wal_size),
-        "wal_salt1": h.map(|h| h.wal_salt1),
-        "wal_salt2": h.map(|h| h.wal_salt2),
-        "node_id": h.map(|h| h.node_id),
-        "file_size": r.size,
-        "error": r.error.as_ref().map(RowError::json),
-    })
+    RowJson {
+        path: r.path.name(),
+        format_version: r.version.map(|v| v.number()),
+        level: r.path.level,
+        flags: h.map(|h| h.flags),
+        page_size: h.map(|h| h.page_size),
+        commit: h.map(|h| h.commit),
+        min_txid: h.map(|h| hex16(h.min_txid)),
+        max_txid: h.map(|h| hex16(h.max_txid)),
+        pages: r.pages,
+        timestamp: h.map(|h| h.timestamp),
+        timestamp_rfc3339: h.map(|h| output::rfc3339_ms(h.timestamp)),
+        pre_apply_checksum: h.map(|h| hex16(h.pre_apply_checksum)),
+        post_apply_checksum: r.post_apply.map(hex16),
+        file_checksum: r.file_checksum.map(hex16),
+        wal_offset: h.map(|h| h.wal_offset),
+        wal_size: h.map(|h| h.wal_size),
+        wal_salt1: h.map(|h| h.wal_salt1),
+        wal_salt2: h.map(|h| h.wal_salt2),
+        node_id: h.map(|h| h.node_id),
+        file_size: r.size,
+        error: r.error.as_ref().map(RowError::json),
+    }
 }

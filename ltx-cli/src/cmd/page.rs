@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use ltx_core::checksum::{crc64, page_checksum};
 use ltx_core::{LtxFile, PageInfo, Pgno};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::check::{Event, Streamer};
 use crate::cmd::dump::describe_pages;
@@ -76,7 +76,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     } = found;
 
     if let Some(path) = &args.output {
-        write_file(path, &data)?;
+        write_file(out, path, &data)?;
         eprintln!(
             "ltx: wrote page {} ({} bytes) to {}",
             info.pgno,
@@ -85,22 +85,23 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         );
     }
     if args.json {
-        let v = json!({
-            "path": name,
-            "pgno": info.pgno,
-            "page_size": page_size,
-            "flags": info.flags,
-            "encoding": output::page_encoding(info.flags),
-            "frame_offset": info.offset,
-            "frame_size": info.frame_len,
-            "ratio": output::ratio_json(page_size, info.frame_len),
-            "crc64": output::hex16(crc64(&data)),
-            "page_checksum": page_checksum(info.pgno, &data).to_string(),
-            "first_bytes_hex": output::hex(&data[..data.len().min(16)]),
-            "output": args.output.as_ref().map(|p| p.display().to_string()),
-        });
-        serde_json::to_writer_pretty(&mut *out, &v)?;
-        writeln!(out)?;
+        output::write_json(
+            out,
+            &PageJson {
+                path: name,
+                pgno: info.pgno,
+                page_size,
+                flags: info.flags,
+                encoding: output::page_encoding(info.flags),
+                frame_offset: info.offset,
+                frame_size: info.frame_len,
+                ratio: output::ratio_json(page_size, info.frame_len),
+                crc64: output::hex16(crc64(&data)),
+                page_checksum: page_checksum(info.pgno, &data).to_string(),
+                first_bytes_hex: output::hex(&data[..data.len().min(16)]),
+                output: args.output.as_ref().map(|p| p.display().to_string()),
+            },
+        )?;
     } else if args.raw {
         out.write_all(&data)?;
     } else if args.output.is_none() {
@@ -109,11 +110,28 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-fn write_file(path: &Path, data: &[u8]) -> Result<()> {
+/// `ltx page --json`.
+#[derive(Serialize)]
+struct PageJson {
+    path: String,
+    pgno: Pgno,
+    page_size: u32,
+    flags: u16,
+    encoding: &'static str,
+    frame_offset: u64,
+    frame_size: u64,
+    ratio: f64,
+    crc64: String,
+    page_checksum: String,
+    first_bytes_hex: String,
+    output: Option<String>,
+}
+
+/// Writes the page to `path`, or to `out` for `-o -`.
+fn write_file(out: &mut dyn Write, path: &Path, data: &[u8]) -> Result<()> {
     if input::is_stdin(path) {
-        let mut so = std::io::stdout().lock();
-        so.write_all(data)?;
-        return so.flush().context("writing standard output");
+        out.write_all(data)?;
+        return out.flush().context("writing standard output");
     }
     std::fs::write(path, data).with_context(|| format!("{}: cannot write", path.display()))
 }

@@ -18,6 +18,7 @@ use ltx_compactor::fetch::{self, RestoreOptions, RestoreReport};
 use ltx_compactor::restore::Target;
 use ltx_compactor::store::Bucket;
 use ltx_core::TxId;
+use serde::Serialize;
 
 use crate::args::{parse_time, parse_txid};
 use crate::output;
@@ -271,35 +272,18 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         Err(e) => return remote::fail(out, &format!("{e:#} ({} left unchanged)", outp.display())),
     };
     if args.json {
-        let mut v = serde_json::to_value(&rep)?;
-        if let Some(m) = v.as_object_mut() {
-            m.insert(
-                "integrity_check".into(),
-                if integrity != IntegrityCheck::None {
-                    "ok".into()
-                } else {
-                    serde_json::Value::Null
-                },
-            );
-            m.insert("integrity_check_level".into(), integrity.name().into());
-            m.insert("requested".into(), landing.requested_json());
-            m.insert(
-                "behind_requested_ms".into(),
-                landing
-                    .behind_ms()
-                    .map_or(serde_json::Value::Null, Into::into),
-            );
-            m.insert(
-                "newest_at_or_before_requested".into(),
-                landing.newest.into(),
-            );
-            m.insert(
-                "elapsed_ms".into(),
-                (started.elapsed().as_millis() as u64).into(),
-            );
-        }
-        serde_json::to_writer_pretty(&mut *out, &v)?;
-        writeln!(out)?;
+        output::write_json(
+            out,
+            &RestoreJson {
+                report: &rep,
+                integrity_check: (integrity != IntegrityCheck::None).then_some("ok"),
+                integrity_check_level: integrity.name(),
+                requested: landing.requested_json(),
+                behind_requested_ms: landing.behind_ms(),
+                newest_at_or_before_requested: landing.newest,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+            },
+        )?;
     } else {
         print_report(out, &rep, integrity, started.elapsed())?;
         if let Some(line) = landing.describe() {
@@ -307,6 +291,35 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `ltx restore --json`: the compactor's report and how the restore
+/// landed.
+#[derive(Serialize)]
+struct RestoreJson<'a> {
+    #[serde(flatten)]
+    report: &'a RestoreReport,
+    /// `ok` after a SQLite check, none without one.
+    integrity_check: Option<&'static str>,
+    integrity_check_level: &'static str,
+    requested: RequestedJson,
+    behind_requested_ms: Option<i64>,
+    newest_at_or_before_requested: bool,
+    elapsed_ms: u64,
+}
+
+/// What a restore was asked for.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum RequestedJson {
+    Txid {
+        txid: String,
+    },
+    Timestamp {
+        timestamp_ms: i64,
+        timestamp: String,
+    },
+    Latest,
 }
 
 /// Where a restore landed relative to what was asked.
@@ -351,15 +364,16 @@ impl Landing {
         }
     }
 
-    fn requested_json(&self) -> serde_json::Value {
+    fn requested_json(&self) -> RequestedJson {
         match self.target {
-            Target::Txid(t) => serde_json::json!({"kind": "txid", "txid": t.to_string()}),
-            Target::Time(ms) => serde_json::json!({
-                "kind": "timestamp",
-                "timestamp_ms": ms,
-                "timestamp": fetch::rfc3339(ms),
-            }),
-            Target::Latest => serde_json::json!({"kind": "latest"}),
+            Target::Txid(t) => RequestedJson::Txid {
+                txid: t.to_string(),
+            },
+            Target::Time(ms) => RequestedJson::Timestamp {
+                timestamp_ms: ms,
+                timestamp: fetch::rfc3339(ms),
+            },
+            Target::Latest => RequestedJson::Latest,
         }
     }
 

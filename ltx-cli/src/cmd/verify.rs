@@ -11,8 +11,9 @@ use anyhow::Result;
 use ltx_core::checksum::{page_checksum, PageChecksums};
 use ltx_core::{Checksum, Header, LtxFile, PageSize, Pgno, Summary, TxId};
 use rayon::prelude::*;
-use serde_json::{json, Value};
+use serde::Serialize;
 
+use crate::chain;
 use crate::check::{self, Streamer};
 use crate::db;
 use crate::input::{self, LtxPath};
@@ -311,20 +312,14 @@ fn verify_stdin(tick: &dyn Fn(u64), forced: Option<FormatVersion>) -> Result<Fil
     Ok(r)
 }
 
-/// Runs the command.
-pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
-    if let Some(urls) = crate::remote::urls_of(&args.paths)? {
-        if args.version.forced().is_some() || args.no_chain {
-            anyhow::bail!(
-                "--format-version and --no-chain apply to local files, not to bucket URLs"
-            );
-        }
-        return crate::remote::verify(&urls, args.json, args.quiet, out);
-    }
+/// The local files to verify, each with whether it came from a directory
+/// argument (and is chain-checked), and whether `-` (standard input) was
+/// given.
+fn local_inputs(paths: &[PathBuf]) -> Result<(Vec<(LtxPath, bool)>, bool)> {
     // Expand each argument separately to know which files came from directories.
     let mut local: Vec<(LtxPath, bool)> = Vec::new();
     let mut stdin = false;
-    for p in &args.paths {
+    for p in paths {
         if input::is_stdin(p) {
             stdin = true;
             continue;
@@ -347,18 +342,21 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
             }
         }
     }
-    let local = unique;
-    if local.is_empty() && !stdin {
+    if unique.is_empty() && !stdin {
         anyhow::bail!(
             "no LTX files found in {}",
-            args.paths
+            paths
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         );
     }
+    Ok((unique, stdin))
+}
 
+/// Verifies the local files in parallel, then standard input.
+fn verify_all(local: Vec<(LtxPath, bool)>, stdin: bool, args: &Args) -> Result<Vec<FileResult>> {
     let total: u64 = local
         .iter()
         .filter_map(|(p, _)| std::fs::metadata(&p.path).ok().map(|m| m.len()))
@@ -371,7 +369,6 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
             pb.set_position(d);
         }
     };
-
     let mut results: Vec<FileResult> = local
         .into_par_iter()
         .map(|(p, in_dir)| {
@@ -385,149 +382,251 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         results.push(verify_stdin(&|n| spb.inc(n), args.version.forced())?);
         spb.finish_and_clear();
     }
+    Ok(results)
+}
 
+/// Runs the command.
+pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
+    if let Some(urls) = crate::remote::urls_of(&args.paths)? {
+        if args.version.forced().is_some() || args.no_chain {
+            anyhow::bail!(
+                "--format-version and --no-chain apply to local files, not to bucket URLs"
+            );
+        }
+        return crate::remote::verify(&urls, args.json, args.quiet, out);
+    }
+    let (local, stdin) = local_inputs(&args.paths)?;
+    let results = verify_all(local, stdin, &args)?;
     let (problems, chains) = if args.no_chain {
         (Vec::new(), Vec::new())
     } else {
         check_chains(&results)
     };
-    let replayed = chains
-        .iter()
-        .filter(|c| matches!(c.replay, Replay::Verified))
-        .count();
-    let failed = results.iter().filter(|r| !r.ok()).count();
-    let io_errors = results
+    let v = Verdict {
+        failed: results.iter().filter(|r| !r.ok()).count(),
+        replayed: chains
+            .iter()
+            .filter(|c| matches!(c.replay, Replay::Verified))
+            .count(),
+        results,
+        problems,
+        chains,
+    };
+    let io_errors = v
+        .results
         .iter()
         .filter(|r| matches!(r.outcome, Outcome::Io(_)))
         .count();
-
     if args.json {
-        let files: Vec<Value> = results.iter().map(file_json).collect();
-        let chain: Vec<Value> = problems
-            .iter()
-            .map(|p| {
-                json!({
-                    "kind": p.kind,
-                    "dir": p.dir.display().to_string(),
-                    "level": p.level,
-                    "prev": p.prev,
-                    "next": p.next,
-                    "message": p.message,
-                })
-            })
-            .collect();
-        let chains: Vec<Value> = chains
-            .iter()
-            .map(|c| {
-                json!({
-                    "dir": c.dir.display().to_string(),
-                    "level": c.level,
-                    "min_txid": c.min_txid.to_string(),
-                    "max_txid": c.max_txid.to_string(),
-                    "files": c.files,
-                    "db_checksum_replay": c.replay.to_string(),
-                })
-            })
-            .collect();
-        let v = json!({
-            "files": files,
-            "chains": chains,
-            "chain_problems": chain,
-            "summary": {
-                "files": results.len(),
-                "ok": results.len() - failed,
-                "failed": failed,
-                "chain_problems": problems.len(),
-                "chains": chains.len(),
-                "chains_replayed": replayed,
-            },
-            "ok": failed == 0 && problems.is_empty(),
-        });
-        serde_json::to_writer_pretty(&mut *out, &v)?;
-        writeln!(out)?;
+        write_json(out, &v)?;
     } else {
-        for r in &results {
-            match r.error_message() {
-                None if !args.quiet => writeln!(out, "ok   {}", r.path.name())?,
-                None => {}
-                Some(m) => writeln!(out, "FAIL {}: {m}", r.path.name())?,
-            }
-        }
-        for c in chains.iter().filter(|_| !args.quiet) {
-            let level = c.level.map(|l| format!(" level {l}")).unwrap_or_default();
-            writeln!(
-                out,
-                "chain {}{level}: TXID {}-{}, {} file{}: database checksum replay {}",
-                c.dir.display(),
-                c.min_txid,
-                c.max_txid,
-                c.files,
-                if c.files == 1 { "" } else { "s" },
-                c.replay
-            )?;
-        }
-        for p in &problems {
-            let level = p.level.map(|l| format!(" level {l}")).unwrap_or_default();
-            writeln!(
-                out,
-                "CHAIN {}{level}: {}: {}",
-                p.dir.display(),
-                p.kind,
-                p.message
-            )?;
-        }
-        let mut line = format!(
-            "{} file{} verified, {failed} failed",
-            results.len(),
-            if results.len() == 1 { "" } else { "s" }
-        );
-        if !args.no_chain {
-            line.push_str(&format!(", {} chain problems", problems.len()));
-            if !chains.is_empty() {
-                line.push_str(&format!(
-                    ", database checksum replayed for {replayed} of {} chain{}",
-                    chains.len(),
-                    if chains.len() == 1 { "" } else { "s" }
-                ));
-            }
-        }
-        writeln!(out, "{line}")?;
+        write_text(out, &v, args.quiet, args.no_chain)?;
     }
 
     if io_errors > 0 {
         out.flush().ok();
-        anyhow::bail!("{io_errors} of {} files could not be read", results.len());
+        anyhow::bail!("{io_errors} of {} files could not be read", v.results.len());
     }
-    if failed > 0 || !problems.is_empty() {
+    if v.failed > 0 || !v.problems.is_empty() {
         return Err(crate::Failed.into());
     }
     Ok(())
 }
 
-fn file_json(r: &FileResult) -> Value {
+/// Everything `ltx verify` found over local files.
+struct Verdict {
+    results: Vec<FileResult>,
+    problems: Vec<ChainProblem>,
+    chains: Vec<Chain>,
+    /// Files that failed.
+    failed: usize,
+    /// Chains whose database checksum replay verified.
+    replayed: usize,
+}
+
+/// `ltx verify --json`: one object.
+fn write_json(out: &mut dyn Write, v: &Verdict) -> Result<()> {
+    let chains = v
+        .chains
+        .iter()
+        .map(|c| ChainJson {
+            dir: c.dir.display().to_string(),
+            level: c.level,
+            min_txid: c.min_txid.to_string(),
+            max_txid: c.max_txid.to_string(),
+            files: c.files,
+            db_checksum_replay: c.replay.to_string(),
+        })
+        .collect();
+    let chain_problems = v
+        .problems
+        .iter()
+        .map(|p| ChainProblemJson {
+            kind: p.kind,
+            dir: p.dir.display().to_string(),
+            level: p.level,
+            prev: p.prev.as_deref(),
+            next: &p.next,
+            message: &p.message,
+        })
+        .collect();
+    output::write_json(
+        out,
+        &VerifyJson {
+            files: v.results.iter().map(file_json).collect(),
+            chains,
+            chain_problems,
+            summary: SummaryJson {
+                files: v.results.len(),
+                ok: v.results.len() - v.failed,
+                failed: v.failed,
+                chain_problems: v.problems.len(),
+                chains: v.chains.len(),
+                chains_replayed: v.replayed,
+            },
+            ok: v.failed == 0 && v.problems.is_empty(),
+        },
+    )
+}
+
+/// `ltx verify`: a line per file (failures only with `quiet`), per chain
+/// (not with `quiet`) and per chain problem, then the summary line.
+fn write_text(out: &mut dyn Write, v: &Verdict, quiet: bool, no_chain: bool) -> Result<()> {
+    for r in &v.results {
+        match r.error_message() {
+            None if !quiet => writeln!(out, "ok   {}", r.path.name())?,
+            None => {}
+            Some(m) => writeln!(out, "FAIL {}: {m}", r.path.name())?,
+        }
+    }
+    for c in v.chains.iter().filter(|_| !quiet) {
+        let level = c.level.map(|l| format!(" level {l}")).unwrap_or_default();
+        writeln!(
+            out,
+            "chain {}{level}: TXID {}-{}, {} file{}: database checksum replay {}",
+            c.dir.display(),
+            c.min_txid,
+            c.max_txid,
+            c.files,
+            if c.files == 1 { "" } else { "s" },
+            c.replay
+        )?;
+    }
+    for p in &v.problems {
+        let level = p.level.map(|l| format!(" level {l}")).unwrap_or_default();
+        writeln!(
+            out,
+            "CHAIN {}{level}: {}: {}",
+            p.dir.display(),
+            p.kind,
+            p.message
+        )?;
+    }
+    let n = v.results.len();
+    let mut line = format!(
+        "{n} file{} verified, {} failed",
+        if n == 1 { "" } else { "s" },
+        v.failed
+    );
+    if !no_chain {
+        line.push_str(&format!(", {} chain problems", v.problems.len()));
+        if !v.chains.is_empty() {
+            line.push_str(&format!(
+                ", database checksum replayed for {} of {} chain{}",
+                v.replayed,
+                v.chains.len(),
+                if v.chains.len() == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    writeln!(out, "{line}")?;
+    Ok(())
+}
+
+/// `ltx verify --json` (local files).
+#[derive(Serialize)]
+struct VerifyJson<'a> {
+    files: Vec<FileJson>,
+    chains: Vec<ChainJson>,
+    chain_problems: Vec<ChainProblemJson<'a>>,
+    summary: SummaryJson,
+    ok: bool,
+}
+
+#[derive(Serialize)]
+struct SummaryJson {
+    files: usize,
+    ok: usize,
+    failed: usize,
+    chain_problems: usize,
+    chains: usize,
+    chains_replayed: usize,
+}
+
+#[derive(Serialize)]
+struct ChainJson {
+    dir: String,
+    level: Option<u32>,
+    min_txid: String,
+    max_txid: String,
+    files: usize,
+    db_checksum_replay: String,
+}
+
+#[derive(Serialize)]
+struct ChainProblemJson<'a> {
+    kind: &'static str,
+    dir: String,
+    level: Option<u32>,
+    prev: Option<&'a str>,
+    next: &'a str,
+    message: &'a str,
+}
+
+/// One file in `ltx verify --json`.
+#[derive(Serialize)]
+struct FileJson {
+    path: String,
+    format_version: Option<u8>,
+    ok: bool,
+    error: Option<String>,
+    category: Option<&'static str>,
+    offset: Option<u64>,
+    pgno: Option<u32>,
+    level: Option<u32>,
+    min_txid: Option<String>,
+    max_txid: Option<String>,
+    commit: Option<u32>,
+    pages: Option<u64>,
+    file_size: u64,
+    post_apply_checksum: Option<String>,
+    file_checksum: Option<String>,
+}
+
+fn file_json(r: &FileResult) -> FileJson {
     let (category, offset, pgno) = match &r.outcome {
-        Outcome::Format(e) => (json!(e.category()), json!(e.offset()), json!(e.pgno())),
-        Outcome::Io(_) => (json!("io"), Value::Null, Value::Null),
-        Outcome::Ok => (Value::Null, Value::Null, Value::Null),
+        Outcome::Format(e) => (e.category(), e.offset(), e.pgno()),
+        Outcome::Io(_) => (Some("io"), None, None),
+        Outcome::Ok => (None, None, None),
     };
     let h = r.header.as_ref();
-    json!({
-        "path": r.path.name(),
-        "format_version": r.version.map(|v| v.number()),
-        "ok": r.ok(),
-        "error": r.error_message(),
-        "category": category,
-        "offset": offset,
-        "pgno": pgno,
-        "level": r.path.level,
-        "min_txid": h.map(|h| h.min_txid.to_string()),
-        "max_txid": h.map(|h| h.max_txid.to_string()),
-        "commit": h.map(|h| h.commit),
-        "pages": r.summary.map(|s| s.page_count),
-        "file_size": r.size,
-        "post_apply_checksum": r.summary.map(|s| s.trailer.post_apply_checksum.to_string()),
-        "file_checksum": r.summary.map(|s| s.trailer.file_checksum.to_string()),
-    })
+    FileJson {
+        path: r.path.name(),
+        format_version: r.version.map(|v| v.number()),
+        ok: r.ok(),
+        error: r.error_message(),
+        category,
+        offset,
+        pgno,
+        level: r.path.level,
+        min_txid: h.map(|h| h.min_txid.to_string()),
+        max_txid: h.map(|h| h.max_txid.to_string()),
+        commit: h.map(|h| h.commit),
+        pages: r.summary.map(|s| s.page_count),
+        file_size: r.size,
+        post_apply_checksum: r.summary.map(|s| s.trailer.post_apply_checksum.to_string()),
+        file_checksum: r.summary.map(|s| s.trailer.file_checksum.to_string()),
+    }
 }
 
 /// Chain checks over the files that came from directories, grouped by
@@ -535,98 +634,9 @@ fn file_json(r: &FileResult) -> Value {
 /// problems found, and each chain (a snapshot and the files after it, or
 /// the files before a directory's first snapshot) with its replay verdict.
 fn check_chains(results: &[FileResult]) -> (Vec<ChainProblem>, Vec<Chain>) {
-    let mut problems = Vec::new();
+    let mut problems = name_mismatches(results);
     let mut chains = Vec::new();
-
-    // File names that disagree with headers (any file).
-    for r in results {
-        if let (Some(h), Some((a, b))) = (&r.header, r.path.txids) {
-            if (h.min_txid, h.max_txid) != (a, b) {
-                problems.push(ChainProblem {
-                    kind: "name-mismatch",
-                    dir: parent(&r.path.path),
-                    level: r.path.level,
-                    prev: None,
-                    next: r.path.name(),
-                    message: format!(
-                        "{}: the name says TXIDs {a}-{b}, the header says {}-{}",
-                        r.path.name(),
-                        h.min_txid,
-                        h.max_txid
-                    ),
-                });
-            }
-        }
-    }
-
-    // In a replica layout, the files of every level of one database by the
-    // TXID they end at: a level's file that starts just after a file of a
-    // coarser level (or a snapshot) follows that file, as the compactor's
-    // cumulative windows do (level k's window starts where its parent's
-    // does, so level k alone overlaps itself and has holes its parent
-    // bridges).
-    let mut ends: std::collections::HashMap<(PathBuf, u64), Vec<&FileResult>> =
-        std::collections::HashMap::new();
-    for r in results
-        .iter()
-        .filter(|r| r.in_dir && r.path.level.is_some())
-    {
-        if let Some(h) = &r.header {
-            let root = parent(&parent(&r.path.path));
-            ends.entry((root, h.max_txid.0)).or_default().push(r);
-        }
-    }
-    let rank = |r: &FileResult| match (r.header, r.path.level) {
-        (Some(h), _) if h.is_snapshot() => u32::MAX,
-        (_, l) => l.unwrap_or(0),
-    };
-    let bridges = |b: &FileResult| -> Vec<&FileResult> {
-        let (Some(h), Some(level)) = (b.header, b.path.level) else {
-            return Vec::new();
-        };
-        let key = (parent(&parent(&b.path.path)), h.min_txid.0.wrapping_sub(1));
-        let all: Vec<&FileResult> = ends.get(&key).into_iter().flatten().copied().collect();
-        let coarser: Vec<&FileResult> = all.iter().copied().filter(|&r| rank(r) > level).collect();
-        // No coarser file ends there: a file of a finer level does, and a
-        // restore path runs through it (a gap is a TXID no combination of
-        // files reaches; the compactor's check has the same rule).
-        if coarser.is_empty() {
-            all.into_iter().filter(|&r| rank(r) < level).collect()
-        } else {
-            coarser
-        }
-    };
-
-    // A file whose whole range lies inside a file of a coarser level (or a
-    // snapshot) of the same database is redundant, never a gap or an
-    // overlap: Litestream keeps L0 files for `l0-retention` after
-    // compacting them, and the newest L0 file stays for its replica
-    // position (the compactor's `check_contiguity` has the same rule).
-    let mut by_root: std::collections::HashMap<PathBuf, Vec<&FileResult>> =
-        std::collections::HashMap::new();
-    for r in results
-        .iter()
-        .filter(|r| r.in_dir && r.path.level.is_some() && r.header.is_some())
-    {
-        by_root
-            .entry(parent(&parent(&r.path.path)))
-            .or_default()
-            .push(r);
-    }
-    let covered = |b: &FileResult| -> bool {
-        let (Some(h), Some(level)) = (b.header, b.path.level) else {
-            return false;
-        };
-        by_root
-            .get(&parent(&parent(&b.path.path)))
-            .into_iter()
-            .flatten()
-            .any(|&r| {
-                let hr = r.header.expect("filtered");
-                rank(r) > level && hr.min_txid <= h.min_txid && hr.max_txid >= h.max_txid
-            })
-    };
-
+    let replica = Replica::of(results);
     let mut groups: BTreeMap<PathBuf, Vec<&FileResult>> = BTreeMap::new();
     for r in results.iter().filter(|r| r.in_dir && r.header.is_some()) {
         groups.entry(parent(&r.path.path)).or_default().push(r);
@@ -636,147 +646,277 @@ fn check_chains(results: &[FileResult]) -> (Vec<ChainProblem>, Vec<Chain>) {
             let h = r.header.as_ref().expect("filtered");
             (h.min_txid, h.max_txid, r.path.path.clone())
         });
-        // In a replica layout, a level's first file must apply on a state
-        // some file of the database ends at (or lie inside a coarser file).
-        if let Some(first) = files.first() {
-            let h = first.header.expect("filtered");
-            if first.path.level.is_some()
-                && !h.is_snapshot()
-                && bridges(first).is_empty()
-                && !covered(first)
-            {
-                problems.push(ChainProblem {
-                    kind: "gap",
-                    dir: dir.clone(),
-                    level: first.path.level,
-                    prev: None,
-                    next: first.path.name(),
-                    message: format!(
-                        "{} starts at TXID {} but no file of this database ends at {}",
-                        file_name(&first.path.path),
-                        h.min_txid,
-                        hex16(h.min_txid.0 - 1)
-                    ),
-                });
-            }
-        }
+        check_first(&dir, files[0], &replica, &mut problems);
         for w in files.windows(2) {
-            let (a, b) = (w[0], w[1]);
-            let (ha, hb) = (a.header.unwrap(), b.header.unwrap());
-            let mut push = |kind: &'static str, prev: &FileResult, message: String| {
-                problems.push(ChainProblem {
-                    kind,
-                    dir: dir.clone(),
-                    level: b.path.level,
-                    prev: Some(prev.path.name()),
-                    next: b.path.name(),
-                    message,
-                })
-            };
-            let (an, bn) = (file_name(&a.path.path), file_name(&b.path.path));
-            if hb.is_snapshot() {
-                continue; // a snapshot starts a new chain
-            }
-            let contiguous = hb.min_txid.0 == ha.max_txid.0.saturating_add(1);
-            if !contiguous && hb.max_txid > ha.max_txid {
-                let coarser = bridges(b);
-                if !coarser.is_empty() {
-                    for c in coarser {
-                        let hc = c.header.expect("has a header");
-                        if hb.page_size != hc.page_size {
-                            let cn = file_name(&c.path.path);
-                            push(
-                                "page-size",
-                                c,
-                                format!(
-                                    "{bn} has page size {}, {cn} before it has {}",
-                                    hb.page_size, hc.page_size
-                                ),
-                            );
-                        }
-                        for (kind, message) in link_problems(c, b) {
-                            push(kind, c, message);
-                        }
-                    }
-                    continue;
-                }
-            }
-            if !contiguous && covered(b) {
-                continue;
-            }
-            if hb.page_size != ha.page_size {
-                push(
-                    "page-size",
-                    a,
-                    format!(
-                        "{bn} has page size {}, {an} before it has {}",
-                        hb.page_size, ha.page_size
-                    ),
-                );
-            }
-            if hb.min_txid.0 > ha.max_txid.0.saturating_add(1) {
-                push(
-                    "gap",
-                    a,
-                    format!(
-                        "TXIDs {}..={} are missing between {an} and {bn}",
-                        hex16(ha.max_txid.0 + 1),
-                        hex16(hb.min_txid.0 - 1)
-                    ),
-                );
-                continue;
-            }
-            if hb.min_txid <= ha.max_txid {
-                push(
-                    "overlap",
-                    a,
-                    format!(
-                        "{bn} (TXIDs {}-{}) overlaps {an} (TXIDs {}-{})",
-                        hb.min_txid, hb.max_txid, ha.min_txid, ha.max_txid
-                    ),
-                );
-                continue;
-            }
-            // Contiguous.
-            for (kind, message) in link_problems(a, b) {
-                push(kind, a, message);
-            }
+            check_pair(&dir, w[0], w[1], &replica, &mut problems);
         }
-        // Split at every snapshot and replay each chain.
-        let mut start = 0;
-        while start < files.len() {
-            let end = files[start + 1..]
-                .iter()
-                .position(|r| r.header.expect("filtered").is_snapshot())
-                .map_or(files.len(), |i| start + 1 + i);
-            let chain = &files[start..end];
-            let (replay, problem) = replay_chain(chain);
-            let (first, last) = (
-                chain[0].header.unwrap(),
-                chain[chain.len() - 1].header.unwrap(),
-            );
-            chains.push(Chain {
-                dir: dir.clone(),
-                level: chain[0].path.level,
-                min_txid: first.min_txid,
-                max_txid: last.max_txid,
-                files: chain.len(),
-                replay,
-            });
-            if let Some(p) = problem {
-                problems.push(ChainProblem {
-                    kind: "db-checksum",
-                    dir: dir.clone(),
-                    level: chain[0].path.level,
-                    prev: p.prev,
-                    next: p.next,
-                    message: p.message,
-                });
-            }
-            start = end;
-        }
+        replay_dir(&dir, &files, &mut problems, &mut chains);
     }
     (problems, chains)
+}
+
+/// File names that disagree with headers (any file).
+fn name_mismatches(results: &[FileResult]) -> Vec<ChainProblem> {
+    let mut problems = Vec::new();
+    for r in results {
+        let (Some(h), Some(named)) = (&r.header, r.path.txids) else {
+            continue;
+        };
+        if let Some(message) = chain::name_mismatch(&r.path.name(), named, h) {
+            problems.push(ChainProblem {
+                kind: "name-mismatch",
+                dir: parent(&r.path.path),
+                level: r.path.level,
+                prev: None,
+                next: r.path.name(),
+                message,
+            });
+        }
+    }
+    problems
+}
+
+/// The replica-layout files of every database (the directory above the
+/// level directories), for the rules across levels.
+struct Replica<'a> {
+    /// By database and the TXID they end at.
+    ends: std::collections::HashMap<(PathBuf, u64), Vec<&'a FileResult>>,
+    /// By database.
+    by_root: std::collections::HashMap<PathBuf, Vec<&'a FileResult>>,
+}
+
+impl<'a> Replica<'a> {
+    fn of(results: &'a [FileResult]) -> Replica<'a> {
+        let mut ends: std::collections::HashMap<(PathBuf, u64), Vec<&FileResult>> =
+            std::collections::HashMap::new();
+        let mut by_root: std::collections::HashMap<PathBuf, Vec<&FileResult>> =
+            std::collections::HashMap::new();
+        for r in results
+            .iter()
+            .filter(|r| r.in_dir && r.path.level.is_some())
+        {
+            if let Some(h) = &r.header {
+                let root = parent(&parent(&r.path.path));
+                ends.entry((root.clone(), h.max_txid.0))
+                    .or_default()
+                    .push(r);
+                by_root.entry(root).or_default().push(r);
+            }
+        }
+        Replica { ends, by_root }
+    }
+
+    /// A level's file that starts just after a file of a coarser level (or
+    /// a snapshot) follows that file, as the compactor's cumulative windows
+    /// do (level k's window starts where its parent's does, so level k
+    /// alone overlaps itself and has holes its parent bridges): the files
+    /// `b` follows that way. No coarser file ends there: the files of finer
+    /// levels that do, since a restore path runs through them (a gap is a
+    /// TXID no combination of files reaches; the compactor's check has the
+    /// same rule).
+    fn bridges(&self, b: &FileResult) -> Vec<&'a FileResult> {
+        let (Some(h), Some(level)) = (b.header, b.path.level) else {
+            return Vec::new();
+        };
+        let key = (parent(&parent(&b.path.path)), h.min_txid.0.wrapping_sub(1));
+        let all: Vec<&FileResult> = self.ends.get(&key).into_iter().flatten().copied().collect();
+        let coarser: Vec<&FileResult> = all.iter().copied().filter(|&r| rank(r) > level).collect();
+        if coarser.is_empty() {
+            all.into_iter().filter(|&r| rank(r) < level).collect()
+        } else {
+            coarser
+        }
+    }
+
+    /// Whether `b`'s whole range lies inside a file of a coarser level (or
+    /// a snapshot) of the same database: redundant, never a gap or an
+    /// overlap. Litestream keeps L0 files for `l0-retention` after
+    /// compacting them, and the newest L0 file stays for its replica
+    /// position (the compactor's `check_contiguity` has the same rule).
+    fn covered(&self, b: &FileResult) -> bool {
+        let (Some(h), Some(level)) = (b.header, b.path.level) else {
+            return false;
+        };
+        self.by_root
+            .get(&parent(&parent(&b.path.path)))
+            .into_iter()
+            .flatten()
+            .any(|&r| {
+                let hr = r.header.expect("filtered");
+                rank(r) > level && hr.min_txid <= h.min_txid && hr.max_txid >= h.max_txid
+            })
+    }
+}
+
+/// A file's rank among levels: snapshots above every level.
+fn rank(r: &FileResult) -> u32 {
+    match (r.header, r.path.level) {
+        (Some(h), _) if h.is_snapshot() => u32::MAX,
+        (_, l) => l.unwrap_or(0),
+    }
+}
+
+/// In a replica layout, a level's first file must apply on a state some
+/// file of the database ends at (or lie inside a coarser file).
+fn check_first(
+    dir: &Path,
+    first: &FileResult,
+    replica: &Replica<'_>,
+    problems: &mut Vec<ChainProblem>,
+) {
+    let h = first.header.expect("filtered");
+    if first.path.level.is_some()
+        && !h.is_snapshot()
+        && replica.bridges(first).is_empty()
+        && !replica.covered(first)
+    {
+        problems.push(ChainProblem {
+            kind: "gap",
+            dir: dir.to_path_buf(),
+            level: first.path.level,
+            prev: None,
+            next: first.path.name(),
+            message: format!(
+                "{} starts at TXID {} but no file of this database ends at {}",
+                file_name(&first.path.path),
+                h.min_txid,
+                hex16(h.min_txid.0 - 1)
+            ),
+        });
+    }
+}
+
+/// Checks `b` against `a`, the file before it in its directory (or against
+/// the coarser files it follows): page size, gap, overlap, checksum link,
+/// missing pages.
+fn check_pair(
+    dir: &Path,
+    a: &FileResult,
+    b: &FileResult,
+    replica: &Replica<'_>,
+    problems: &mut Vec<ChainProblem>,
+) {
+    let (ha, hb) = (a.header.unwrap(), b.header.unwrap());
+    let mut push = |kind: &'static str, prev: &FileResult, message: String| {
+        problems.push(ChainProblem {
+            kind,
+            dir: dir.to_path_buf(),
+            level: b.path.level,
+            prev: Some(prev.path.name()),
+            next: b.path.name(),
+            message,
+        })
+    };
+    let (an, bn) = (file_name(&a.path.path), file_name(&b.path.path));
+    if hb.is_snapshot() {
+        return; // a snapshot starts a new chain
+    }
+    let contiguous = hb.min_txid.0 == ha.max_txid.0.saturating_add(1);
+    if !contiguous && hb.max_txid > ha.max_txid {
+        let coarser = replica.bridges(b);
+        if !coarser.is_empty() {
+            for c in coarser {
+                let hc = c.header.expect("has a header");
+                if hb.page_size != hc.page_size {
+                    let cn = file_name(&c.path.path);
+                    push(
+                        "page-size",
+                        c,
+                        format!(
+                            "{bn} has page size {}, {cn} before it has {}",
+                            hb.page_size, hc.page_size
+                        ),
+                    );
+                }
+                for (kind, message) in link_problems(c, b) {
+                    push(kind, c, message);
+                }
+            }
+            return;
+        }
+    }
+    if !contiguous && replica.covered(b) {
+        return;
+    }
+    if hb.page_size != ha.page_size {
+        push(
+            "page-size",
+            a,
+            format!(
+                "{bn} has page size {}, {an} before it has {}",
+                hb.page_size, ha.page_size
+            ),
+        );
+    }
+    if hb.min_txid.0 > ha.max_txid.0.saturating_add(1) {
+        push(
+            "gap",
+            a,
+            format!(
+                "TXIDs {}..={} are missing between {an} and {bn}",
+                hex16(ha.max_txid.0 + 1),
+                hex16(hb.min_txid.0 - 1)
+            ),
+        );
+        return;
+    }
+    if hb.min_txid <= ha.max_txid {
+        push(
+            "overlap",
+            a,
+            format!(
+                "{bn} (TXIDs {}-{}) overlaps {an} (TXIDs {}-{})",
+                hb.min_txid, hb.max_txid, ha.min_txid, ha.max_txid
+            ),
+        );
+        return;
+    }
+    // Contiguous.
+    for (kind, message) in link_problems(a, b) {
+        push(kind, a, message);
+    }
+}
+
+/// Splits a directory's files (in TXID order) at every snapshot and
+/// replays each chain's database checksum.
+fn replay_dir(
+    dir: &Path,
+    files: &[&FileResult],
+    problems: &mut Vec<ChainProblem>,
+    chains: &mut Vec<Chain>,
+) {
+    let mut start = 0;
+    while start < files.len() {
+        let end = files[start + 1..]
+            .iter()
+            .position(|r| r.header.expect("filtered").is_snapshot())
+            .map_or(files.len(), |i| start + 1 + i);
+        let chain = &files[start..end];
+        let (replay, problem) = replay_chain(chain);
+        let (first, last) = (
+            chain[0].header.unwrap(),
+            chain[chain.len() - 1].header.unwrap(),
+        );
+        chains.push(Chain {
+            dir: dir.to_path_buf(),
+            level: chain[0].path.level,
+            min_txid: first.min_txid,
+            max_txid: last.max_txid,
+            files: chain.len(),
+            replay,
+        });
+        if let Some(p) = problem {
+            problems.push(ChainProblem {
+                kind: "db-checksum",
+                dir: dir.to_path_buf(),
+                level: chain[0].path.level,
+                prev: p.prev,
+                next: p.next,
+                message: p.message,
+            });
+        }
+        start = end;
+    }
 }
 
 /// What is wrong between `a` and `b` when `b` starts just after `a` ends
@@ -788,18 +928,9 @@ fn link_problems(a: &FileResult, b: &FileResult) -> Vec<(&'static str, String)> 
         return out;
     };
     let (an, bn) = (file_name(&a.path.path), file_name(&b.path.path));
-    if !ha.no_checksum() && !hb.no_checksum() {
-        if let Some(sa) = &a.summary {
-            let post = sa.trailer.post_apply_checksum;
-            if hb.pre_apply_checksum != post {
-                out.push((
-                    "checksum-link",
-                    format!(
-                        "{bn} expects pre-apply checksum {}, but {an} leaves the database at {post}",
-                        hb.pre_apply_checksum
-                    ),
-                ));
-            }
+    if let Some(sa) = &a.summary {
+        if let Some(m) = chain::checksum_link(&an, &ha, &sa.trailer, &bn, &hb) {
+            out.push(("checksum-link", m));
         }
     }
     if hb.commit > ha.commit {
