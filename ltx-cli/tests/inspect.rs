@@ -1068,7 +1068,12 @@ fn closed_pipe_exits_zero_quietly() {
     assert!(!first.is_empty(), "no first line");
     drop(out);
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "exit {status:?}, stderr: {err}");
     assert_eq!(err, "", "stderr on a closed pipe");

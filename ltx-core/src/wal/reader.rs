@@ -394,12 +394,11 @@ impl WalReader {
     /// Bytes consumed so far. After [`WalEvent::End`] (without
     /// `scan_tail`) this is the offset of what ended the valid part.
     pub fn position(&self) -> u64 {
-        self.offset
-            + if self.stage_used {
-                0
-            } else {
-                self.stage.len() as u64
-            }
+        if self.state == State::Done || self.stage_used {
+            self.offset
+        } else {
+            self.offset + self.stage.len() as u64
+        }
     }
 
     /// The first error, if any.
