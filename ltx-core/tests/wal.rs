@@ -617,3 +617,80 @@ fn a_huge_claimed_commit_costs_nothing() {
     assert!(done.db_checksum.unwrap().has_flag());
     LtxFile::parse(&out).unwrap().verify().unwrap();
 }
+
+#[test]
+fn resume_continues_and_notices_a_restart() {
+    let (w, mut b) = two_txns(ByteOrder::Big, 0);
+    let s = wal::scan(&w);
+    let h = s.header.unwrap();
+    let first = &s.transactions[0];
+    let resumed = |w: &[u8], from: u64, sum: [u32; 2]| {
+        let mut r = WalReader::resume(h, from, sum).unwrap();
+        let mut input = &w[from as usize..];
+        let mut txns = Vec::new();
+        loop {
+            let (n, ev) = r.read(input).unwrap();
+            input = &input[n..];
+            match ev {
+                WalEvent::Commit(t) => txns.push(t.clone()),
+                WalEvent::NeedMore | WalEvent::End(_) => break,
+                _ => {}
+            }
+        }
+        (txns, r.finish())
+    };
+    let (txns, end) = resumed(&w, first.end(), first.checksum);
+    assert_eq!(txns.len(), 1);
+    let mut second = s.transactions[1].clone();
+    second.index = 0;
+    assert_eq!(txns[0], second);
+    assert_eq!(
+        (end.valid_end, end.reason),
+        (w.len() as u64, WalEndReason::EndOfInput)
+    );
+    // From the start, with the header's checksum: everything.
+    assert_eq!(resumed(&w, 32, h.checksum).0.len(), 2);
+    // A wrong checksum at the resume point: the first frame fails.
+    let (txns, end) = resumed(&w, first.end(), [1, 2]);
+    assert!(txns.is_empty());
+    assert!(matches!(end.reason, WalEndReason::ChecksumMismatch { .. }));
+    // Misaligned offsets are refused.
+    assert!(WalReader::resume(h, first.end() + 1, first.checksum).is_err());
+    assert!(WalReader::resume(h, 0, first.checksum).is_err());
+    // SQLite restarted the WAL and wrote more than before: the frame at the
+    // resume point carries the new salts.
+    let mut w2 = w.clone();
+    b.restart(&mut w2, 77);
+    for i in 0..6 {
+        b.frame(&mut w2, 1, 1, &page(512, 40 + i));
+    }
+    let (_, end) = resumed(&w2, first.end(), first.checksum);
+    assert!(
+        matches!(end.reason, WalEndReason::SaltMismatch { .. }),
+        "{end}"
+    );
+}
+
+#[test]
+fn tail_scan_after_an_invalid_header_skips_the_rest() {
+    let (mut w, _) = two_txns(ByteOrder::Little, 0);
+    w[0] = 0;
+    let mut r = WalReader::new().scan_tail();
+    let mut input = &w[..];
+    let mut ends = 0;
+    for _ in 0..10 {
+        let (n, ev) = r.read(input).unwrap();
+        input = &input[n..];
+        match ev {
+            WalEvent::End(_) => ends += 1,
+            WalEvent::NeedMore => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(input.is_empty());
+    assert_eq!(ends, 1);
+    assert!(matches!(
+        r.finish().reason,
+        WalEndReason::Header(HeaderProblem::BadMagic(_))
+    ));
+}

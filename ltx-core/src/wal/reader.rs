@@ -231,8 +231,10 @@ pub enum WalEvent<'a> {
     /// the commit frame's [`WalEvent::Frame`]).
     Commit(&'a Transaction),
     /// The valid part ended before the input did (an invalid header or
-    /// frame). Later calls consume nothing and report it again, unless
-    /// [`WalReader::scan_tail`] was asked for.
+    /// frame). Later calls consume nothing and report it again; with
+    /// [`WalReader::scan_tail`] it is reported once and reading goes on
+    /// (tail frames, or the rest skipped after an invalid header) until
+    /// [`WalEvent::NeedMore`].
     End(WalEnd),
     /// With [`WalReader::scan_tail`]: a frame after the valid part (the
     /// first one is the frame that ended it), for inspection only.
@@ -372,8 +374,69 @@ impl WalReader {
         }
     }
 
+    /// A reader that continues a WAL at byte `offset` (feed it the bytes
+    /// from there): where a committed transaction read before ended
+    /// ([`Transaction::end`], with its [`Transaction::checksum`]), or 32 with
+    /// the header's checksum. What a replicator keeps across restarts, as
+    /// Litestream keeps its WAL offset and salts. Offsets in events stay
+    /// absolute; transactions are numbered from 0 again. If SQLite has
+    /// restarted the WAL since, the first frame read fails the salt rule
+    /// ([`WalEndReason::SaltMismatch`]): read the header again from 0.
+    ///
+    /// ```
+    /// use ltx_core::wal::{self, ByteOrder, WalBuilder, WalEvent, WalReader};
+    /// use ltx_core::PageSize;
+    /// let mut w = Vec::new();
+    /// let mut b = WalBuilder::new(PageSize::new(512).unwrap(), ByteOrder::Little, 0, 1, 2, &mut w);
+    /// b.frame(&mut w, 1, 1, &[1u8; 512]);
+    /// b.frame(&mut w, 2, 2, &[2u8; 512]);
+    /// let s = wal::scan(&w);
+    /// let first = &s.transactions[0];
+    ///
+    /// let mut r = WalReader::resume(s.header.unwrap(), first.end(), first.checksum).unwrap();
+    /// let mut input = &w[first.end() as usize..];
+    /// loop {
+    ///     let (n, ev) = r.read(input).unwrap();
+    ///     input = &input[n..];
+    ///     match ev {
+    ///         WalEvent::Commit(t) => assert_eq!(t.offset, first.end()),
+    ///         WalEvent::NeedMore => break,
+    ///         _ => {}
+    ///     }
+    /// }
+    /// assert_eq!(r.finish().valid_end, w.len() as u64);
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::Misuse`] when `offset` is not 32 plus a whole number of
+    /// frames.
+    pub fn resume(header: WalHeader, offset: u64, checksum: [u32; 2]) -> Result<WalReader> {
+        let fs = header.frame_size() as u64;
+        let frames = offset
+            .checked_sub(WAL_HEADER_SIZE as u64)
+            .filter(|d| d % fs == 0)
+            .map(|d| d / fs)
+            .ok_or_else(|| {
+                Error::new(ErrorKind::Misuse(
+                    "a WAL reader resumes at 32 plus a whole number of frames",
+                ))
+                .at(offset)
+            })?;
+        let mut r = WalReader::new();
+        r.state = State::Frames;
+        r.header = Some(header);
+        r.frame_size = header.frame_size();
+        r.sum = checksum;
+        r.offset = offset;
+        r.frame_index = frames;
+        r.valid_end = offset;
+        Ok(r)
+    }
+
     /// Also report the frames after the valid part ([`WalEvent::TailFrame`])
-    /// instead of stopping at [`WalEvent::End`] (for dumps).
+    /// instead of stopping at [`WalEvent::End`] (for dumps): every call
+    /// then consumes input until it is all read, and a loop that stops at
+    /// [`WalEvent::NeedMore`] ends.
     pub fn scan_tail(mut self) -> Self {
         self.scan_tail = true;
         self
@@ -424,6 +487,11 @@ impl WalReader {
             return Ok((0, WalEvent::Commit(&self.txn)));
         }
         let n = match self.state {
+            State::Done if self.scan_tail => {
+                // Nothing left to report (the header was invalid, so there
+                // are no frames to scan): the rest is skipped.
+                return Ok((input.len(), WalEvent::NeedMore));
+            }
             State::Done => {
                 let end = self.end.expect("set when done");
                 return Ok((0, WalEvent::End(end)));
