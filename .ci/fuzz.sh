@@ -6,7 +6,7 @@
 #   FUZZ_SECONDS    seconds of fuzzing per target (default 30). 0 = no libFuzzer
 #                   at all: only replay corpus/, seeds/ and regressions/ with a
 #                   plain `cargo test` (no cargo-fuzz install needed).
-#   FUZZ_TARGETS    space-separated subset (default: all eight targets).
+#   FUZZ_TARGETS    space-separated subset (default: all nine targets).
 #   FUZZ_SANITIZER  address (default) or none.
 #
 # Exits non-zero if any target crashes (panic, failed assertion, ASan report,
@@ -20,7 +20,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root/fuzz"
 
 secs="${FUZZ_SECONDS:-30}"
-targets="${FUZZ_TARGETS:-decoder random_access page_index merge header old_formats restore_plan listing}"
+targets="${FUZZ_TARGETS:-decoder random_access page_index merge header old_formats restore_plan listing wal}"
 sanitizer="${FUZZ_SANITIZER:-address}"
 t0=$SECONDS
 stamp() { echo "[fuzz $((SECONDS - t0))s] $*"; }

@@ -25,6 +25,9 @@
 //! - [`listing`]: `ltx_compactor::catalog` key parsing is canonical and
 //!   round-trips; `from_listing`, `DbLocation::detect`, `level_gaps` and
 //!   `check_contiguity` hold up on arbitrary keys.
+//! - [`wal`]: the SQLite WAL reader is split-independent (also scanning the
+//!   tail), its summary agrees with its transactions, and every committed
+//!   transaction encodes into an LTX file that verifies.
 
 pub mod decoder;
 pub mod header;
@@ -34,6 +37,7 @@ pub mod old_formats;
 pub mod page_index;
 pub mod random_access;
 pub mod restore_plan;
+pub mod wal;
 
 /// FNV-1a, 64 bit: a cheap, deterministic digest of page contents.
 pub fn fnv1a(data: &[u8]) -> u64 {

@@ -33,6 +33,7 @@ const TARGETS: &[(&str, Target, &[&str])] = &[
     ),
     ("restore_plan", ltx_fuzz::restore_plan::run, &[]),
     ("listing", ltx_fuzz::listing::run, &[]),
+    ("wal", ltx_fuzz::wal::run, &[]),
 ];
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -147,6 +148,11 @@ fn replay_restore_plan() {
 #[test]
 fn replay_listing() {
     run_target("listing");
+}
+
+#[test]
+fn replay_wal() {
+    run_target("wal");
 }
 
 /// The target bodies themselves on a few hand-made inputs (so the test

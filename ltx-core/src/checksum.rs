@@ -303,6 +303,12 @@ impl DbChecksum {
         self.acc ^= c.0;
         self.pages += 1;
     }
+    /// Adds `pages` pages whose [`page_checksum`]s XOR to `acc` (bit 63
+    /// ignored).
+    pub(crate) fn add_raw(&mut self, acc: u64, pages: u64) {
+        self.acc ^= acc;
+        self.pages += pages;
+    }
     /// Removes a page previously added (e.g. on truncation).
     pub fn remove(&mut self, pgno: Pgno, data: &[u8]) {
         if pgno != self.lock_pgno {

@@ -69,6 +69,12 @@ pub enum ErrorKind {
     MergeInput { input: usize, error: Box<Error> },
     /// A file name is not `%016x-%016x.ltx`.
     BadFileName(String),
+    /// A size or count beyond a limit the caller set (`what` it is).
+    Limit {
+        what: &'static str,
+        value: u64,
+        max: u64,
+    },
 }
 
 impl ErrorKind {
@@ -99,7 +105,8 @@ impl ErrorKind {
             | Misuse(_)
             | Merge(_)
             | MergeInput { .. }
-            | BadFileName(_) => return None,
+            | BadFileName(_)
+            | Limit { .. } => return None,
         })
     }
 }
@@ -132,6 +139,7 @@ impl fmt::Display for ErrorKind {
             Merge(m) => write!(f, "cannot merge: {m}"),
             MergeInput { input, error } => write!(f, "cannot merge: input {input}: {error}"),
             BadFileName(n) => write!(f, "invalid LTX file name {n:?}, expected %016x-%016x.ltx"),
+            Limit { what, value, max } => write!(f, "{what}: {value} exceeds the limit of {max}"),
         }
     }
 }

@@ -88,6 +88,7 @@ pub mod merge;
 pub mod old;
 pub mod stream;
 pub mod types;
+pub mod wal;
 
 pub use checksum::{DbChecksum, PageChecksums};
 pub use decoder::{Decoded, Decoder, PageInfo, Summary};
