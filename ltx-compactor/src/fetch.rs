@@ -32,7 +32,6 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use ltx_core::checksum::{page_checksum, DbChecksum};
@@ -44,6 +43,7 @@ use serde::Serialize;
 use crate::atomic::TempFile;
 use crate::catalog::{txid_serde, LtxObject};
 use crate::counting::RequestCounts;
+use crate::error::{Context, Error, Result};
 use crate::reader::{self, Opened, ReadOptions, SpanReader};
 use crate::restore::{plan_restore, RestorePlan, Target};
 use crate::store::{Bucket, READ_CONCURRENCY};
@@ -51,7 +51,10 @@ use crate::store::{Bucket, READ_CONCURRENCY};
 /// Progress callback: (bytes of frames done, total).
 pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 /// A check run on the finished temporary file before it replaces the output.
-pub type PreCommitCheck = Arc<dyn Fn(&FsPath) -> Result<()> + Send + Sync>;
+///
+/// Its error is returned as [`Error::Check`].
+pub type PreCommitCheck =
+    Arc<dyn Fn(&FsPath) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send + Sync>;
 
 /// Restore tuning.
 #[derive(Clone)]
@@ -143,7 +146,10 @@ pub async fn plan(
     target: Target,
 ) -> Result<(RestorePlan, Vec<LtxObject>)> {
     let (mut catalog, _) = bucket.catalog(db).await?;
-    let fail = |e| anyhow!("{}: {e}", bucket.location(db));
+    let fail = |error| Error::Plan {
+        context: bucket.location(db),
+        error,
+    };
     let Target::Time(t) = target else {
         let plan = plan_restore(&catalog, target).map_err(fail)?;
         return Ok((plan, catalog));
@@ -281,7 +287,7 @@ pub async fn resolve_time(bucket: &Bucket, catalog: &mut [LtxObject], t: i64) ->
         let got: Vec<(usize, i64)> = futures::stream::iter(keys)
             .map(|(i, k)| async move {
                 let h = bucket.read_header(&k).await?;
-                Ok::<_, anyhow::Error>((i, h.timestamp))
+                Ok::<_, Error>((i, h.timestamp))
             })
             .buffer_unordered(READ_CONCURRENCY)
             .try_collect()
@@ -318,14 +324,17 @@ pub async fn restore_to_file(
     opts: &RestoreOptions,
 ) -> Result<RestoreReport> {
     if !opts.force && out.exists() {
-        bail!("{} exists (use --force to replace it)", out.display());
+        return Err(Error::usage(format!(
+            "{} exists (use --force to replace it)",
+            out.display()
+        )));
     }
     let wal = PathBuf::from(format!("{}-wal", out.display()));
     if wal.exists() {
-        bail!(
+        return Err(Error::usage(format!(
             "{} exists: a WAL beside the output would be applied over the restored file; remove it first",
             wal.display()
-        );
+        )));
     }
     let files: Vec<(String, u64)> = plan.files.iter().map(|f| (f.key.clone(), f.size)).collect();
     let opened: Vec<Opened> = reader::open_all(bucket, files, &opts.read).await?;
@@ -344,9 +353,9 @@ pub async fn restore_to_file(
         },
     )
     .map_err(|e| {
-        anyhow!(
-            "{}: the planned files do not chain: {e}",
-            bucket.location(db)
+        Error::format(
+            format!("{}: the planned files do not chain", bucket.location(db)),
+            e,
         )
     })?;
     for w in metas.windows(2) {
@@ -355,14 +364,14 @@ pub async fn restore_to_file(
             && b.header.min_txid.0 == a.header.max_txid.0 + 1
             && b.header.pre_apply_checksum != a.trailer.post_apply_checksum
         {
-            bail!(
+            return Err(Error::invalid(format!(
                 "{}: {} starts from database checksum {} but {} ends at {}",
                 bucket.url(),
                 b.key,
                 b.header.pre_apply_checksum,
                 a.key,
                 a.trailer.post_apply_checksum
-            );
+            )));
         }
     }
     let ps = mp.header.page_size;
@@ -374,12 +383,12 @@ pub async fn restore_to_file(
             want += 1;
         }
         if f.entry.pgno != want {
-            bail!(
+            return Err(Error::invalid(format!(
                 "{}: page {want} is in none of the {} files (the chain cannot rebuild the database at {})",
                 bucket.location(db),
                 metas.len(),
                 mp.header.max_txid
-            );
+            )));
         }
         want += 1;
     }
@@ -387,20 +396,20 @@ pub async fn restore_to_file(
         want += 1;
     }
     if want <= commit {
-        bail!(
+        return Err(Error::invalid(format!(
             "{}: page {want} is in none of the {} files (commit is {commit})",
             bucket.location(db),
             metas.len()
-        );
+        )));
     }
 
     let tmp = TempFile::beside(out, "restore")?;
     let file = tmp
         .file()
         .try_clone()
-        .with_context(|| format!("opening {}", tmp.path().display()))?;
+        .context_with(|| format!("opening {}", tmp.path().display()))?;
     file.set_len(u64::from(commit) * ps.bytes() as u64)
-        .with_context(|| format!("sizing {}", tmp.path().display()))?;
+        .context_with(|| format!("sizing {}", tmp.path().display()))?;
     let file = Arc::new(file);
 
     let keys: Arc<Vec<String>> = Arc::new(metas.iter().map(|m| m.key.clone()).collect());
@@ -486,7 +495,7 @@ pub async fn restore_to_file(
                     })
                     .await?;
                 span_read.fetch_add(received, Ordering::Relaxed);
-                Ok::<u64, anyhow::Error>(x)
+                Ok::<u64, Error>(x)
             }
         })
         .buffer_unordered(opts.concurrency.max(1))
@@ -511,14 +520,14 @@ pub async fn restore_to_file(
         None
     } else {
         if sum.value() != mp.post_apply {
-            bail!(
+            return Err(Error::invalid(format!(
                 "{}: the restored pages have database checksum {} but {} says {} after {}: refusing the result",
                 bucket.location(db),
                 sum.value(),
                 keys.last().map_or("", |k| k.as_str()),
                 mp.post_apply,
                 mp.header.max_txid
-            );
+            )));
         }
         Some(sum.value().to_string())
     };
@@ -527,8 +536,8 @@ pub async fn restore_to_file(
     if let Some(check) = &opts.pre_commit {
         tmp.file()
             .sync_all()
-            .with_context(|| format!("fsync {}", tmp.path().display()))?;
-        check(tmp.path())?;
+            .context_with(|| format!("fsync {}", tmp.path().display()))?;
+        check(tmp.path()).map_err(Error::Check)?;
     }
     tmp.commit(out)?;
     Ok(RestoreReport {
@@ -632,20 +641,16 @@ impl Writer {
             }
             let page = &mut buf[n * psz..(n + 1) * psz];
             let d = decode_frame(frame, self.ps, page).map_err(|e| {
-                anyhow!(
-                    "{}: {}",
-                    self.keys[f.input],
-                    e.offset_by(f.entry.offset).page(pgno)
+                Error::format(
+                    self.keys[f.input].clone(),
+                    e.offset_by(f.entry.offset).page(pgno),
                 )
             })?;
             if d.header.pgno != pgno {
-                bail!(
+                return Err(Error::invalid(format!(
                     "{}: the page index says page {} at offset {}, the frame holds page {}",
-                    self.keys[f.input],
-                    pgno,
-                    f.entry.offset,
-                    d.header.pgno
-                );
+                    self.keys[f.input], pgno, f.entry.offset, d.header.pgno
+                )));
             }
             if self.checksums {
                 x ^= page_checksum(pgno, page).0;

@@ -20,6 +20,8 @@ pub mod compact;
 #[cfg(feature = "io")]
 pub mod counting;
 #[cfg(feature = "io")]
+pub mod error;
+#[cfg(feature = "io")]
 pub mod faults;
 #[cfg(feature = "io")]
 pub mod fetch;
@@ -38,5 +40,7 @@ pub mod simulate;
 pub mod store;
 
 pub use catalog::{DbLocation, Layout, LtxObject};
+#[cfg(feature = "io")]
+pub use error::{Error, Result};
 pub use policy::{plan_pass, Compaction, CompactionKind, Config, PassPlan};
 pub use restore::{plan_restore, RestoreError, RestoreIndex, RestorePlan, Target};

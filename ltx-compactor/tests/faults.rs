@@ -101,9 +101,10 @@ async fn run_mix(name: &str, fc: FaultConfig) -> Figures {
                 r.map(|r| {
                     assert!(r.contiguity.is_empty(), "{:?}", r.contiguity);
                 })
+                .map_err(anyhow::Error::from)
             }
             Ok(None) => Err(anyhow::anyhow!("lease busy")),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         };
         match res {
             Ok(()) => f.passes_ok += 1,

@@ -94,6 +94,7 @@ async fn takeover_only_after_expiry_and_the_old_holder_stops() {
         // The old holder must notice before writing.
         let e = a.check().await.unwrap_err();
         assert!(e.to_string().contains("lost"), "{e}");
+        assert!(matches!(e, ltx_compactor::Error::LeaseLost { .. }), "{e:?}");
         bl.check().await.unwrap();
     }
 }
@@ -127,6 +128,7 @@ async fn renewal_after_takeover_fails() {
         tokio::time::sleep(Duration::from_millis(1_100)).await;
         let e = a.check().await.unwrap_err();
         assert!(e.to_string().contains("lost"), "{}: {e}", b.url());
+        assert!(e.is_lease_lost(), "{e:?}");
     }
 }
 
