@@ -142,7 +142,13 @@ pub struct PassReport {
     pub requests: RequestCounts,
 }
 
-/// A compactor: a bucket, a policy and the state kept between passes.
+/// A compactor: a bucket, a policy, tuning, and the state kept between
+/// passes (header timestamps already read, per database; the stop flag;
+/// counters). The one entry point for compaction: [`Compactor::pass`] runs
+/// one pass over one database under a lease the caller holds;
+/// [`Compactor::run`] is the job (`ltx-compactor run`): every database
+/// under the bucket, under leases it takes, once or at every slot boundary
+/// until shut down.
 #[derive(Debug)]
 pub struct Compactor {
     /// Where the databases are.
@@ -151,66 +157,85 @@ pub struct Compactor {
     pub cfg: Config,
     /// Tuning.
     pub opts: PassOptions,
-    /// Header timestamps by key (keys are never overwritten).
-    pub cache: HashMap<String, i64>,
+    /// Header timestamps by database, then key (keys are never overwritten).
+    caches: std::sync::Mutex<HashMap<String, HashMap<String, i64>>>,
     /// Set to ask running passes to stop at the next safe point.
-    pub stop: std::sync::Arc<AtomicBool>,
+    stop: AtomicBool,
+    /// Counters of the passes run by [`Compactor::run`].
+    metrics: crate::metrics::Metrics,
 }
 
 impl Compactor {
-    /// A compactor with an empty cache.
+    /// A compactor with nothing cached.
     pub fn new(bucket: Bucket, cfg: Config, opts: PassOptions) -> Compactor {
         Compactor {
             bucket,
             cfg,
             opts,
-            cache: HashMap::new(),
-            stop: Default::default(),
+            caches: Default::default(),
+            stop: AtomicBool::new(false),
+            metrics: Default::default(),
         }
     }
 
-    /// Runs one pass over `db` at `now_ms` (the policy clock) under `lease`
-    /// (see [`run_pass`]).
+    /// Runs one pass over database `db` at time `now_ms` (the policy
+    /// clock) under `lease`: list, plan, compact, delete what retention
+    /// allows, check contiguity (see the module docs). The report's
+    /// `requests` are those of [`Compactor::bucket`] so far.
     ///
     /// # Errors
-    /// As [`run_pass`].
-    pub async fn pass(&mut self, db: &str, now_ms: i64, lease: &Lease) -> Result<PassReport> {
-        run_pass(
-            &self.bucket,
-            db,
-            &self.cfg,
-            now_ms,
-            lease,
-            &self.opts,
-            &mut self.cache,
-            &self.stop,
-        )
-        .await
+    /// Store errors, corrupt inputs, outputs that fail their read-back, a
+    /// lost lease ([`Error::is_lease_lost`]). Nothing is deleted after an
+    /// error.
+    pub async fn pass(&self, db: &str, now_ms: i64, lease: &Lease) -> Result<PassReport> {
+        self.pass_on(&self.bucket, db, now_ms, lease).await
     }
-}
 
-/// Runs one pass over database `db` at time `now_ms` (policy clock) under
-/// `lease`. `cache` keeps header timestamps between passes; `stop` asks the
-/// pass to end at the next safe point (between compactions, before
-/// deletions).
-///
-/// # Errors
-/// Store errors, corrupt inputs, outputs that fail their read-back, a lost
-/// lease. Nothing is deleted after an error.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_pass(
-    bucket: &Bucket,
-    db: &str,
-    cfg: &Config,
-    now_ms: i64,
-    lease: &Lease,
-    opts: &PassOptions,
-    cache: &mut HashMap<String, i64>,
-    stop: &AtomicBool,
-) -> Result<PassReport> {
-    let mut r = pass_inner(bucket, db, cfg, now_ms, lease, opts, cache, stop).await?;
-    r.requests = bucket.requests();
-    Ok(r)
+    /// [`Compactor::pass`] through `bucket` (the compactor's bucket, or a
+    /// clone of it with a request counter of its own).
+    pub(crate) async fn pass_on(
+        &self,
+        bucket: &Bucket,
+        db: &str,
+        now_ms: i64,
+        lease: &Lease,
+    ) -> Result<PassReport> {
+        let mut cache = self
+            .caches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(db)
+            .unwrap_or_default();
+        let res = pass_inner(
+            bucket, db, &self.cfg, now_ms, lease, &self.opts, &mut cache, &self.stop,
+        )
+        .await;
+        self.caches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(db.to_string(), cache);
+        let mut r = res?;
+        r.requests = bucket.requests();
+        Ok(r)
+    }
+
+    /// Asks running passes to stop at the next safe point (between
+    /// compactions, before deletions; the report says `abandoned`) and
+    /// [`Compactor::run`] to return after them.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`Compactor::request_stop`] was called.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Counters of the passes [`Compactor::run`] ran (Prometheus text:
+    /// [`crate::metrics::Metrics::render`]).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

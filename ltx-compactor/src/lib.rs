@@ -20,6 +20,8 @@ pub mod compact;
 #[cfg(feature = "io")]
 pub mod counting;
 #[cfg(feature = "io")]
+pub mod daemon;
+#[cfg(feature = "io")]
 pub mod error;
 #[cfg(feature = "io")]
 pub mod faults;
@@ -40,6 +42,10 @@ pub mod simulate;
 pub mod store;
 
 pub use catalog::{DbLocation, Layout, LtxObject};
+#[cfg(feature = "io")]
+pub use compact::{Compactor, PassOptions, PassReport};
+#[cfg(feature = "io")]
+pub use daemon::RunOptions;
 #[cfg(feature = "io")]
 pub use error::{Error, Result};
 pub use policy::{plan_pass, Compaction, CompactionKind, Config, PassPlan};
