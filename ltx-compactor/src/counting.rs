@@ -2,7 +2,7 @@
 //! kind a restore or a compaction pass sent (on S3 every request is a round
 //! trip and a charge).
 //!
-//! [`CountingStore`] wraps any store (a [`crate::faults::FaultStore`]
+//! [`CountingStore`] wraps any store (a `faults::FaultStore`
 //! included, in either order) and passes every call through unchanged,
 //! counting it by kind in a shared [`RequestCounter`]; [`RequestCounter::snapshot`]
 //! returns the counts so far as [`RequestCounts`], whose field names are the

@@ -6,7 +6,7 @@
 //! and [`restore::plan_restore`] (which files rebuild a database at a TXID
 //! or a time). The I/O modules wrap them: [`store`] (object_store access),
 //! [`lease`] (one writer per database), [`compact`] (a pass) and
-//! [`fetch`] (restoring a database file). [`simulate`] runs the policy with
+//! [`fetch`] (restoring a database file). `simulate` (feature) runs the policy with
 //! a simulated clock over synthetic traffic to measure restore-plan sizes
 //! and bytes against Litestream's ladder.
 //!
@@ -16,11 +16,12 @@
 //! [`Error`] whose variant tells a lost lease from a store failure or a
 //! damaged file ([`error`]).
 //!
-//! Features: `io` (default) is the object-store layer above; `cli`
-//! (default) builds the `ltx-compactor` binary and brings what only it
-//! needs (`clap`, `anyhow`, `tracing-subscriber`, `plotters`). A library
-//! depending on this crate takes `default-features = false, features =
-//! ["io"]`.
+//! Features: `io` (default) is the object-store layer above;
+//! `simulate` the simulation; `faults` a fault-injecting store for tests
+//! (`faults::FaultStore`); `cli` (default) builds the `ltx-compactor`
+//! binary (with `simulate`) and brings what only it needs (`clap`,
+//! `anyhow`, `tracing-subscriber`, `plotters`). A library depending on
+//! this crate takes `default-features = false, features = ["io"]`.
 //!
 //! # Example
 //!
@@ -70,7 +71,7 @@ pub mod counting;
 pub mod daemon;
 #[cfg(feature = "io")]
 pub mod error;
-#[cfg(feature = "io")]
+#[cfg(feature = "faults")]
 pub mod faults;
 #[cfg(feature = "io")]
 pub mod fetch;
@@ -84,6 +85,7 @@ pub mod policy;
 #[cfg(feature = "io")]
 pub mod reader;
 pub mod restore;
+#[cfg(feature = "simulate")]
 pub mod simulate;
 #[cfg(feature = "io")]
 pub mod store;
