@@ -56,6 +56,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
+use ltx_core::rng::SplitMix64;
 use object_store::path::Path;
 use object_store::{
     Attributes, CopyOptions, Extensions, GetOptions, GetResult, GetResultPayload, ListResult,
@@ -154,24 +155,24 @@ pub fn injected(e: &object_store::Error) -> Option<&InjectedFault> {
     std::error::Error::source(e)?.downcast_ref::<InjectedFault>()
 }
 
-/// splitmix64.
+/// The store's generator: the workspace's SplitMix64 ([`ltx_core::rng`]),
+/// with the reductions this store always used.
 #[derive(Debug, Clone)]
-struct SplitMix(u64);
+struct SplitMix(SplitMix64);
 
 impl SplitMix {
+    fn new(seed: u64) -> SplitMix {
+        SplitMix(SplitMix64::new(seed))
+    }
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// True with probability `pct` %.
     fn chance(&mut self, pct: f64) -> bool {
-        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let u = self.0.unit();
         pct > 0.0 && u * 100.0 < pct
     }
-    /// Uniform in `0..n` (0 when `n == 0`).
+    /// Uniform in `0..n` (0 when `n == 0`), by `%`.
     fn below(&mut self, n: u64) -> u64 {
         if n == 0 {
             0
@@ -360,7 +361,7 @@ impl FaultStore {
             inner,
             shared: Arc::new(Shared {
                 enabled: AtomicBool::new(true),
-                rng: Mutex::new(SplitMix(cfg.seed)),
+                rng: Mutex::new(SplitMix::new(cfg.seed)),
                 cfg,
                 n: Counters::default(),
             }),
@@ -422,7 +423,7 @@ impl FaultStore {
                 return inner;
             }
             let items: Vec<Result<ObjectMeta>> = inner.collect().await;
-            let mut rng = SplitMix(d.seed);
+            let mut rng = SplitMix::new(d.seed);
             // Duplicate only objects, never errors.
             let mut out = Vec::with_capacity(items.len());
             for it in items {
@@ -511,7 +512,7 @@ impl ObjectStore for FaultStore {
             return Ok(r);
         }
         bump(&self.shared.n.truncated);
-        let keep = SplitMix(d.seed).below(len);
+        let keep = SplitMix::new(d.seed).below(len);
         let GetResult {
             payload,
             meta,
@@ -545,7 +546,7 @@ impl ObjectStore for FaultStore {
         let nonempty: Vec<usize> = (0..out.len()).filter(|&i| !out[i].is_empty()).collect();
         if d.truncate && !nonempty.is_empty() {
             bump(&self.shared.n.truncated);
-            let mut rng = SplitMix(d.seed);
+            let mut rng = SplitMix::new(d.seed);
             let i = nonempty[rng.below(nonempty.len() as u64) as usize];
             let keep = rng.below(out[i].len() as u64) as usize;
             out[i].truncate(keep);
@@ -600,7 +601,7 @@ impl ObjectStore for FaultStore {
             return self.inner.list_with_delimiter(prefix).await;
         };
         let r = self.inner.list_with_delimiter(prefix).await?;
-        let mut rng = SplitMix(d.seed);
+        let mut rng = SplitMix::new(d.seed);
         let objects = mangle(&self.shared, &mut rng, r.objects, true);
         let common_prefixes = mangle(&self.shared, &mut rng, r.common_prefixes, false);
         Ok(ListResult {
