@@ -50,7 +50,7 @@ fn populate(url: &str, db: &str, layout: Layout, w: &mut Workload, transactions:
     rt.block_on(async {
         let bucket = Bucket::open(url).unwrap();
         let db = ltx_compactor::store::join(bucket.prefix(), db);
-        let mut c = Compactor::new(bucket.clone(), small_config(), PassOptions::default());
+        let c = Compactor::new(bucket.clone(), small_config(), PassOptions::default());
         let lease = Lease::acquire(&bucket, &db, "test", 600_000)
             .await
             .unwrap()

@@ -7,7 +7,7 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Error, Result};
 
 /// A temporary file beside its destination, named
 /// `.<name>.ltx-<tag>-<pid>.tmp`, removed on drop unless committed. Commit
@@ -27,7 +27,7 @@ impl TempFile {
     pub fn beside(dest: &Path, tag: &str) -> Result<TempFile> {
         let name = dest
             .file_name()
-            .with_context(|| format!("{}: not a file path", dest.display()))?;
+            .ok_or_else(|| Error::usage(format!("{}: not a file path", dest.display())))?;
         let dir = parent_dir(dest);
         let mut tmp_name = std::ffi::OsString::from(".");
         tmp_name.push(name);
@@ -39,7 +39,7 @@ impl TempFile {
             .create(true)
             .truncate(true)
             .open(&path)
-            .with_context(|| format!("{}: cannot create temporary file", path.display()))?;
+            .context_with(|| format!("{}: cannot create temporary file", path.display()))?;
         Ok(TempFile {
             path,
             file: Some(file),
@@ -63,9 +63,9 @@ impl TempFile {
     pub fn commit(mut self, dest: &Path) -> Result<()> {
         let file = self.file.take().expect("open until commit");
         file.sync_all()
-            .with_context(|| format!("{}: fsync failed", self.path.display()))?;
+            .context_with(|| format!("{}: fsync failed", self.path.display()))?;
         drop(file);
-        std::fs::rename(&self.path, dest).with_context(|| {
+        std::fs::rename(&self.path, dest).context_with(|| {
             format!(
                 "cannot rename {} to {}",
                 self.path.display(),
@@ -100,7 +100,7 @@ pub fn parent_dir(p: &Path) -> PathBuf {
 /// # Errors
 /// I/O errors.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    let d = File::open(dir).with_context(|| format!("{}: cannot open directory", dir.display()))?;
+    let d = File::open(dir).context_with(|| format!("{}: cannot open directory", dir.display()))?;
     d.sync_all()
-        .with_context(|| format!("{}: fsync of directory failed", dir.display()))
+        .context_with(|| format!("{}: fsync of directory failed", dir.display()))
 }

@@ -30,7 +30,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{anyhow, bail, Context, Result};
 use futures::{StreamExt, TryStreamExt};
 use ltx_core::checksum::DbChecksum;
 use ltx_core::header::HEADER_FLAG_NO_CHECKSUM;
@@ -45,6 +44,7 @@ use serde::Serialize;
 
 use crate::catalog::{DbLocation, LtxObject};
 use crate::counting::RequestCounts;
+use crate::error::{Context, Error, Result};
 use crate::lease::Lease;
 use crate::owner::{foreign_ladder_files, refusal, OwnerRecord, RECORD_NAME};
 use crate::policy::{
@@ -153,7 +153,13 @@ pub struct PassReport {
     pub requests: RequestCounts,
 }
 
-/// A compactor: a bucket, a policy and the state kept between passes.
+/// A compactor: a bucket, a policy, tuning, and the state kept between
+/// passes (header timestamps already read, per database; the stop flag;
+/// counters). The one entry point for compaction: [`Compactor::pass`] runs
+/// one pass over one database under a lease the caller holds;
+/// [`Compactor::run`] is the job (`ltx-compactor run`): every database
+/// under the bucket, under leases it takes, once or at every slot boundary
+/// until shut down.
 #[derive(Debug)]
 pub struct Compactor {
     /// Where the databases are.
@@ -162,66 +168,85 @@ pub struct Compactor {
     pub cfg: Config,
     /// Tuning.
     pub opts: PassOptions,
-    /// Header timestamps by key (keys are never overwritten).
-    pub cache: HashMap<String, i64>,
+    /// Header timestamps by database, then key (keys are never overwritten).
+    caches: std::sync::Mutex<HashMap<String, HashMap<String, i64>>>,
     /// Set to ask running passes to stop at the next safe point.
-    pub stop: std::sync::Arc<AtomicBool>,
+    stop: AtomicBool,
+    /// Counters of the passes run by [`Compactor::run`].
+    metrics: crate::metrics::Metrics,
 }
 
 impl Compactor {
-    /// A compactor with an empty cache.
+    /// A compactor with nothing cached.
     pub fn new(bucket: Bucket, cfg: Config, opts: PassOptions) -> Compactor {
         Compactor {
             bucket,
             cfg,
             opts,
-            cache: HashMap::new(),
-            stop: Default::default(),
+            caches: Default::default(),
+            stop: AtomicBool::new(false),
+            metrics: Default::default(),
         }
     }
 
-    /// Runs one pass over `db` at `now_ms` (the policy clock) under `lease`
-    /// (see [`run_pass`]).
+    /// Runs one pass over database `db` at time `now_ms` (the policy
+    /// clock) under `lease`: list, plan, compact, delete what retention
+    /// allows, check contiguity (see the module docs). The report's
+    /// `requests` are those of [`Compactor::bucket`] so far.
     ///
     /// # Errors
-    /// As [`run_pass`].
-    pub async fn pass(&mut self, db: &str, now_ms: i64, lease: &Lease) -> Result<PassReport> {
-        run_pass(
-            &self.bucket,
-            db,
-            &self.cfg,
-            now_ms,
-            lease,
-            &self.opts,
-            &mut self.cache,
-            &self.stop,
-        )
-        .await
+    /// Store errors, corrupt inputs, outputs that fail their read-back, a
+    /// lost lease ([`Error::is_lease_lost`]). Nothing is deleted after an
+    /// error.
+    pub async fn pass(&self, db: &str, now_ms: i64, lease: &Lease) -> Result<PassReport> {
+        self.pass_on(&self.bucket, db, now_ms, lease).await
     }
-}
 
-/// Runs one pass over database `db` at time `now_ms` (policy clock) under
-/// `lease`. `cache` keeps header timestamps between passes; `stop` asks the
-/// pass to end at the next safe point (between compactions, before
-/// deletions).
-///
-/// # Errors
-/// Store errors, corrupt inputs, outputs that fail their read-back, a lost
-/// lease. Nothing is deleted after an error.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_pass(
-    bucket: &Bucket,
-    db: &str,
-    cfg: &Config,
-    now_ms: i64,
-    lease: &Lease,
-    opts: &PassOptions,
-    cache: &mut HashMap<String, i64>,
-    stop: &AtomicBool,
-) -> Result<PassReport> {
-    let mut r = pass_inner(bucket, db, cfg, now_ms, lease, opts, cache, stop).await?;
-    r.requests = bucket.requests();
-    Ok(r)
+    /// [`Compactor::pass`] through `bucket` (the compactor's bucket, or a
+    /// clone of it with a request counter of its own).
+    pub(crate) async fn pass_on(
+        &self,
+        bucket: &Bucket,
+        db: &str,
+        now_ms: i64,
+        lease: &Lease,
+    ) -> Result<PassReport> {
+        let mut cache = self
+            .caches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(db)
+            .unwrap_or_default();
+        let res = pass_inner(
+            bucket, db, &self.cfg, now_ms, lease, &self.opts, &mut cache, &self.stop,
+        )
+        .await;
+        self.caches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(db.to_string(), cache);
+        let mut r = res?;
+        r.requests = bucket.requests();
+        Ok(r)
+    }
+
+    /// Asks running passes to stop at the next safe point (between
+    /// compactions, before deletions; the report says `abandoned`) and
+    /// [`Compactor::run`] to return after them.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`Compactor::request_stop`] was called.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Counters of the passes [`Compactor::run`] ran (Prometheus text:
+    /// [`crate::metrics::Metrics::render`]).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -285,7 +310,7 @@ async fn pass_inner(
             .store()
             .put(&Path::from(record_key.as_str()), PutPayload::from(body))
             .await
-            .with_context(|| format!("{}: writing {record_key}", bucket.url()))?;
+            .context_with(|| format!("{}: writing {record_key}", bucket.url()))?;
     }
     let mut sizes: HashMap<String, u64> = catalog.iter().map(|o| (o.key.clone(), o.size)).collect();
     for c in &report.plan.compactions.clone() {
@@ -297,7 +322,7 @@ async fn pass_inner(
             CompactionKind::Merge => merge_one(bucket, c, &sizes, lease, opts).await,
             CompactionKind::Copy => copy_one(bucket, c, &sizes, lease, opts).await,
         }
-        .with_context(|| format!("{}: compacting into {}", bucket.url(), c.output_key))?;
+        .context_with(|| format!("{}: compacting into {}", bucket.url(), c.output_key))?;
         sizes.insert(w.key.clone(), w.size);
         report.bytes_written += if w.existed { 0 } else { w.size };
         report.bytes_read += w.bytes_read;
@@ -323,7 +348,7 @@ async fn pass_inner(
         lease.check().await?;
         match bucket.store().delete(&Path::from(k.as_str())).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => report.deleted.push(k),
-            Err(e) => return Err(e).with_context(|| format!("{}: deleting {k}", bucket.url())),
+            Err(e) => return Err(e).context_with(|| format!("{}: deleting {k}", bucket.url())),
         }
     }
     let check = match cfg.shape {
@@ -346,11 +371,11 @@ async fn read_record(bucket: &Bucket, key: &str) -> Result<Option<OwnerRecord>> 
             let b = r
                 .bytes()
                 .await
-                .with_context(|| format!("{}: reading {key}", bucket.url()))?;
+                .context_with(|| format!("{}: reading {key}", bucket.url()))?;
             Ok(serde_json::from_slice(&b).ok())
         }
         Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("{}: reading {key}", bucket.url())),
+        Err(e) => Err(e).context_with(|| format!("{}: reading {key}", bucket.url())),
     }
 }
 
@@ -376,10 +401,9 @@ async fn open_inputs(
             async move {
                 let size = match size {
                     Some(s) => s,
-                    None => bucket
-                        .size_of(&key)
-                        .await?
-                        .ok_or_else(|| anyhow!("{}: input {key} is missing", bucket.url()))?,
+                    None => bucket.size_of(&key).await?.ok_or_else(|| {
+                        Error::invalid(format!("{}: input {key} is missing", bucket.url()))
+                    })?,
                 };
                 reader::open(&bucket, &key, size, &budget, &opts).await
             }
@@ -427,7 +451,9 @@ impl<'a> Sink<'a> {
     async fn write(&mut self, out: &mut Vec<u8>) -> Result<()> {
         self.size += out.len() as u64;
         if let Some(w) = self.upload.as_mut() {
-            w.wait_for_capacity(2).await?;
+            w.wait_for_capacity(2)
+                .await
+                .context_with(|| format!("uploading {}", self.key))?;
             w.write(out);
             out.clear();
             return Ok(());
@@ -436,7 +462,10 @@ impl<'a> Sink<'a> {
         if self.buf.len() > self.opts.single_put_limit {
             self.lease.check().await?;
             if self.bucket.size_of(&self.key).await?.is_some() {
-                bail!("{} appeared while it was being written", self.key);
+                return Err(Error::invalid(format!(
+                    "{} appeared while it was being written",
+                    self.key
+                )));
             }
             let up = self
                 .bucket
@@ -449,7 +478,7 @@ impl<'a> Sink<'a> {
                     },
                 )
                 .await
-                .with_context(|| format!("starting multipart upload of {}", self.key))?;
+                .context_with(|| format!("starting multipart upload of {}", self.key))?;
             let mut w = WriteMultipart::new_with_chunk_size(up, self.opts.part_size);
             w.write(&self.buf);
             self.buf = Vec::new();
@@ -466,7 +495,7 @@ impl<'a> Sink<'a> {
             w.write(&out);
             w.finish()
                 .await
-                .with_context(|| format!("completing multipart upload of {}", self.key))?;
+                .context_with(|| format!("completing multipart upload of {}", self.key))?;
             self.bucket.stamp(&self.key, self.timestamp_ms)?;
             return Ok((self.size, true));
         }
@@ -484,7 +513,7 @@ impl<'a> Sink<'a> {
                 },
             )
             .await
-            .with_context(|| format!("writing {}", self.key))?;
+            .context_with(|| format!("writing {}", self.key))?;
         self.bucket.stamp(&self.key, self.timestamp_ms)?;
         Ok((n, false))
     }
@@ -521,13 +550,13 @@ async fn check_output(
             .all(|(a, b)| a.pgno == b.entry.pgno)
         && trailer.is_none_or(|t| *t == m.trailer && *h == *p);
     if !same {
-        bail!(
+        return Err(Error::invalid(format!(
             "{key}: the stored object does not match the planned merge ({}-{}, commit {}, {} pages)",
             p.min_txid,
             p.max_txid,
             p.commit,
             plan.frames.len()
-        );
+        )));
     }
     Ok(m)
 }
@@ -554,15 +583,12 @@ async fn merge_one(
             allow_gaps: false,
         },
     )
-    .map_err(|e| anyhow!("planning merge of {} inputs: {e}", inputs.len()))?;
+    .map_err(|e| Error::format(format!("planning merge of {} inputs", inputs.len()), e))?;
     if plan.header.min_txid != c.min_txid || plan.header.max_txid != c.max_txid {
-        bail!(
+        return Err(Error::invalid(format!(
             "inputs cover {}-{}, the policy planned {}-{}",
-            plan.header.min_txid,
-            plan.header.max_txid,
-            c.min_txid,
-            c.max_txid
-        );
+            plan.header.min_txid, plan.header.max_txid, c.min_txid, c.max_txid
+        )));
     }
     let written = |size, existed, multipart, bytes_read| Written {
         key: c.output_key.clone(),
@@ -605,7 +631,7 @@ async fn write_merge(
     let mut out = Vec::with_capacity(sink.opts.part_size.min(64 << 20) + 1024);
     let mut enc = plan
         .encoder(&mut out)
-        .map_err(|e| anyhow!("output header: {e}"))?;
+        .map_err(|e| Error::format("output header", e))?;
     let mut page = vec![0u8; ps.bytes()];
     let mut db = (plan.header.is_snapshot() && plan.post_apply.0 != 0).then(|| DbChecksum::new(ps));
     let bs = frame_batches(&plan.frames, sink.opts.fetch_batch);
@@ -628,12 +654,12 @@ async fn write_merge(
         pending = bs.get(bi + 1).map(spawn);
         for (f, frame) in plan.frames[r.clone()].iter().zip(&data) {
             let p = prepare_frame(plan, f, frame, &mut page)
-                .map_err(|e| anyhow!("{}: {e}", keys[f.input]))?;
+                .map_err(|e| Error::format(keys[f.input].clone(), e))?;
             if let Some(d) = db.as_mut() {
                 d.add(f.entry.pgno, &page);
             }
             plan.write_frame(&mut enc, &mut out, frame, &p)
-                .map_err(|e| anyhow!("output: {e}"))?;
+                .map_err(|e| Error::format("output", e))?;
         }
         if out.len() >= sink.opts.flush_at() {
             sink.write(&mut out).await?;
@@ -641,16 +667,16 @@ async fn write_merge(
     }
     if let Some(d) = db {
         if d.value() != plan.post_apply {
-            bail!(
+            return Err(Error::invalid(format!(
                 "snapshot pages have database checksum {} but the last input's post-apply checksum is {}: inputs are inconsistent",
                 d.value(),
                 plan.post_apply
-            );
+            )));
         }
     }
     let trailer = enc
         .finish(&mut out, plan.post_apply)
-        .map_err(|e| anyhow!("output: {e}"))?;
+        .map_err(|e| Error::format("output", e))?;
     Ok((out, trailer))
 }
 
@@ -662,7 +688,7 @@ async fn copy_one(
     opts: &PassOptions,
 ) -> Result<Written> {
     let [input] = &c.inputs[..] else {
-        bail!("a copy needs exactly one input");
+        return Err(Error::invalid("a copy needs exactly one input"));
     };
     let src = open_inputs(bucket, std::slice::from_ref(input), sizes, &opts.read)
         .await?
@@ -682,7 +708,10 @@ async fn copy_one(
     if let Some(size) = bucket.size_of(&c.output_key).await? {
         let m = bucket.read_meta(&c.output_key, size).await?;
         if !same(&m) {
-            bail!("{} exists and differs from {}", c.output_key, src.key);
+            return Err(Error::invalid(format!(
+                "{} exists and differs from {}",
+                c.output_key, src.key
+            )));
         }
         return Ok(written(true, false));
     }
@@ -716,12 +745,12 @@ async fn copy_one(
                     .store()
                     .get(&from)
                     .await
-                    .with_context(|| format!("reading {}", src.key))?
+                    .context_with(|| format!("reading {}", src.key))?
                     .into_stream();
                 let mut out = Vec::new();
                 let mut n = 0u64;
                 while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.with_context(|| format!("reading {}", src.key))?;
+                    let chunk = chunk.context_with(|| format!("reading {}", src.key))?;
                     n += chunk.len() as u64;
                     out.extend_from_slice(&chunk);
                     if out.len() >= opts.flush_at() {
@@ -729,7 +758,10 @@ async fn copy_one(
                     }
                 }
                 if n != src.size {
-                    bail!("{}: read {n} of {} bytes", src.key, src.size);
+                    return Err(Error::invalid(format!(
+                        "{}: read {n} of {} bytes",
+                        src.key, src.size
+                    )));
                 }
                 Ok(out)
             }
@@ -743,16 +775,19 @@ async fn copy_one(
             }
         }
         Err(e) => {
-            return Err(e).with_context(|| format!("copying {} to {}", src.key, c.output_key))
+            return Err(e).context_with(|| format!("copying {} to {}", src.key, c.output_key))
         }
     }
     let size = bucket
         .size_of(&c.output_key)
         .await?
-        .ok_or_else(|| anyhow!("{} missing after copy", c.output_key))?;
+        .ok_or_else(|| Error::invalid(format!("{} missing after copy", c.output_key)))?;
     let m = bucket.read_meta(&c.output_key, size).await?;
     if !same(&m) {
-        bail!("{}: read-back differs from {}", c.output_key, src.key);
+        return Err(Error::invalid(format!(
+            "{}: read-back differs from {}",
+            c.output_key, src.key
+        )));
     }
     Ok(written(false, multipart))
 }

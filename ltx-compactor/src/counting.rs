@@ -2,7 +2,7 @@
 //! kind a restore or a compaction pass sent (on S3 every request is a round
 //! trip and a charge).
 //!
-//! [`CountingStore`] wraps any store (a [`crate::faults::FaultStore`]
+//! [`CountingStore`] wraps any store (a `faults::FaultStore`
 //! included, in either order) and passes every call through unchanged,
 //! counting it by kind in a shared [`RequestCounter`]; [`RequestCounter::snapshot`]
 //! returns the counts so far as [`RequestCounts`], whose field names are the
@@ -45,9 +45,7 @@
 //! ```
 
 use std::fmt;
-use std::future::Future;
 use std::ops::Range;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -59,9 +57,6 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result, UploadPart,
 };
 use serde::{Deserialize, Serialize};
-
-/// The boxed future `async_trait` methods return.
-type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Entries per listing page (S3's, GCS's and Azure's default maximum).
 pub const LIST_PAGE: u64 = 1000;
@@ -275,54 +270,32 @@ impl fmt::Debug for CountingStore {
     }
 }
 
-// The trait is declared with `#[async_trait]`; its methods are written out
-// here in the form that macro expands to (the crate does not depend on it).
+#[async_trait::async_trait]
 impl ObjectStore for CountingStore {
-    fn put_opts<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        location: &'life1 Path,
+    async fn put_opts(
+        &self,
+        location: &Path,
         payload: PutPayload,
         opts: PutOptions,
-    ) -> BoxFut<'async_trait, Result<PutResult>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
+    ) -> Result<PutResult> {
         bump(&self.n.0.put, 1);
-        self.inner.put_opts(location, payload, opts)
+        self.inner.put_opts(location, payload, opts).await
     }
 
-    fn put_multipart_opts<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        location: &'life1 Path,
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
         opts: PutMultipartOptions,
-    ) -> BoxFut<'async_trait, Result<Box<dyn MultipartUpload>>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            bump(&self.n.0.put, 1);
-            let inner = self.inner.put_multipart_opts(location, opts).await?;
-            Ok(Box::new(CountingUpload {
-                inner,
-                n: self.n.clone(),
-            }) as Box<dyn MultipartUpload>)
-        })
+    ) -> Result<Box<dyn MultipartUpload>> {
+        bump(&self.n.0.put, 1);
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(CountingUpload {
+            inner,
+            n: self.n.clone(),
+        }) as Box<dyn MultipartUpload>)
     }
 
-    fn get_opts<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        location: &'life1 Path,
-        options: GetOptions,
-    ) -> BoxFut<'async_trait, Result<GetResult>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         let c = if options.head {
             &self.n.0.head
         } else if options.range.is_some() {
@@ -331,22 +304,12 @@ impl ObjectStore for CountingStore {
             &self.n.0.get
         };
         bump(c, 1);
-        self.inner.get_opts(location, options)
+        self.inner.get_opts(location, options).await
     }
 
-    fn get_ranges<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        location: &'life1 Path,
-        ranges: &'life2 [Range<u64>],
-    ) -> BoxFut<'async_trait, Result<Vec<Bytes>>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
         bump(&self.n.0.get_range, coalesced(ranges));
-        self.inner.get_ranges(location, ranges)
+        self.inner.get_ranges(location, ranges).await
     }
 
     fn delete_stream(
@@ -376,57 +339,25 @@ impl ObjectStore for CountingStore {
         self.count_list(self.inner.list_with_offset(prefix, offset))
     }
 
-    fn list_with_delimiter<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        prefix: Option<&'life1 Path>,
-    ) -> BoxFut<'async_trait, Result<ListResult>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let r = self.inner.list_with_delimiter(prefix).await;
-            let n = match &r {
-                Ok(r) => pages(r.objects.len() + r.common_prefixes.len()),
-                Err(_) => 1,
-            };
-            bump(&self.n.0.list, n);
-            r
-        })
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        let r = self.inner.list_with_delimiter(prefix).await;
+        let n = match &r {
+            Ok(r) => pages(r.objects.len() + r.common_prefixes.len()),
+            Err(_) => 1,
+        };
+        bump(&self.n.0.list, n);
+        r
     }
 
-    fn copy_opts<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        from: &'life1 Path,
-        to: &'life2 Path,
-        options: CopyOptions,
-    ) -> BoxFut<'async_trait, Result<()>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
         bump(&self.n.0.copy, 1);
-        self.inner.copy_opts(from, to, options)
+        self.inner.copy_opts(from, to, options).await
     }
 
-    fn rename_opts<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        from: &'life1 Path,
-        to: &'life2 Path,
-        options: RenameOptions,
-    ) -> BoxFut<'async_trait, Result<()>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
         bump(&self.n.0.copy, 1);
         bump(&self.n.0.delete, 1);
-        self.inner.rename_opts(from, to, options)
+        self.inner.rename_opts(from, to, options).await
     }
 }
 
@@ -445,28 +376,21 @@ impl fmt::Debug for CountingUpload {
     }
 }
 
+#[async_trait::async_trait]
 impl MultipartUpload for CountingUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
         bump(&self.n.0.multipart_part, 1);
         self.inner.put_part(data)
     }
 
-    fn complete<'life0, 'async_trait>(&'life0 mut self) -> BoxFut<'async_trait, Result<PutResult>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
+    async fn complete(&mut self) -> Result<PutResult> {
         bump(&self.n.0.put, 1);
-        self.inner.complete()
+        self.inner.complete().await
     }
 
-    fn abort<'life0, 'async_trait>(&'life0 mut self) -> BoxFut<'async_trait, Result<()>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
+    async fn abort(&mut self) -> Result<()> {
         bump(&self.n.0.delete, 1);
-        self.inner.abort()
+        self.inner.abort().await
     }
 }
 

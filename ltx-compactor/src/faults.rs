@@ -49,15 +49,14 @@
 //! ```
 
 use std::fmt;
-use std::future::Future;
 use std::ops::Range;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
+use ltx_core::rng::SplitMix64;
 use object_store::path::Path;
 use object_store::{
     Attributes, CopyOptions, Extensions, GetOptions, GetResult, GetResultPayload, ListResult,
@@ -65,9 +64,6 @@ use object_store::{
     PutResult, RenameOptions, Result, UploadPart,
 };
 use serde::Serialize;
-
-/// The boxed future `async_trait` methods return.
-type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The `store` name of injected `Generic` errors.
 pub const STORE_NAME: &str = "FaultStore";
@@ -159,24 +155,24 @@ pub fn injected(e: &object_store::Error) -> Option<&InjectedFault> {
     std::error::Error::source(e)?.downcast_ref::<InjectedFault>()
 }
 
-/// splitmix64.
+/// The store's generator: the workspace's SplitMix64 ([`ltx_core::rng`]),
+/// with the reductions this store always used.
 #[derive(Debug, Clone)]
-struct SplitMix(u64);
+struct SplitMix(SplitMix64);
 
 impl SplitMix {
+    fn new(seed: u64) -> SplitMix {
+        SplitMix(SplitMix64::new(seed))
+    }
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// True with probability `pct` %.
     fn chance(&mut self, pct: f64) -> bool {
-        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let u = self.0.unit();
         pct > 0.0 && u * 100.0 < pct
     }
-    /// Uniform in `0..n` (0 when `n == 0`).
+    /// Uniform in `0..n` (0 when `n == 0`), by `%`.
     fn below(&mut self, n: u64) -> u64 {
         if n == 0 {
             0
@@ -365,7 +361,7 @@ impl FaultStore {
             inner,
             shared: Arc::new(Shared {
                 enabled: AtomicBool::new(true),
-                rng: Mutex::new(SplitMix(cfg.seed)),
+                rng: Mutex::new(SplitMix::new(cfg.seed)),
                 cfg,
                 n: Counters::default(),
             }),
@@ -427,7 +423,7 @@ impl FaultStore {
                 return inner;
             }
             let items: Vec<Result<ObjectMeta>> = inner.collect().await;
-            let mut rng = SplitMix(d.seed);
+            let mut rng = SplitMix::new(d.seed);
             // Duplicate only objects, never errors.
             let mut out = Vec::with_capacity(items.len());
             for it in items {
@@ -469,131 +465,93 @@ impl fmt::Debug for FaultStore {
     }
 }
 
-// The trait is declared with `#[async_trait]`; its methods are written out
-// here in the form that macro expands to (the crate does not depend on it).
+#[async_trait::async_trait]
 impl ObjectStore for FaultStore {
-    fn put_opts<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        location: &'life1 Path,
+    async fn put_opts(
+        &self,
+        location: &Path,
         payload: PutPayload,
         opts: PutOptions,
-    ) -> BoxFut<'async_trait, Result<PutResult>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let Some(d) = self.shared.begin("put_opts", Some(location)).await? else {
-                return self.inner.put_opts(location, payload, opts).await;
-            };
-            let r = self.inner.put_opts(location, payload, opts).await?;
-            if d.after_write {
-                return Err(self.shared.after_write("put_opts"));
-            }
-            Ok(r)
-        })
+    ) -> Result<PutResult> {
+        let Some(d) = self.shared.begin("put_opts", Some(location)).await? else {
+            return self.inner.put_opts(location, payload, opts).await;
+        };
+        let r = self.inner.put_opts(location, payload, opts).await?;
+        if d.after_write {
+            return Err(self.shared.after_write("put_opts"));
+        }
+        Ok(r)
     }
 
-    fn put_multipart_opts<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        location: &'life1 Path,
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
         opts: PutMultipartOptions,
-    ) -> BoxFut<'async_trait, Result<Box<dyn MultipartUpload>>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.shared
-                .begin("put_multipart_opts", Some(location))
-                .await?;
-            // Wrapped even when faults are off: they may be turned on
-            // during the upload.
-            let inner = self.inner.put_multipart_opts(location, opts).await?;
-            Ok(Box::new(FaultUpload {
-                inner,
-                shared: Arc::clone(&self.shared),
-                path: location.clone(),
-            }) as Box<dyn MultipartUpload>)
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.shared
+            .begin("put_multipart_opts", Some(location))
+            .await?;
+        // Wrapped even when faults are off: they may be turned on
+        // during the upload.
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(FaultUpload {
+            inner,
+            shared: Arc::clone(&self.shared),
+            path: location.clone(),
+        }) as Box<dyn MultipartUpload>)
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        let Some(d) = self.shared.begin("get_opts", Some(location)).await? else {
+            return self.inner.get_opts(location, options).await;
+        };
+        let head = options.head;
+        let r = self.inner.get_opts(location, options).await?;
+        let len = r.range.end.saturating_sub(r.range.start);
+        if !d.truncate || head || len == 0 {
+            return Ok(r);
+        }
+        bump(&self.shared.n.truncated);
+        let keep = SplitMix::new(d.seed).below(len);
+        let GetResult {
+            payload,
+            meta,
+            range,
+            attributes,
+            extensions,
+        } = r;
+        // A file payload becomes a stream (into_stream needs a GetResult).
+        let body = GetResult {
+            payload,
+            meta: meta.clone(),
+            range: range.clone(),
+            attributes: Attributes::default(),
+            extensions: Extensions::default(),
+        }
+        .into_stream();
+        Ok(GetResult {
+            payload: GetResultPayload::Stream(truncate_stream(body, keep)),
+            meta,
+            range,
+            attributes,
+            extensions,
         })
     }
 
-    fn get_opts<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        location: &'life1 Path,
-        options: GetOptions,
-    ) -> BoxFut<'async_trait, Result<GetResult>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let Some(d) = self.shared.begin("get_opts", Some(location)).await? else {
-                return self.inner.get_opts(location, options).await;
-            };
-            let head = options.head;
-            let r = self.inner.get_opts(location, options).await?;
-            let len = r.range.end.saturating_sub(r.range.start);
-            if !d.truncate || head || len == 0 {
-                return Ok(r);
-            }
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        let Some(d) = self.shared.begin("get_ranges", Some(location)).await? else {
+            return self.inner.get_ranges(location, ranges).await;
+        };
+        let mut out = self.inner.get_ranges(location, ranges).await?;
+        let nonempty: Vec<usize> = (0..out.len()).filter(|&i| !out[i].is_empty()).collect();
+        if d.truncate && !nonempty.is_empty() {
             bump(&self.shared.n.truncated);
-            let keep = SplitMix(d.seed).below(len);
-            let GetResult {
-                payload,
-                meta,
-                range,
-                attributes,
-                extensions,
-            } = r;
-            // A file payload becomes a stream (into_stream needs a GetResult).
-            let body = GetResult {
-                payload,
-                meta: meta.clone(),
-                range: range.clone(),
-                attributes: Attributes::default(),
-                extensions: Extensions::default(),
-            }
-            .into_stream();
-            Ok(GetResult {
-                payload: GetResultPayload::Stream(truncate_stream(body, keep)),
-                meta,
-                range,
-                attributes,
-                extensions,
-            })
-        })
-    }
-
-    fn get_ranges<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        location: &'life1 Path,
-        ranges: &'life2 [Range<u64>],
-    ) -> BoxFut<'async_trait, Result<Vec<Bytes>>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let Some(d) = self.shared.begin("get_ranges", Some(location)).await? else {
-                return self.inner.get_ranges(location, ranges).await;
-            };
-            let mut out = self.inner.get_ranges(location, ranges).await?;
-            let nonempty: Vec<usize> = (0..out.len()).filter(|&i| !out[i].is_empty()).collect();
-            if d.truncate && !nonempty.is_empty() {
-                bump(&self.shared.n.truncated);
-                let mut rng = SplitMix(d.seed);
-                let i = nonempty[rng.below(nonempty.len() as u64) as usize];
-                let keep = rng.below(out[i].len() as u64) as usize;
-                out[i].truncate(keep);
-            }
-            Ok(out)
-        })
+            let mut rng = SplitMix::new(d.seed);
+            let i = nonempty[rng.below(nonempty.len() as u64) as usize];
+            let keep = rng.below(out[i].len() as u64) as usize;
+            out[i].truncate(keep);
+        }
+        Ok(out)
     }
 
     fn delete_stream(
@@ -638,65 +596,29 @@ impl ObjectStore for FaultStore {
         self.fault_list(d, "list_with_offset", prefix, inner)
     }
 
-    fn list_with_delimiter<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        prefix: Option<&'life1 Path>,
-    ) -> BoxFut<'async_trait, Result<ListResult>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let Some(d) = self.shared.begin("list_with_delimiter", prefix).await? else {
-                return self.inner.list_with_delimiter(prefix).await;
-            };
-            let r = self.inner.list_with_delimiter(prefix).await?;
-            let mut rng = SplitMix(d.seed);
-            let objects = mangle(&self.shared, &mut rng, r.objects, true);
-            let common_prefixes = mangle(&self.shared, &mut rng, r.common_prefixes, false);
-            Ok(ListResult {
-                common_prefixes,
-                objects,
-                extensions: r.extensions,
-            })
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        let Some(d) = self.shared.begin("list_with_delimiter", prefix).await? else {
+            return self.inner.list_with_delimiter(prefix).await;
+        };
+        let r = self.inner.list_with_delimiter(prefix).await?;
+        let mut rng = SplitMix::new(d.seed);
+        let objects = mangle(&self.shared, &mut rng, r.objects, true);
+        let common_prefixes = mangle(&self.shared, &mut rng, r.common_prefixes, false);
+        Ok(ListResult {
+            common_prefixes,
+            objects,
+            extensions: r.extensions,
         })
     }
 
-    fn copy_opts<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        from: &'life1 Path,
-        to: &'life2 Path,
-        options: CopyOptions,
-    ) -> BoxFut<'async_trait, Result<()>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.shared.begin("copy_opts", Some(to)).await?;
-            self.inner.copy_opts(from, to, options).await
-        })
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.shared.begin("copy_opts", Some(to)).await?;
+        self.inner.copy_opts(from, to, options).await
     }
 
-    fn rename_opts<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        from: &'life1 Path,
-        to: &'life2 Path,
-        options: RenameOptions,
-    ) -> BoxFut<'async_trait, Result<()>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.shared.begin("rename_opts", Some(to)).await?;
-            self.inner.rename_opts(from, to, options).await
-        })
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.shared.begin("rename_opts", Some(to)).await?;
+        self.inner.rename_opts(from, to, options).await
     }
 }
 
@@ -717,6 +639,7 @@ impl fmt::Debug for FaultUpload {
     }
 }
 
+#[async_trait::async_trait]
 impl MultipartUpload for FaultUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
         let Some(d) = self.shared.draw() else {
@@ -735,28 +658,18 @@ impl MultipartUpload for FaultUpload {
         })
     }
 
-    fn complete<'life0, 'async_trait>(&'life0 mut self) -> BoxFut<'async_trait, Result<PutResult>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let Some(d) = self.shared.begin("complete", Some(&self.path)).await? else {
-                return self.inner.complete().await;
-            };
-            let r = self.inner.complete().await?;
-            if d.after_write {
-                return Err(self.shared.after_write("complete"));
-            }
-            Ok(r)
-        })
+    async fn complete(&mut self) -> Result<PutResult> {
+        let Some(d) = self.shared.begin("complete", Some(&self.path)).await? else {
+            return self.inner.complete().await;
+        };
+        let r = self.inner.complete().await?;
+        if d.after_write {
+            return Err(self.shared.after_write("complete"));
+        }
+        Ok(r)
     }
 
-    fn abort<'life0, 'async_trait>(&'life0 mut self) -> BoxFut<'async_trait, Result<()>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        self.inner.abort()
+    async fn abort(&mut self) -> Result<()> {
+        self.inner.abort().await
     }
 }

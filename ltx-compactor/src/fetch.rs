@@ -32,18 +32,18 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use ltx_core::checksum::{page_checksum, DbChecksum};
 use ltx_core::header::HEADER_FLAG_NO_CHECKSUM;
 use ltx_core::merge::PlannedFrame;
-use ltx_core::{decode_frame, plan_merge, Checksum, MergeOptions, TxId};
+use ltx_core::{decode_frame, plan_merge, Checksum, MergeOptions, MergePlan, TxId};
 use serde::Serialize;
 
 use crate::atomic::TempFile;
 use crate::catalog::{txid_serde, LtxObject};
 use crate::counting::RequestCounts;
+use crate::error::{Context, Error, Result};
 use crate::reader::{self, Opened, ReadOptions, SpanReader};
 use crate::restore::{plan_restore, RestorePlan, Target};
 use crate::store::{Bucket, READ_CONCURRENCY};
@@ -51,7 +51,10 @@ use crate::store::{Bucket, READ_CONCURRENCY};
 /// Progress callback: (bytes of frames done, total).
 pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 /// A check run on the finished temporary file before it replaces the output.
-pub type PreCommitCheck = Arc<dyn Fn(&FsPath) -> Result<()> + Send + Sync>;
+///
+/// Its error is returned as [`Error::Check`].
+pub type PreCommitCheck =
+    Arc<dyn Fn(&FsPath) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send + Sync>;
 
 /// Restore tuning.
 #[derive(Clone)]
@@ -143,7 +146,10 @@ pub async fn plan(
     target: Target,
 ) -> Result<(RestorePlan, Vec<LtxObject>)> {
     let (mut catalog, _) = bucket.catalog(db).await?;
-    let fail = |e| anyhow!("{}: {e}", bucket.location(db));
+    let fail = |error| Error::Plan {
+        context: bucket.location(db),
+        error,
+    };
     let Target::Time(t) = target else {
         let plan = plan_restore(&catalog, target).map_err(fail)?;
         return Ok((plan, catalog));
@@ -281,7 +287,7 @@ pub async fn resolve_time(bucket: &Bucket, catalog: &mut [LtxObject], t: i64) ->
         let got: Vec<(usize, i64)> = futures::stream::iter(keys)
             .map(|(i, k)| async move {
                 let h = bucket.read_header(&k).await?;
-                Ok::<_, anyhow::Error>((i, h.timestamp))
+                Ok::<_, Error>((i, h.timestamp))
             })
             .buffer_unordered(READ_CONCURRENCY)
             .try_collect()
@@ -317,36 +323,118 @@ pub async fn restore_to_file(
     out: &FsPath,
     opts: &RestoreOptions,
 ) -> Result<RestoreReport> {
-    if !opts.force && out.exists() {
-        bail!("{} exists (use --force to replace it)", out.display());
+    check_destination(out, opts.force)?;
+    let files: Vec<(String, u64)> = plan.files.iter().map(|f| (f.key.clone(), f.size)).collect();
+    let opened: Vec<Opened> = reader::open_all(bucket, files, &opts.read).await?;
+    let (mp, no_checksum) = plan_pages(bucket, db, &opened)?;
+    let (ps, commit) = (mp.header.page_size, mp.header.commit);
+
+    let tmp = TempFile::beside(out, "restore")?;
+    let file = tmp
+        .file()
+        .try_clone()
+        .context_with(|| format!("opening {}", tmp.path().display()))?;
+    file.set_len(u64::from(commit) * ps.bytes() as u64)
+        .context_with(|| format!("sizing {}", tmp.path().display()))?;
+    let w = Arc::new(Writer {
+        keys: Arc::new(opened.iter().map(|o| o.meta.key.clone()).collect()),
+        ps,
+        file: Arc::new(file),
+        checksums: !no_checksum,
+        done: AtomicU64::new(0),
+        total: mp.frames.iter().map(|f| f.entry.size).sum(),
+        progress: opts.progress.clone(),
+    });
+    let last_timestamp = opened.last().expect("plan has files").meta.header.timestamp;
+    let bytes_read: u64 = opened.iter().map(|o| o.bytes_read).sum();
+    let (xor, span_read) = write_pages(bucket, &w, &mp, opened, opts).await?;
+
+    let checksum = if no_checksum || commit == 0 {
+        None
+    } else {
+        let mut sum = DbChecksum::new(ps);
+        sum.add_checksum(Checksum(xor));
+        if sum.value() != mp.post_apply {
+            return Err(Error::invalid(format!(
+                "{}: the restored pages have database checksum {} but {} says {} after {}: refusing the result",
+                bucket.location(db),
+                sum.value(),
+                w.keys.last().map_or("", |k| k.as_str()),
+                mp.post_apply,
+                mp.header.max_txid
+            )));
+        }
+        Some(sum.value().to_string())
+    };
+    let files = w.keys.to_vec();
+    drop(w);
+    if let Some(check) = &opts.pre_commit {
+        tmp.file()
+            .sync_all()
+            .context_with(|| format!("fsync {}", tmp.path().display()))?;
+        check(tmp.path()).map_err(Error::Check)?;
+    }
+    tmp.commit(out)?;
+    Ok(RestoreReport {
+        db: db.to_string(),
+        txid: mp.header.max_txid,
+        timestamp_ms: last_timestamp,
+        timestamp: rfc3339(last_timestamp),
+        timestamp_exact: true,
+        files,
+        files_bytes: plan.bytes,
+        bytes_read: bytes_read + span_read,
+        page_size: ps.bytes() as u32,
+        commit,
+        pages: mp.frames.len() as u64,
+        checksum,
+        output: out.display().to_string(),
+        requests: bucket.requests(),
+    })
+}
+
+/// Refuses an output that exists (without `force`) or has a WAL beside it.
+fn check_destination(out: &FsPath, force: bool) -> Result<()> {
+    if !force && out.exists() {
+        return Err(Error::usage(format!(
+            "{} exists (use --force to replace it)",
+            out.display()
+        )));
     }
     let wal = PathBuf::from(format!("{}-wal", out.display()));
     if wal.exists() {
-        bail!(
+        return Err(Error::usage(format!(
             "{} exists: a WAL beside the output would be applied over the restored file; remove it first",
             wal.display()
-        );
+        )));
     }
-    let files: Vec<(String, u64)> = plan.files.iter().map(|f| (f.key.clone(), f.size)).collect();
-    let opened: Vec<Opened> = reader::open_all(bucket, files, &opts.read).await?;
+    Ok(())
+}
+
+/// The pages to write: the merge plan of the opened files (newest copy of
+/// each page), checked to chain (checksum links) and to hold every page up
+/// to the commit. Also whether the files track checksums (`false`: one of
+/// them is NoChecksum).
+fn plan_pages(bucket: &Bucket, db: &str, opened: &[Opened]) -> Result<(MergePlan, bool)> {
     let metas: Vec<&crate::store::ObjectMeta> = opened.iter().map(|o| &o.meta).collect();
     let no_checksum = metas.iter().any(|m| m.header.no_checksum());
     let inputs: Vec<_> = metas.iter().map(|m| m.merge_input()).collect();
+    let flags = if no_checksum {
+        HEADER_FLAG_NO_CHECKSUM
+    } else {
+        0
+    };
     let mp = plan_merge(
         &inputs,
         &MergeOptions {
-            flags: if no_checksum {
-                HEADER_FLAG_NO_CHECKSUM
-            } else {
-                0
-            },
+            flags,
             allow_gaps: false,
         },
     )
     .map_err(|e| {
-        anyhow!(
-            "{}: the planned files do not chain: {e}",
-            bucket.location(db)
+        Error::format(
+            format!("{}: the planned files do not chain", bucket.location(db)),
+            e,
         )
     })?;
     for w in metas.windows(2) {
@@ -355,31 +443,34 @@ pub async fn restore_to_file(
             && b.header.min_txid.0 == a.header.max_txid.0 + 1
             && b.header.pre_apply_checksum != a.trailer.post_apply_checksum
         {
-            bail!(
+            return Err(Error::invalid(format!(
                 "{}: {} starts from database checksum {} but {} ends at {}",
                 bucket.url(),
                 b.key,
                 b.header.pre_apply_checksum,
                 a.key,
                 a.trailer.post_apply_checksum
-            );
+            )));
         }
     }
-    let ps = mp.header.page_size;
+    check_every_page(&mp, &bucket.location(db), metas.len())?;
+    Ok((mp, no_checksum))
+}
+
+/// Every page from 1 to the commit (but the lock page) is in the plan.
+fn check_every_page(mp: &MergePlan, location: &str, files: usize) -> Result<()> {
+    let lock = mp.header.page_size.lock_pgno();
     let commit = mp.header.commit;
-    let lock = ps.lock_pgno();
     let mut want: u32 = 1;
     for f in &mp.frames {
         if want == lock {
             want += 1;
         }
         if f.entry.pgno != want {
-            bail!(
-                "{}: page {want} is in none of the {} files (the chain cannot rebuild the database at {})",
-                bucket.location(db),
-                metas.len(),
+            return Err(Error::invalid(format!(
+                "{location}: page {want} is in none of the {files} files (the chain cannot rebuild the database at {})",
                 mp.header.max_txid
-            );
+            )));
         }
         want += 1;
     }
@@ -387,44 +478,28 @@ pub async fn restore_to_file(
         want += 1;
     }
     if want <= commit {
-        bail!(
-            "{}: page {want} is in none of the {} files (commit is {commit})",
-            bucket.location(db),
-            metas.len()
-        );
+        return Err(Error::invalid(format!(
+            "{location}: page {want} is in none of the {files} files (commit is {commit})"
+        )));
     }
+    Ok(())
+}
 
-    let tmp = TempFile::beside(out, "restore")?;
-    let file = tmp
-        .file()
-        .try_clone()
-        .with_context(|| format!("opening {}", tmp.path().display()))?;
-    file.set_len(u64::from(commit) * ps.bytes() as u64)
-        .with_context(|| format!("sizing {}", tmp.path().display()))?;
-    let file = Arc::new(file);
+/// Frames held in memory, in batches of about `batch` bytes, and per file
+/// the positions and entries of the others (read later as spans).
+type Split = (
+    Vec<Vec<(PlannedFrame, Bytes)>>,
+    Vec<Vec<(usize, ltx_core::IndexEntry)>>,
+);
 
-    let keys: Arc<Vec<String>> = Arc::new(metas.iter().map(|m| m.key.clone()).collect());
-    let last_timestamp = metas.last().expect("plan has files").header.timestamp;
-    drop((metas, inputs));
-    let total: u64 = mp.frames.iter().map(|f| f.entry.size).sum();
-    let w = Arc::new(Writer {
-        keys: keys.clone(),
-        ps,
-        file: file.clone(),
-        checksums: !no_checksum,
-        done: AtomicU64::new(0),
-        total,
-        progress: opts.progress.clone(),
-    });
-
-    // Frames held in memory, in batches, and per file the others, as spans.
+fn split_frames(mp: &MergePlan, opened: &[Opened], batch: u64) -> Split {
     let mut held: Vec<Vec<(PlannedFrame, Bytes)>> = vec![Vec::new()];
     let mut held_bytes = 0u64;
     let mut ranged: Vec<Vec<(usize, ltx_core::IndexEntry)>> = vec![Vec::new(); opened.len()];
     for (fi, f) in mp.frames.iter().enumerate() {
         match opened[f.input].held_frame(&f.entry) {
             Some(b) => {
-                if held_bytes >= opts.fetch_batch {
+                if held_bytes >= batch {
                     held.push(Vec::new());
                     held_bytes = 0;
                 }
@@ -435,32 +510,54 @@ pub async fn restore_to_file(
         }
     }
     held.retain(|b| !b.is_empty());
-    // From here a body lives as long as a batch still needs its frames.
-    let bytes_read: u64 = opened.iter().map(|o| o.bytes_read).sum();
-    let locals: Arc<Vec<Option<reader::LocalFile>>> =
-        Arc::new(opened.iter().map(|o| o.local.clone()).collect());
-    drop(opened);
-    // Spans of at least 32 MiB (fewer requests), up to `concurrency` of
-    // them for the bytes to read (parallel streams), at most `span_max`.
+    (held, ranged)
+}
+
+/// The spans the ranged frames are read as: at least 32 MiB (fewer
+/// requests), up to `concurrency` of them for the bytes to read (parallel
+/// streams), at most `span_max`; longest first (they bound the restore's
+/// time).
+fn plan_spans(
+    ranged: Vec<Vec<(usize, ltx_core::IndexEntry)>>,
+    read: &ReadOptions,
+    concurrency: usize,
+) -> Vec<(usize, reader::Span)> {
     let to_read: u64 = ranged
         .iter()
-        .flat_map(|f| reader::spans(f.clone(), opts.read.span_gap, u64::MAX))
+        .flat_map(|f| reader::spans(f.clone(), read.span_gap, u64::MAX))
         .map(|s| s.range.end - s.range.start)
         .sum();
-    let span_max = (to_read.div_ceil(opts.concurrency.max(1) as u64) + (64 << 10))
+    let span_max = (to_read.div_ceil(concurrency.max(1) as u64) + (64 << 10))
         .max(32 << 20)
-        .min(opts.read.span_max.max(1));
+        .min(read.span_max.max(1));
     let mut spans: Vec<(usize, reader::Span)> = ranged
         .into_iter()
         .enumerate()
         .flat_map(|(i, f)| {
-            reader::spans(f, opts.read.span_gap, span_max)
+            reader::spans(f, read.span_gap, span_max)
                 .into_iter()
                 .map(move |s| (i, s))
         })
         .collect();
-    // Longest first: they bound the restore's time.
     spans.sort_by_key(|(_, s)| std::cmp::Reverse(s.range.end - s.range.start));
+    spans
+}
+
+/// Decodes and writes every planned page: frames held in memory on
+/// blocking threads, the others streamed span by span. Returns the XOR of
+/// the page checksums and the bytes the spans read. The bodies held in
+/// `opened` live as long as a batch still needs their frames.
+async fn write_pages(
+    bucket: &Bucket,
+    w: &Arc<Writer>,
+    mp: &MergePlan,
+    opened: Vec<Opened>,
+    opts: &RestoreOptions,
+) -> Result<(u64, u64)> {
+    let (held, ranged) = split_frames(mp, &opened, opts.fetch_batch);
+    let locals: Vec<Option<reader::LocalFile>> = opened.iter().map(|o| o.local.clone()).collect();
+    drop(opened);
+    let spans = plan_spans(ranged, &opts.read, opts.concurrency);
     let frames = Arc::new(mp.frames.clone());
     let span_read = Arc::new(AtomicU64::new(0));
 
@@ -486,7 +583,7 @@ pub async fn restore_to_file(
                     })
                     .await?;
                 span_read.fetch_add(received, Ordering::Relaxed);
-                Ok::<u64, anyhow::Error>(x)
+                Ok::<u64, Error>(x)
             }
         })
         .buffer_unordered(opts.concurrency.max(1))
@@ -502,51 +599,7 @@ pub async fn restore_to_file(
         .buffer_unordered(2)
         .try_fold(0u64, |a, x| async move { Ok(a ^ x) });
     let (x1, x2) = futures::try_join!(from_spans, from_memory)?;
-    let xors = [x1, x2];
-    let mut sum = DbChecksum::new(ps);
-    for x in xors {
-        sum.add_checksum(Checksum(x));
-    }
-    let checksum = if no_checksum || commit == 0 {
-        None
-    } else {
-        if sum.value() != mp.post_apply {
-            bail!(
-                "{}: the restored pages have database checksum {} but {} says {} after {}: refusing the result",
-                bucket.location(db),
-                sum.value(),
-                keys.last().map_or("", |k| k.as_str()),
-                mp.post_apply,
-                mp.header.max_txid
-            );
-        }
-        Some(sum.value().to_string())
-    };
-    drop(w);
-    drop(file);
-    if let Some(check) = &opts.pre_commit {
-        tmp.file()
-            .sync_all()
-            .with_context(|| format!("fsync {}", tmp.path().display()))?;
-        check(tmp.path())?;
-    }
-    tmp.commit(out)?;
-    Ok(RestoreReport {
-        db: db.to_string(),
-        txid: mp.header.max_txid,
-        timestamp_ms: last_timestamp,
-        timestamp: rfc3339(last_timestamp),
-        timestamp_exact: true,
-        files: keys.to_vec(),
-        files_bytes: plan.bytes,
-        bytes_read: bytes_read + span_read.load(Ordering::Relaxed),
-        page_size: ps.bytes() as u32,
-        commit,
-        pages: mp.frames.len() as u64,
-        checksum,
-        output: out.display().to_string(),
-        requests: bucket.requests(),
-    })
+    Ok((x1 ^ x2, span_read.load(Ordering::Relaxed)))
 }
 
 /// The report of a dry run: what [`restore_to_file`] would do.
@@ -632,20 +685,16 @@ impl Writer {
             }
             let page = &mut buf[n * psz..(n + 1) * psz];
             let d = decode_frame(frame, self.ps, page).map_err(|e| {
-                anyhow!(
-                    "{}: {}",
-                    self.keys[f.input],
-                    e.offset_by(f.entry.offset).page(pgno)
+                Error::format(
+                    self.keys[f.input].clone(),
+                    e.offset_by(f.entry.offset).page(pgno),
                 )
             })?;
             if d.header.pgno != pgno {
-                bail!(
+                return Err(Error::invalid(format!(
                     "{}: the page index says page {} at offset {}, the frame holds page {}",
-                    self.keys[f.input],
-                    pgno,
-                    f.entry.offset,
-                    d.header.pgno
-                );
+                    self.keys[f.input], pgno, f.entry.offset, d.header.pgno
+                )));
             }
             if self.checksums {
                 x ^= page_checksum(pgno, page).0;

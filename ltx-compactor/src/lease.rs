@@ -20,11 +20,11 @@
 
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
 use object_store::path::Path;
 use object_store::{GetOptions, ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
 use tokio::sync::Mutex;
 
+use crate::error::{Context, Error, Result};
 pub use crate::lease_decision::LeaseDoc;
 use crate::lease_decision::{acquire_read, hold, release, Acquire, Hold};
 use crate::store::{join, now_ms, Bucket};
@@ -87,14 +87,14 @@ impl Lease {
         let key = lease_key(db);
         if let Some(root) = bucket.local_root() {
             let dir = root.join(db);
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(&dir).context_with(|| format!("creating {}", dir.display()))?;
             let p = dir.join(".compactor.lock");
             let f = std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
                 .open(&p)
-                .with_context(|| format!("opening lock file {}", p.display()))?;
+                .context_with(|| format!("opening lock file {}", p.display()))?;
             return match f.try_lock() {
                 Ok(()) => Ok(Some(Lease {
                     kind: Kind::File(f),
@@ -104,7 +104,7 @@ impl Lease {
                 })),
                 Err(std::fs::TryLockError::WouldBlock) => Ok(None),
                 Err(std::fs::TryLockError::Error(e)) => {
-                    Err(e).with_context(|| format!("locking {}", p.display()))
+                    Err(e).context_with(|| format!("locking {}", p.display()))
                 }
             };
         }
@@ -113,13 +113,13 @@ impl Lease {
         let now = now_ms();
         let read = match store.get_opts(&path, GetOptions::default()).await {
             Err(object_store::Error::NotFound { .. }) => None,
-            Err(e) => return Err(e).with_context(|| format!("reading lease {key}")),
+            Err(e) => return Err(e).context_with(|| format!("reading lease {key}")),
             Ok(r) => {
                 let version = version_of(r.meta.e_tag.clone(), r.meta.version.clone());
                 let body = r
                     .bytes()
                     .await
-                    .with_context(|| format!("reading lease {key}"))?;
+                    .context_with(|| format!("reading lease {key}"))?;
                 Some((version, serde_json::from_slice::<LeaseDoc>(&body).ok()))
             }
         };
@@ -151,7 +151,7 @@ impl Lease {
                 key,
             })),
             Err(e) if is_conflict(&e) => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("writing lease {key}")),
+            Err(e) => Err(e).context_with(|| format!("writing lease {key}")),
         }
     }
 
@@ -175,18 +175,21 @@ impl Lease {
         let (store, path, held) = match &self.kind {
             Kind::Object { store, path, held } => (store, path, held),
             Kind::File(_) => return Ok(()),
-            Kind::DryRun => bail!("dry run: nothing may be written"),
+            Kind::DryRun => return Err(Error::DryRun),
         };
         let mut h = held.lock().await;
         let now = now_ms();
         match hold(now, &h.doc, h.renewed_ms, self.ttl_ms) {
             Hold::Keep => {}
-            Hold::Lost { expires_ms } => bail!(
-                "lease {} lost: expired at {expires_ms} (holder {}, generation {})",
-                self.key,
-                self.holder,
-                h.doc.generation
-            ),
+            Hold::Lost { expires_ms } => {
+                return Err(Error::LeaseLost {
+                    key: self.key.clone(),
+                    why: format!(
+                        "expired at {expires_ms} (holder {}, generation {})",
+                        self.holder, h.doc.generation
+                    ),
+                })
+            }
             Hold::Renew(doc) => {
                 match put_doc(store, path, &doc, PutMode::Update(h.version.clone())).await {
                     Ok(v) => {
@@ -195,10 +198,13 @@ impl Lease {
                         h.renewed_ms = now;
                     }
                     Err(e) if is_conflict(&e) => {
-                        bail!("lease {} lost: changed by another compactor", self.key)
+                        return Err(Error::LeaseLost {
+                            key: self.key.clone(),
+                            why: "changed by another compactor".into(),
+                        })
                     }
                     Err(e) => {
-                        return Err(e).with_context(|| format!("renewing lease {}", self.key))
+                        return Err(e).context_with(|| format!("renewing lease {}", self.key))
                     }
                 }
             }
@@ -218,7 +224,7 @@ impl Lease {
             match put_doc(store, path, &doc, PutMode::Update(h.version.clone())).await {
                 Ok(_) => {}
                 Err(e) if is_conflict(&e) => {}
-                Err(e) => return Err(e).with_context(|| format!("releasing lease {}", self.key)),
+                Err(e) => return Err(e).context_with(|| format!("releasing lease {}", self.key)),
             }
         }
         Ok(())

@@ -188,21 +188,23 @@ fn main() -> Result<()> {
             });
             let args = run::RunArgs {
                 url,
-                once,
-                dry_run,
                 cfg,
-                concurrency,
                 metrics_addr,
-                holder,
-                lease_ttl_ms,
                 json,
-                now_ms,
                 opts: ltx_compactor::compact::PassOptions {
                     dry_run,
                     adopt,
                     single_put_limit,
                     part_size,
                     ..Default::default()
+                },
+                run: ltx_compactor::daemon::RunOptions {
+                    once,
+                    concurrency,
+                    holder,
+                    lease_ttl_ms,
+                    now_ms,
+                    on_pass: None,
                 },
             };
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -39,7 +39,6 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -50,6 +49,7 @@ use ltx_core::Header;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, GetResult, GetResultPayload};
 
+use crate::error::{Context, Error, Result};
 use crate::store::{litestream_ms_of, Bucket, ObjectMeta};
 
 /// How objects are read.
@@ -169,13 +169,13 @@ impl LocalFile {
         tokio::task::spawn_blocking(move || {
             let mut buf = vec![0u8; want];
             let got = read_full_at(&f.file, &mut buf, range.start)
-                .with_context(|| format!("reading {}", f.path.display()))?;
+                .context_with(|| format!("reading {}", f.path.display()))?;
             if got != want {
-                bail!(
+                return Err(Error::invalid(format!(
                     "{}: short read at offset {}: got {got} of {want} bytes",
                     f.path.display(),
                     range.start
-                );
+                )));
             }
             Ok(Bytes::from(buf))
         })
@@ -194,7 +194,7 @@ async fn open_local(bucket: &Bucket, key: &str) -> Result<Option<LocalFile>> {
         .store()
         .get_opts(&Path::from(key), GetOptions::default())
         .await
-        .with_context(|| format!("{}: opening {key}", bucket.url()))?;
+        .context_with(|| format!("{}: opening {key}", bucket.url()))?;
     Ok(match r.payload {
         GetResultPayload::File(file, path) => Some(LocalFile {
             file: Arc::new(file),
@@ -244,16 +244,16 @@ async fn get(
             },
         )
         .await
-        .with_context(ctx)?;
+        .context_with(ctx)?;
     let ls = litestream_ms(&r);
-    let b = r.bytes().await.with_context(ctx)?;
+    let b = r.bytes().await.context_with(ctx)?;
     if b.len() as u64 != want {
-        bail!(
+        return Err(Error::invalid(format!(
             "{}: {key}: short read at offset {}: got {} of {want} bytes",
             bucket.url(),
             range.map_or(0, |r| r.start),
             b.len()
-        );
+        )));
     }
     Ok((b, ls))
 }
@@ -270,12 +270,12 @@ pub async fn open(
     budget: &HoldBudget,
     opts: &ReadOptions,
 ) -> Result<Opened> {
-    let fmt_err = |e: ltx_core::Error| anyhow!("{}: {key}: {e}", bucket.url());
+    let fmt_err = |e: ltx_core::Error| Error::format(format!("{}: {key}", bucket.url()), e);
     if size < MIN_FILE_SIZE {
-        bail!(
+        return Err(Error::invalid(format!(
             "{}: {key}: {size} bytes is too short for an LTX file",
             bucket.url()
-        );
+        )));
     }
     if size <= opts.whole_max {
         let (body, ls) = get(bucket, key, None, size).await?;
@@ -458,7 +458,7 @@ pub async fn frames_of(
                     get(bucket, key, Some(r.clone()), r.end - r.start).await?.0
                 }
             };
-            Ok::<_, anyhow::Error>((span, b))
+            Ok::<_, Error>((span, b))
         })
         .buffer_unordered(concurrency.max(1))
         .try_collect()
@@ -548,15 +548,15 @@ impl SpanReader {
         self
     }
 
-    fn short(&self, received: u64) -> anyhow::Error {
-        anyhow!(
+    fn short(&self, received: u64) -> Error {
+        Error::invalid(format!(
             "{}: {}: short read at offset {}: got {} of {} bytes",
             self.url,
             self.key,
             self.range.start,
             received,
             self.range.end - self.range.start
-        )
+        ))
     }
 
     /// The frames complete in `buf` (the object's bytes from `at`) from
@@ -605,7 +605,7 @@ impl SpanReader {
                 },
             )
             .await
-            .with_context(|| ctx.clone())?;
+            .context_with(|| ctx.clone())?;
         match r.payload {
             GetResultPayload::File(file, path) => {
                 tokio::task::spawn_blocking(move || self.run_file(&file, &path, decode))
@@ -634,7 +634,7 @@ impl SpanReader {
             let len = buf.len();
             buf.resize(len + n, 0);
             let got = read_full_at(file, &mut buf[len..], pos)
-                .with_context(|| format!("{}: reading {}", self.url, path.display()))?;
+                .context_with(|| format!("{}: reading {}", self.url, path.display()))?;
             buf.truncate(len + got);
             pos += got as u64;
             let (last, end) = self.complete(next, at, buf.len());
@@ -706,7 +706,7 @@ impl SpanReader {
             }
             match s.next().await {
                 Some(chunk) => {
-                    let chunk = chunk.with_context(|| ctx.to_string())?;
+                    let chunk = chunk.context_with(|| ctx.to_string())?;
                     received += chunk.len() as u64;
                     buf.extend_from_slice(&chunk);
                 }

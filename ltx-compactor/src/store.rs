@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use ltx_core::header::HEADER_SIZE;
@@ -32,6 +31,7 @@ use object_store::{
 
 use crate::catalog::{from_listing, parse_key, ListedObject, LtxObject, SNAPSHOT_LEVEL};
 use crate::counting::{CountingStore, RequestCounter, RequestCounts};
+use crate::error::{Context, Error, Result};
 
 /// Requests in flight at once for small reads (headers, tails, indexes).
 pub const READ_CONCURRENCY: usize = 32;
@@ -171,21 +171,25 @@ impl Bucket {
                 AmazonS3Builder::from_env()
                     .with_bucket_name(host)
                     .build()
-                    .with_context(|| format!("{url}: configuring S3"))?,
+                    .context_with(|| format!("{url}: configuring S3"))?,
             ),
             "gs" => Arc::new(
                 GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(host)
                     .build()
-                    .with_context(|| format!("{url}: configuring GCS"))?,
+                    .context_with(|| format!("{url}: configuring GCS"))?,
             ),
             "az" | "azure" | "abfs" | "abfss" => Arc::new(
                 MicrosoftAzureBuilder::from_env()
                     .with_container_name(host)
                     .build()
-                    .with_context(|| format!("{url}: configuring Azure"))?,
+                    .context_with(|| format!("{url}: configuring Azure"))?,
             ),
-            _ => bail!("{url}: unknown scheme {scheme:?} (s3, gs, az, file, memory or a path)"),
+            _ => {
+                return Err(Error::usage(format!(
+                    "{url}: unknown scheme {scheme:?} (s3, gs, az, file, memory or a path)"
+                )))
+            }
         };
         Ok(Bucket::counted(store, url, trim(path), None))
     }
@@ -209,15 +213,18 @@ impl Bucket {
 
     fn local(dir: PathBuf, url: &str) -> Result<Bucket> {
         let meta = std::fs::metadata(&dir)
-            .with_context(|| format!("{url}: cannot open directory {}", dir.display()))?;
+            .context_with(|| format!("{url}: cannot open directory {}", dir.display()))?;
         if !meta.is_dir() {
-            bail!("{url}: {} is not a directory", dir.display());
+            return Err(Error::usage(format!(
+                "{url}: {} is not a directory",
+                dir.display()
+            )));
         }
         let dir = dir
             .canonicalize()
-            .with_context(|| format!("{url}: {}", dir.display()))?;
+            .context_with(|| format!("{url}: {}", dir.display()))?;
         let store = LocalFileSystem::new_with_prefix(&dir)
-            .with_context(|| format!("{url}: {}", dir.display()))?
+            .context_with(|| format!("{url}: {}", dir.display()))?
             .with_automatic_cleanup(true);
         Ok(Bucket::counted(
             Arc::new(store),
@@ -361,7 +368,7 @@ impl Bucket {
             .write(true)
             .open(&p)
             .and_then(|f| f.set_modified(t))
-            .with_context(|| format!("setting the modification time of {}", p.display()))
+            .context_with(|| format!("setting the modification time of {}", p.display()))
     }
 
     /// Finds the databases under the URL's prefix: prefixes holding an
@@ -397,7 +404,7 @@ impl Bucket {
             .store
             .list_with_delimiter(path.as_ref())
             .await
-            .with_context(|| format!("{}: listing {prefix:?}", self.url))?;
+            .context_with(|| format!("{}: listing {prefix:?}", self.url))?;
         let mut v: Vec<String> = r
             .common_prefixes
             .iter()
@@ -442,7 +449,7 @@ impl Bucket {
                     })
                     .try_collect::<Vec<_>>()
                     .await
-                    .with_context(|| format!("{}: listing {p}", self.url))
+                    .context_with(|| format!("{}: listing {p}", self.url))
             })
             .buffer_unordered(8)
             .try_collect()
@@ -482,16 +489,16 @@ impl Bucket {
                 },
             )
             .await
-            .with_context(ctx)?;
+            .context_with(ctx)?;
         let ls = litestream_ms_of(&r.attributes);
-        let b = r.bytes().await.with_context(ctx)?;
+        let b = r.bytes().await.context_with(ctx)?;
         if b.len() as u64 != want {
-            bail!(
+            return Err(Error::invalid(format!(
                 "{}: {key}: short read at offset {}: got {} of {want} bytes",
                 self.url,
                 range.start,
                 b.len()
-            );
+            )));
         }
         Ok((b, ls))
     }
@@ -502,7 +509,7 @@ impl Bucket {
     /// Store errors; an invalid header (with the key).
     pub async fn read_header(&self, key: &str) -> Result<Header> {
         let b = self.read_range(key, 0..HEADER_SIZE as u64).await?;
-        Header::decode(&b).map_err(|e| anyhow!("{}: {key}: {e}", self.url))
+        Header::decode(&b).map_err(|e| Error::format(format!("{}: {key}", self.url), e))
     }
 
     /// Reads what a merge or restore plan needs from one object of `size`
@@ -539,7 +546,7 @@ impl Bucket {
         let got: Vec<(String, i64)> = futures::stream::iter(missing)
             .map(|k| async move {
                 let h = self.read_header(&k).await?;
-                Ok::<_, anyhow::Error>((k, h.timestamp))
+                Ok::<_, Error>((k, h.timestamp))
             })
             .buffer_unordered(READ_CONCURRENCY)
             .try_collect()
@@ -561,7 +568,7 @@ impl Bucket {
         match self.store.head(&Path::from(key)).await {
             Ok(m) => Ok(Some(m.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("{}: HEAD {key}", self.url)),
+            Err(e) => Err(e).context_with(|| format!("{}: HEAD {key}", self.url)),
         }
     }
 
@@ -581,16 +588,16 @@ impl Bucket {
     /// No database, or several (listed).
     pub fn single_of(&self, dbs: Vec<String>) -> Result<String> {
         match dbs.len() {
-            0 => bail!(
+            0 => Err(Error::usage(format!(
                 "{}: no LTX database found (expected ltx/<level>/ or 0000/ level directories)",
                 self.url
-            ),
+            ))),
             1 => Ok(dbs.into_iter().next().expect("one")),
-            n => bail!(
+            n => Err(Error::usage(format!(
                 "{}: {n} databases found, name one: {}",
                 self.url,
                 dbs.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
-            ),
+            ))),
         }
     }
 }

@@ -62,7 +62,7 @@ async fn scenario_with(
         Shape::Cumulative => check_contiguity,
         Shape::Ladder => check_ladder,
     };
-    let mut c = Compactor::new(bucket.clone(), cfg.clone(), opts);
+    let c = Compactor::new(bucket.clone(), cfg.clone(), opts);
     let lease = Lease::acquire(&bucket, &db, "e2e", 600_000)
         .await
         .unwrap()

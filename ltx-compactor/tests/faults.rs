@@ -84,7 +84,7 @@ async fn run_mix(name: &str, fc: FaultConfig) -> Figures {
     let bucket = Bucket::from_store(faulty.clone(), &format!("faulty://{name}"), "");
     let db = "t/app.db";
     let mut w = Workload::new(tmp.path(), 5);
-    let mut c = Compactor::new(bucket.clone(), cfg(), PassOptions::default());
+    let c = Compactor::new(bucket.clone(), cfg(), PassOptions::default());
     let mut f = Figures::default();
     let out = tmp.path().join("r.db");
     let mut now = 1_800_000_000_000i64;
@@ -101,9 +101,10 @@ async fn run_mix(name: &str, fc: FaultConfig) -> Figures {
                 r.map(|r| {
                     assert!(r.contiguity.is_empty(), "{:?}", r.contiguity);
                 })
+                .map_err(anyhow::Error::from)
             }
             Ok(None) => Err(anyhow::anyhow!("lease busy")),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         };
         match res {
             Ok(()) => f.passes_ok += 1,

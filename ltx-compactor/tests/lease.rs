@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use ltx_compactor::catalog::Layout;
-use ltx_compactor::compact::{run_pass, PassOptions};
+use ltx_compactor::compact::{Compactor, PassOptions};
 use ltx_compactor::fetch::{plan, restore_to_file, RestoreOptions};
 use ltx_compactor::lease::Lease;
 use ltx_compactor::policy::{check_contiguity, Config};
@@ -94,6 +94,7 @@ async fn takeover_only_after_expiry_and_the_old_holder_stops() {
         // The old holder must notice before writing.
         let e = a.check().await.unwrap_err();
         assert!(e.to_string().contains("lost"), "{e}");
+        assert!(matches!(e, ltx_compactor::Error::LeaseLost { .. }), "{e:?}");
         bl.check().await.unwrap();
     }
 }
@@ -127,6 +128,7 @@ async fn renewal_after_takeover_fails() {
         tokio::time::sleep(Duration::from_millis(1_100)).await;
         let e = a.check().await.unwrap_err();
         assert!(e.to_string().contains("lost"), "{}: {e}", b.url());
+        assert!(e.is_lease_lost(), "{e:?}");
     }
 }
 
@@ -211,20 +213,8 @@ async fn concurrent_compactors_never_both_write() {
                             else {
                                 return false;
                             };
-                            let mut cache = Default::default();
-                            let stop = std::sync::atomic::AtomicBool::new(false);
-                            let r = run_pass(
-                                &b,
-                                &db,
-                                &cfg,
-                                now + 1_500,
-                                &lease,
-                                &PassOptions::default(),
-                                &mut cache,
-                                &stop,
-                            )
-                            .await
-                            .unwrap();
+                            let c = Compactor::new(b.clone(), cfg, PassOptions::default());
+                            let r = c.pass(&db, now + 1_500, &lease).await.unwrap();
                             written.lock().unwrap().extend(
                                 r.written
                                     .iter()
@@ -273,20 +263,8 @@ async fn concurrent_compactors_never_both_write() {
 fn futures_are_send(b: Bucket, lease: Lease, p: ltx_compactor::RestorePlan) {
     fn is_send<T: Send>(_: T) {}
     is_send(async move {
-        let mut cache = Default::default();
-        let stop = std::sync::atomic::AtomicBool::new(false);
-        let cfg = Config::default();
-        let _ = run_pass(
-            &b,
-            "db",
-            &cfg,
-            0,
-            &lease,
-            &PassOptions::default(),
-            &mut cache,
-            &stop,
-        )
-        .await;
+        let c = Compactor::new(b.clone(), Config::default(), PassOptions::default());
+        let _ = c.pass("db", 0, &lease).await;
         let _ = restore_to_file(
             &b,
             "db",

@@ -886,15 +886,12 @@ fn config_shape_json() {
     assert_eq!(Config::from_json(file).unwrap(), l);
 }
 
-/// SplitMix64, for the randomized schedules below.
-struct Rng(u64);
+/// The workspace's SplitMix64 ([`ltx_core::rng`]), reduced by `%` as the
+/// schedules below always were.
+struct Rng(ltx_core::rng::SplitMix64);
 impl Rng {
     fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
+        self.0.next_u64() % n
     }
 }
 
@@ -903,7 +900,7 @@ fn ladder_shape_under_bursts_idleness_and_irregular_passes() {
     // Bursts, quiet spells and idle days; passes every 30 s to every few
     // hours (backlogs); every invariant after every pass.
     for seed in 0..60u64 {
-        let mut rng = Rng(seed);
+        let mut rng = Rng(ltx_core::rng::SplitMix64::new(seed));
         let cfg = Config {
             retention: [3_600_000, 6 * 3_600_000, DAY][rng.below(3) as usize],
             l0_retention: [0, 5 * 60_000][rng.below(2) as usize],

@@ -341,7 +341,7 @@ async fn compaction_reads_small_inputs_with_one_get_each() {
         put_l0(&bucket, "c/app.db", Layout::LtxDir, txid, ltx).await;
     }
     let pass_bucket = bucket.with_own_counter();
-    let mut c = Compactor::new(pass_bucket.clone(), cfg, PassOptions::default());
+    let c = Compactor::new(pass_bucket.clone(), cfg, PassOptions::default());
     let lease = Lease::acquire(&pass_bucket, "c/app.db", "t", 60_000)
         .await
         .unwrap()

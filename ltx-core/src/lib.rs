@@ -86,6 +86,7 @@ pub mod index;
 mod lz4frame;
 pub mod merge;
 pub mod old;
+pub mod rng;
 pub mod stream;
 pub mod types;
 pub mod wal;

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use ltx_core::rng::SplitMix64;
 use ltx_core::{Decoded, Decoder, Header, LtxFile, Trailer};
 
 fn conformance() -> PathBuf {
@@ -59,15 +60,12 @@ fn vector_files() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// SplitMix64: a small seeded generator (no dependency).
-struct Rng(u64);
+/// The workspace's SplitMix64 ([`ltx_core::rng`]), reduced by `%` as the
+/// mutations always were.
+struct Rng(SplitMix64);
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
@@ -430,7 +428,9 @@ fn every_corruption_is_rejected() {
                     random_access(orig, true).unwrap() == original,
                     "{name}: decoders disagree"
                 );
-                let mut rng = Rng(0x5EED_0000 ^ (i as u64) << 20 ^ orig.len() as u64);
+                let mut rng = Rng(SplitMix64::new(
+                    0x5EED_0000 ^ (i as u64) << 20 ^ orig.len() as u64,
+                ));
                 let mut buf = Vec::with_capacity(orig.len() + 1);
                 for (j, m) in mutations(orig.len(), full, &mut rng)
                     .into_iter()

@@ -386,7 +386,7 @@ fn compactor_step(
         let lease = Lease::acquire(&bucket, &db, "quickstart", 60_000)
             .await?
             .context("lease held by another compactor")?;
-        let mut c = Compactor::new(bucket.clone(), Config::default(), PassOptions::default());
+        let c = Compactor::new(bucket.clone(), Config::default(), PassOptions::default());
         let report = c.pass(&db, last_ts + 120_000, &lease).await?;
         lease.release().await?;
         let (p, _) = plan(&bucket, &db, Target::Latest).await?;

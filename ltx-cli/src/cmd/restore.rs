@@ -256,7 +256,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
             pbc.set_position(done);
         })),
         pre_commit: (integrity != IntegrityCheck::None).then(|| {
-            Arc::new(move |p: &Path| sqlite_check(p, integrity))
+            Arc::new(move |p: &Path| Ok(sqlite_check(p, integrity)?))
                 as ltx_compactor::fetch::PreCommitCheck
         }),
         ..Default::default()

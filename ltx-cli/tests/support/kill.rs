@@ -8,18 +8,8 @@
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-/// SplitMix64.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
+/// The workspace's SplitMix64 ([`ltx_core::rng`]).
+pub type Rng = ltx_core::rng::SplitMix64;
 
 /// The command under test and how to observe its target.
 pub struct Subject<'a> {
@@ -75,10 +65,10 @@ pub fn kill_sweep(s: &Subject, before: &[u8], after: &[u8], runs: usize, seed: u
         ..Default::default()
     };
     let max_us = (o.max_delay.as_micros() as u64).max(1);
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     for run in 0..runs {
         (s.reset)();
-        let delay = Duration::from_micros(rng.next() % max_us);
+        let delay = Duration::from_micros(rng.next_u64() % max_us);
         let mut child = (s.spawn)();
         std::thread::sleep(delay);
         if let Ok(Some(_)) = child.try_wait() {
