@@ -28,7 +28,7 @@ use futures::StreamExt;
 use ltx_compactor::catalog::{format_key, Layout};
 use ltx_compactor::compact::{Compactor, PassOptions};
 use ltx_compactor::faults::{FaultConfig, FaultStore};
-use ltx_compactor::fetch::{plan, restore_to_file, RestoreOptions};
+use ltx_compactor::fetch::plan;
 use ltx_compactor::lease::Lease;
 use ltx_compactor::policy::{check_contiguity, Config};
 use ltx_compactor::restore::{plan_restore, Target};
@@ -628,33 +628,7 @@ async fn faults_around_every_backend() {
                 "{n}"
             );
             if step % 4 == 3 {
-                let before = std::fs::read(&out).ok();
-                let r = async {
-                    let (p, _) = plan(&bucket, &db, Target::Latest).await?;
-                    restore_to_file(
-                        &bucket,
-                        &db,
-                        &p,
-                        &out,
-                        &RestoreOptions {
-                            force: true,
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                }
-                .await;
-                match r {
-                    Ok(rep) => {
-                        let want = &w.states[rep.txid.0 as usize - 1].2;
-                        assert!(std::fs::read(&out).unwrap() == *want, "{n}: restore");
-                    }
-                    Err(_) => assert_eq!(
-                        std::fs::read(&out).ok(),
-                        before,
-                        "{n}: a failed restore changed its output"
-                    ),
-                }
+                restore_latest_exact_or_untouched(&bucket, &db, &w, &out, n).await;
             }
         }
         faulty.set_enabled(false);

@@ -208,3 +208,48 @@ pub async fn litestream_time_of(bucket: &Bucket, key: &str) -> Option<i64> {
     }
     bucket.read_range_attrs(key, 0..1).await.unwrap().1
 }
+
+/// Restores the latest state of `db` over `out` through `bucket` (a
+/// faulty store, say): either the restore succeeds and `out` holds exactly
+/// the workload's state at the restored TXID (`true`), or it fails and
+/// `out` is as it was (`false`).
+pub async fn restore_latest_exact_or_untouched(
+    bucket: &Bucket,
+    db: &str,
+    w: &Workload,
+    out: &Path,
+    what: &str,
+) -> bool {
+    let before = std::fs::read(out).ok();
+    let r = async {
+        let (p, _) =
+            ltx_compactor::fetch::plan(bucket, db, ltx_compactor::restore::Target::Latest).await?;
+        ltx_compactor::fetch::restore_to_file(
+            bucket,
+            db,
+            &p,
+            out,
+            &ltx_compactor::fetch::RestoreOptions {
+                force: true,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+    .await;
+    match r {
+        Ok(rep) => {
+            let want = &w.states[rep.txid.0 as usize - 1].2;
+            assert!(std::fs::read(out).unwrap() == *want, "{what}: restore");
+            true
+        }
+        Err(_) => {
+            assert_eq!(
+                std::fs::read(out).ok(),
+                before,
+                "{what}: a failed restore changed its output"
+            );
+            false
+        }
+    }
+}
