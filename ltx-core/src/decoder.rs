@@ -9,7 +9,7 @@ use crate::frame::{
 use crate::header::{Header, HEADER_SIZE, TRAILER_SIZE};
 use crate::index::{parse_entry, IndexEntry, INDEX_SIZE_FIELD};
 use crate::stream::sealed::{Event, Step};
-use crate::stream::{StreamDecoder, Verifier};
+use crate::stream::{stage_take, Src, StreamDecoder, Verifier};
 use crate::types::{lz4_bound, FormatVersion};
 
 pub use crate::stream::{Decoded, PageInfo, Summary};
@@ -88,12 +88,6 @@ impl State {
             State::Done => "nothing",
         }
     }
-}
-
-#[derive(Clone, Copy)]
-enum Src {
-    Input(usize),
-    Stage,
 }
 
 /// The v3 layout (header, page frames, end marker, page index, trailer) as
@@ -270,20 +264,7 @@ impl Step for V3Layout {
 impl V3Layout {
     /// Makes `n` bytes of the current unit available (stage first, then input).
     fn take(&mut self, input: &[u8], used: &mut usize, n: usize) -> Option<Src> {
-        if self.stage.is_empty() && input.len() - *used >= n {
-            let s = *used;
-            *used += n;
-            return Some(Src::Input(s));
-        }
-        if self.stage.len() < n {
-            let k = (n - self.stage.len()).min(input.len() - *used);
-            self.stage.extend_from_slice(&input[*used..*used + k]);
-            *used += k;
-            if self.stage.len() < n {
-                return None;
-            }
-        }
-        Some(Src::Stage)
+        stage_take(&mut self.stage, input, used, n)
     }
 
     /// Pulls up to `cap` bytes into the stage for scanning units.

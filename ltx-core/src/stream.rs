@@ -474,3 +474,38 @@ fn check_next_pgno(h: &Header, last: Pgno, pgno: Pgno, at: u64) -> Result<()> {
     }
     Ok(())
 }
+
+/// Where a unit of `n` bytes a streaming reader needs now lies.
+#[derive(Clone, Copy)]
+pub(crate) enum Src {
+    /// Whole in the caller's input, from this offset.
+    Input(usize),
+    /// In the reader's stage (it straddled two inputs).
+    Stage,
+}
+
+/// Makes `n` bytes available to a streaming reader: straight from `input`
+/// at `*used` when nothing is staged and they are all there, else gathered
+/// in `stage` (at most `n` bytes; `None` until they are). Advances `*used`
+/// past what it took. Shared by the LTX decoders and the WAL reader.
+pub(crate) fn stage_take(
+    stage: &mut Vec<u8>,
+    input: &[u8],
+    used: &mut usize,
+    n: usize,
+) -> Option<Src> {
+    if stage.is_empty() && input.len() - *used >= n {
+        let s = *used;
+        *used += n;
+        return Some(Src::Input(s));
+    }
+    if stage.len() < n {
+        let k = (n - stage.len()).min(input.len() - *used);
+        stage.extend_from_slice(&input[*used..*used + k]);
+        *used += k;
+        if stage.len() < n {
+            return None;
+        }
+    }
+    Some(Src::Stage)
+}

@@ -7,6 +7,7 @@ use super::{
     checksum, FrameHeader, HeaderProblem, WalHeader, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE,
 };
 use crate::error::{Error, ErrorKind, Result};
+use crate::stream::{stage_take, Src};
 use crate::types::Pgno;
 
 /// A frame as read, with what the validity rules found.
@@ -252,12 +253,6 @@ enum State {
     Frames,
     Tail,
     Done,
-}
-
-#[derive(Clone, Copy)]
-enum Src {
-    Input(usize),
-    Stage,
 }
 
 /// Streaming, sans-I/O reader of a SQLite WAL, applying SQLite's validity
@@ -553,20 +548,7 @@ impl WalReader {
 
     /// Makes `n` bytes available (stage first, then input).
     fn take(&mut self, input: &[u8], used: &mut usize, n: usize) -> Option<Src> {
-        if self.stage.is_empty() && input.len() - *used >= n {
-            let s = *used;
-            *used += n;
-            return Some(Src::Input(s));
-        }
-        if self.stage.len() < n {
-            let k = (n - self.stage.len()).min(input.len() - *used);
-            self.stage.extend_from_slice(&input[*used..*used + k]);
-            *used += k;
-            if self.stage.len() < n {
-                return None;
-            }
-        }
-        Some(Src::Stage)
+        stage_take(&mut self.stage, input, used, n)
     }
 
     fn ended(&mut self, reason: WalEndReason, at: u64) -> WalEnd {
