@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ltx_cli::cmd::{
-    apply, checksum, compact, diff, dump, encode_db, list, page, quickstart, restore, verify,
+    apply, checksum, compact, diff, dump, encode_db, list, page, quickstart, restore, verify, wal,
 };
 use ltx_cli::{is_broken_pipe, Failed};
 
@@ -46,6 +46,8 @@ enum Command {
     Compact(compact::Args),
     /// Restore a database from a bucket at a TXID, a time or the latest state.
     Restore(restore::Args),
+    /// SQLite WAL files: dump one, or encode a database and its WAL as LTX files.
+    Wal(wal::Args),
     /// Build a small database, write LTX files, verify, dump and apply them in a temp folder.
     Quickstart(quickstart::Args),
 }
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Compact(a) => compact::run(a, &mut out),
         Command::Quickstart(a) => quickstart::run(a, &mut out),
         Command::Restore(a) => restore::run(a, &mut out),
+        Command::Wal(a) => wal::run(a, &mut out),
     };
     let r = r.and_then(|()| out.flush().map_err(anyhow::Error::from));
     match r {

@@ -320,3 +320,46 @@ fn page_size_65536_from_sqlite() {
     assert_eq!(u16::from_be_bytes([after[16], after[17]]), 1);
     assert!(common::replay(db.page_size, &base, &w, true) == after);
 }
+
+fn shm(db: &Db) -> wal::ShmHeader {
+    let mut p = db.path.as_os_str().to_owned();
+    p.push("-shm");
+    wal::ShmHeader::parse(&std::fs::read(PathBuf::from(p)).unwrap()).unwrap()
+}
+
+/// The `-shm` header of a live SQLite database names the WAL generation in
+/// use (its salts), the last frame, the database size and how many frames a
+/// checkpoint copied into the database file, at both page-size encodings.
+#[test]
+fn shm_header_from_sqlite() {
+    for ps in [4096u32, 65536] {
+        let db = Db::open(ps, false);
+        db.run(&Op::Insert {
+            rows: 30,
+            size: 300,
+        });
+        db.run(&Op::Update { every: 2, size: 40 });
+        let w = db.wal_bytes();
+        let scan = wal::scan(&w);
+        let h = scan.header.unwrap();
+        let s = shm(&db);
+        assert_eq!(s.page_size.get(), ps);
+        assert_eq!((s.salt1, s.salt2), (h.salt1, h.salt2));
+        let frames = (scan.end.valid_end - 32) / h.frame_size() as u64;
+        assert_eq!(u64::from(s.max_frame), frames);
+        assert_eq!(s.db_pages, scan.transactions.last().unwrap().commit);
+        assert_eq!(s.backfilled, 0);
+        let (log, done) = db.checkpoint("PASSIVE");
+        assert_eq!(log, done);
+        let s2 = shm(&db);
+        assert_eq!(u64::from(s2.backfilled), frames);
+        assert_eq!(s2.max_frame, s.max_frame);
+        // The next write restarts the WAL: new salts in both files.
+        db.run(&Op::Insert { rows: 1, size: 10 });
+        let h3 = wal::scan(&db.wal_bytes()).header.unwrap();
+        let s3 = shm(&db);
+        assert_eq!((s3.salt1, s3.salt2), (h3.salt1, h3.salt2));
+        assert_ne!((s3.salt1, s3.salt2), (s.salt1, s.salt2));
+        assert_eq!(s3.backfilled, 0);
+    }
+}

@@ -11,3 +11,4 @@ pub mod page;
 pub mod quickstart;
 pub mod restore;
 pub mod verify;
+pub mod wal;

@@ -42,6 +42,8 @@
 //!   an L0 LTX file, as Litestream writes it, with the rolling database
 //!   checksum updated from the pages the transaction replaces.
 //! - [`WalBuilder`]: writes WAL bytes, for tests and tools.
+//! - [`ShmHeader`]: the wal-index (`-shm`) header: the WAL generation in
+//!   use and how many frames a checkpoint already copied into the database.
 //!
 //! ## Example: a WAL of two transactions, as LTX files
 //!
@@ -92,6 +94,7 @@
 mod builder;
 mod ltx;
 mod reader;
+mod shm;
 
 pub use builder::WalBuilder;
 pub use ltx::{
@@ -100,6 +103,7 @@ pub use ltx::{
 pub use reader::{
     scan, Transaction, TxnPage, WalEnd, WalEndReason, WalEvent, WalFrame, WalReader, WalScan,
 };
+pub use shm::{ShmHeader, ShmProblem, SHM_HEADER_SIZE};
 
 use std::fmt;
 
