@@ -75,6 +75,7 @@ pub mod error;
 pub mod faults;
 #[cfg(feature = "io")]
 pub mod fetch;
+pub mod fleet;
 #[cfg(feature = "io")]
 pub mod lease;
 pub mod lease_decision;
