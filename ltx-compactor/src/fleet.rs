@@ -305,8 +305,6 @@ pub struct Scan {
     pub foreign_keys: u64,
     /// LTX files of databases of other shards.
     pub other_shard_keys: u64,
-    /// The last key seen (where a resumed listing starts after).
-    pub last_key: Option<String>,
     /// The database of the previous key and whether it is ours (keys of a
     /// database mostly come together: one hash per run of keys).
     recent: Option<(String, bool)>,
@@ -357,17 +355,6 @@ impl Scan {
             None => {
                 self.dbs.insert(db.to_string(), vec![f]);
             }
-        }
-    }
-
-    /// Records the last key seen (for a resumed listing).
-    pub fn seen(&mut self, key: &str) {
-        match &mut self.last_key {
-            Some(k) => {
-                k.clear();
-                k.push_str(key);
-            }
-            None => self.last_key = Some(key.to_string()),
         }
     }
 
@@ -473,7 +460,9 @@ mod tests {
 
     #[test]
     fn shards_partition_and_balance() {
-        let dbs: Vec<String> = (0..10_000).map(|i| format!("fleet/tenant-{i:05}/app.db")).collect();
+        let dbs: Vec<String> = (0..10_000)
+            .map(|i| format!("fleet/tenant-{i:05}/app.db"))
+            .collect();
         for n in [1u32, 2, 3, 8, 13] {
             let mut sizes = vec![0usize; n as usize];
             for db in &dbs {
@@ -487,11 +476,17 @@ mod tests {
             let mean = dbs.len() / n as usize;
             let sd = (mean as f64).sqrt();
             for s in &sizes {
-                assert!((s.abs_diff(mean) as f64) < 4.0 * sd, "{n} shards: {sizes:?}");
+                assert!(
+                    (s.abs_diff(mean) as f64) < 4.0 * sd,
+                    "{n} shards: {sizes:?}"
+                );
             }
         }
         // Growing 8 → 9 shards moves about a ninth, only to the new shard.
-        let moved: Vec<&String> = dbs.iter().filter(|d| shard_of(d, 8) != shard_of(d, 9)).collect();
+        let moved: Vec<&String> = dbs
+            .iter()
+            .filter(|d| shard_of(d, 8) != shard_of(d, 9))
+            .collect();
         assert!(moved.iter().all(|d| shard_of(d, 9) == 8));
         let ninth = dbs.len() / 9;
         assert!(
@@ -504,10 +499,19 @@ mod tests {
     #[test]
     fn shard_parsing() {
         assert_eq!(Shard::parse("0/1", None), Ok(Shard { index: 0, count: 1 }));
-        assert_eq!(Shard::parse(" 2 / 4 ", None), Ok(Shard { index: 2, count: 4 }));
-        assert_eq!(Shard::parse("4", Some("3")), Ok(Shard { index: 3, count: 4 }));
+        assert_eq!(
+            Shard::parse(" 2 / 4 ", None),
+            Ok(Shard { index: 2, count: 4 })
+        );
+        assert_eq!(
+            Shard::parse("4", Some("3")),
+            Ok(Shard { index: 3, count: 4 })
+        );
         // K/N wins over the environment.
-        assert_eq!(Shard::parse("1/4", Some("3")), Ok(Shard { index: 1, count: 4 }));
+        assert_eq!(
+            Shard::parse("1/4", Some("3")),
+            Ok(Shard { index: 1, count: 4 })
+        );
         for (s, env, want) in [
             ("4/4", None, "not below"),
             ("0/0", None, "at least 1"),
@@ -579,8 +583,16 @@ mod tests {
         for k in 0..n {
             let mut s = Scan::new(Some(Shard { index: k, count: n }));
             for i in 0..200 {
-                s.add(&format!("t{i}/0000/0000000000000001-0000000000000001.ltx"), 1, 1);
-                s.add(&format!("t{i}/0009/0000000000000001-0000000000000001.ltx"), 1, 1);
+                s.add(
+                    &format!("t{i}/0000/0000000000000001-0000000000000001.ltx"),
+                    1,
+                    1,
+                );
+                s.add(
+                    &format!("t{i}/0009/0000000000000001-0000000000000001.ltx"),
+                    1,
+                    1,
+                );
             }
             s.finish();
             assert_eq!(s.ltx_files() + s.other_shard_keys, 400);
@@ -598,7 +610,12 @@ mod tests {
         prev[0].timestamp_ms = Some(50);
         prev[1].timestamp_ms = Some(40);
         normalise(&mut prev);
-        let mut cur = vec![entry(9, 1, 3), entry(0, 5, 5), entry(1, 1, 4), entry(0, 6, 6)];
+        let mut cur = vec![
+            entry(9, 1, 3),
+            entry(0, 5, 5),
+            entry(1, 1, 4),
+            entry(0, 6, 6),
+        ];
         normalise(&mut cur);
         assert!(!same_listing(&prev, &cur));
         // The snapshot's header was never read; the new L0 file is new.

@@ -32,6 +32,11 @@ use object_store::{
 use crate::catalog::{from_listing, parse_key, ListedObject, LtxObject, SNAPSHOT_LEVEL};
 use crate::counting::{CountingStore, RequestCounter, RequestCounts};
 use crate::error::{Context, Error, Result};
+use crate::fleet::{Scan, Shard};
+
+/// How many times [`Bucket::scan`] resumes a root listing that failed
+/// part-way (after the store's own retries) before giving up.
+pub const SCAN_RESUMES: usize = 3;
 
 /// Requests in flight at once for small reads (headers, tails, indexes).
 pub const READ_CONCURRENCY: usize = 32;
@@ -268,6 +273,11 @@ impl Bucket {
         self.counter.snapshot()
     }
 
+    /// The live counter behind [`Bucket::requests`] (for metrics).
+    pub fn counter(&self) -> RequestCounter {
+        self.counter.clone()
+    }
+
     /// The same bucket with a counter of its own, starting at zero: its
     /// requests are counted there and still in this bucket's counter (one
     /// pass, one restore, among others running on the same bucket).
@@ -413,6 +423,116 @@ impl Bucket {
         v.sort();
         v.dedup();
         Ok(v)
+    }
+
+    /// Catalogues the whole root (the URL's prefix) with one paginated
+    /// listing, no delimiter: `keys / 1000` list requests (pages of 1,000
+    /// keys on S3, GCS and Azure) whatever the number of databases or
+    /// levels. Keys are taken one at a time as the pages arrive
+    /// ([`Scan::add`]): the LTX files of `shard`'s databases (every
+    /// database without one) are kept as compact entries, foreign keys and
+    /// other shards' files only counted. Both layouts, at any depth.
+    ///
+    /// A listing that fails part-way on a store that lists in key order
+    /// (every object store; not a local directory, whose listing is
+    /// unordered) is resumed after the last key seen (`list_with_offset`:
+    /// start-after on a whole key), up to [`SCAN_RESUMES`] times in a row.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use object_store::{ObjectStoreExt, PutPayload};
+    /// let b = ltx_compactor::store::Bucket::open("memory://scan-doc/root").unwrap();
+    /// for k in ["root/t1/ltx/0/0000000000000001-0000000000000001.ltx",
+    ///           "root/t2/0000/0000000000000001-0000000000000001.ltx", "root/t2/notes.txt"] {
+    ///     b.store().put(&k.into(), PutPayload::from("x")).await.unwrap();
+    /// }
+    /// let before = b.requests();
+    /// let scan = b.scan(None).await.unwrap();
+    /// assert_eq!(scan.dbs.keys().collect::<Vec<_>>(), ["root/t1", "root/t2"]);
+    /// assert_eq!((scan.keys, scan.foreign_keys), (3, 1));
+    /// assert_eq!(b.requests().since(&before).list, 1);
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    /// Listing errors (after the resumes).
+    pub async fn scan(&self, shard: Option<Shard>) -> Result<Scan> {
+        let root = (!self.prefix.is_empty()).then(|| Path::from(self.prefix.as_str()));
+        let ordered = self.local_root.is_none();
+        let mut scan = Scan::new(shard);
+        let mut last: Option<Path> = None;
+        let mut failures = 0;
+        loop {
+            let mut stream = match &last {
+                None => self.store.list(root.as_ref()),
+                Some(k) => self.store.list_with_offset(root.as_ref(), k),
+            };
+            let mut failed = None;
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(m) => {
+                        scan.add(
+                            m.location.as_ref(),
+                            m.size,
+                            m.last_modified.timestamp_millis(),
+                        );
+                        if ordered {
+                            last = Some(m.location);
+                        }
+                        failures = 0;
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            let Some(e) = failed else { break };
+            failures += 1;
+            let resumable = ordered && last.is_some();
+            if !resumable || failures > SCAN_RESUMES {
+                return Err(e).context_with(|| {
+                    format!(
+                        "{}: listing {:?} (after {} keys)",
+                        self.url, self.prefix, scan.keys
+                    )
+                });
+            }
+            tracing::warn!(
+                url = self.url,
+                keys = scan.keys,
+                "listing failed part-way, resuming after the last key: {e}"
+            );
+        }
+        scan.finish();
+        Ok(scan)
+    }
+
+    /// Lists one database's LTX objects with one paginated listing of its
+    /// prefix (no delimiter; one request for up to 1,000 keys), in both
+    /// layouts; drops foreign keys (leases, records, temporary uploads,
+    /// nested databases' files) and duplicates; sorts.
+    ///
+    /// # Errors
+    /// Listing errors.
+    pub async fn list_db(&self, db: &str) -> Result<Vec<LtxObject>> {
+        let path = (!db.is_empty()).then(|| Path::from(db));
+        let mut stream = self.store.list(path.as_ref());
+        let mut listed = Vec::new();
+        while let Some(m) = stream.next().await {
+            let m = m.context_with(|| format!("{}: listing {db:?}", self.url))?;
+            let key = m.location.as_ref();
+            if parse_key(key).is_some_and(|p| p.db == db) {
+                listed.push(ListedObject {
+                    key: key.to_string(),
+                    size: m.size,
+                    last_modified_ms: m.last_modified.timestamp_millis(),
+                });
+            }
+        }
+        let (mut cat, _) = from_listing(db, listed);
+        cat.dedup_by(|a, b| a.key == b.key);
+        Ok(cat)
     }
 
     /// Lists one database's LTX objects, level prefix by level prefix (never
