@@ -314,19 +314,31 @@ impl Compactor {
         let bucket = self.bucket.with_own_counter();
         let loc = bucket.location(db);
         let mut catalog = catalog_of(db, &files);
+        let now = opts.now_ms.unwrap_or_else(now_ms);
         if changed {
             let read = bucket
                 .fill_timestamps(&mut catalog, &mut Default::default())
                 .await;
-            if let Err(e) = read {
-                error!(db = loc, "reading headers: {e:#}");
-                self.metrics().failure();
-                out.failed = true;
-                return out;
+            match read {
+                Ok(()) => self.remember(db, entries_of(&catalog)),
+                // A listed file is gone (another compactor passed since the
+                // root listing): list it again under the lease.
+                Err(e) if e.is_not_found() => {
+                    info!(db = loc, "changed since the root listing: {e:#}");
+                    out.due = true;
+                    let (busy, ok) = self.pass_due(opts, &bucket, db, now).await;
+                    out.lease_busy = busy;
+                    out.failed = !ok;
+                    return out;
+                }
+                Err(e) => {
+                    error!(db = loc, "reading headers: {e:#}");
+                    self.metrics().failure();
+                    out.failed = true;
+                    return out;
+                }
             }
-            self.remember(db, entries_of(&catalog));
         }
-        let now = opts.now_ms.unwrap_or_else(now_ms);
         let Some(at) = DbLocation::detect(&catalog) else {
             return out;
         };

@@ -433,10 +433,12 @@ impl Bucket {
     /// database without one) are kept as compact entries, foreign keys and
     /// other shards' files only counted. Both layouts, at any depth.
     ///
-    /// A listing that fails part-way on a store that lists in key order
-    /// (every object store; not a local directory, whose listing is
-    /// unordered) is resumed after the last key seen (`list_with_offset`:
-    /// start-after on a whole key), up to [`SCAN_RESUMES`] times in a row.
+    /// A listing that fails part-way (after the store's own retries) is
+    /// resumed after the last key seen (`list_with_offset`: start-after on
+    /// a whole key, never a TXID string as a prefix) when every key so far
+    /// came in key order, as S3, GCS and Azure list; otherwise (a local
+    /// directory lists in no order) it starts again. Up to
+    /// [`SCAN_RESUMES`] failures in a row.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -458,16 +460,21 @@ impl Bucket {
     /// Listing errors (after the resumes).
     pub async fn scan(&self, shard: Option<Shard>) -> Result<Scan> {
         let root = (!self.prefix.is_empty()).then(|| Path::from(self.prefix.as_str()));
-        let ordered = self.local_root.is_none();
         let mut scan = Scan::new(shard);
+        // The last key seen, while every key so far came in key order.
         let mut last: Option<Path> = None;
+        let mut in_order = true;
         let mut failures = 0;
         loop {
             let mut stream = match &last {
-                None => self.store.list(root.as_ref()),
-                Some(k) => self.store.list_with_offset(root.as_ref(), k),
+                Some(k) if in_order => self.store.list_with_offset(root.as_ref(), k),
+                _ => {
+                    (scan, last, in_order) = (Scan::new(shard), None, true);
+                    self.store.list(root.as_ref())
+                }
             };
             let mut failed = None;
+            let mut got = false;
             while let Some(item) = stream.next().await {
                 match item {
                     Ok(m) => {
@@ -476,10 +483,11 @@ impl Bucket {
                             m.size,
                             m.last_modified.timestamp_millis(),
                         );
-                        if ordered {
+                        if in_order {
+                            in_order = last.as_ref().is_none_or(|l| *l < m.location);
                             last = Some(m.location);
                         }
-                        failures = 0;
+                        got = true;
                     }
                     Err(e) => {
                         failed = Some(e);
@@ -488,9 +496,12 @@ impl Bucket {
                 }
             }
             let Some(e) = failed else { break };
+            // Failures in a row without progress (keys kept for a resume).
+            if got && in_order {
+                failures = 0;
+            }
             failures += 1;
-            let resumable = ordered && last.is_some();
-            if !resumable || failures > SCAN_RESUMES {
+            if failures > SCAN_RESUMES {
                 return Err(e).context_with(|| {
                     format!(
                         "{}: listing {:?} (after {} keys)",
@@ -498,10 +509,15 @@ impl Bucket {
                     )
                 });
             }
+            let how = if in_order && last.is_some() {
+                "resuming after the last key"
+            } else {
+                "listing again"
+            };
             tracing::warn!(
                 url = self.url,
                 keys = scan.keys,
-                "listing failed part-way, resuming after the last key: {e}"
+                "listing failed part-way, {how}: {e}"
             );
         }
         scan.finish();
