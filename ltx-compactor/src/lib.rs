@@ -4,7 +4,9 @@
 //! storage. The policy modules are pure (no I/O, no clock): [`catalog`]
 //! (the listing model), [`policy::plan_pass`] (what to compact and delete)
 //! and [`restore::plan_restore`] (which files rebuild a database at a TXID
-//! or a time). The I/O modules wrap them: [`store`] (object_store access),
+//! or a time), [`fleet`] (many databases under one root: shards, the
+//! root's catalogue from one listing, what changed between rounds). The
+//! I/O modules wrap them: [`store`] (object_store access),
 //! [`lease`] (one writer per database), [`compact`] (a pass) and
 //! [`fetch`] (restoring a database file). `simulate` (feature) runs the policy with
 //! a simulated clock over synthetic traffic to measure restore-plan sizes
@@ -12,7 +14,8 @@
 //!
 //! [`Compactor`] is the one entry point for compaction: [`Compactor::pass`]
 //! runs one pass over one database under a lease the caller holds,
-//! [`Compactor::run`] is the whole job ([`daemon`]). Errors are an
+//! [`Compactor::run`] is the whole job ([`daemon`]): rounds over a root
+//! that cost the root listing and what changed. Errors are an
 //! [`Error`] whose variant tells a lost lease from a store failure or a
 //! damaged file ([`error`]).
 //!

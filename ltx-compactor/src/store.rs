@@ -1,6 +1,9 @@
-//! Object storage access (I/O): opening a bucket URL, discovering databases,
-//! listing one database's catalog by level prefix, and ranged reads of LTX
-//! metadata (header, tail, page index) and frames.
+//! Object storage access (I/O): opening a bucket URL, cataloguing a whole
+//! root with one listing ([`Bucket::scan`]), listing one database
+//! ([`Bucket::list_db`], one paginated listing of its prefix; or
+//! [`Bucket::catalog`], level prefix by level prefix, which restores use),
+//! discovering databases by directory ([`Bucket::discover`]), and ranged
+//! reads of LTX metadata (header, tail, page index) and frames.
 //!
 //! Everything goes through the [`object_store`] crate. URLs:
 //! `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`

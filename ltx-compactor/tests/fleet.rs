@@ -59,7 +59,7 @@ fn db_of(bucket: &Bucket, i: usize) -> String {
 /// Even databases in Litestream's `ltx/<level>/` layout, odd ones in the
 /// `%04x` one.
 fn layout_of(i: usize) -> Layout {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         Layout::LtxDir
     } else {
         Layout::HexLevel
