@@ -304,11 +304,12 @@ impl Compactor {
         }
         let db = db.as_str();
         let prev = self.known(db);
-        let changed = prev.as_ref().is_none_or(|p| !same_listing(p, &files));
-        out.changed = changed;
+        let mut changed = prev.as_ref().is_none_or(|p| !same_listing(p, &files));
         if let Some(p) = &prev {
-            carry_timestamps(p, &mut files);
+            // (A header not read yet, e.g. after a failed read: read it now.)
+            changed |= carry_timestamps(p, &mut files) > 0;
         }
+        out.changed = changed;
         drop(prev);
         // Requests counted per database (several run at once).
         let bucket = self.bucket.with_own_counter();
