@@ -32,6 +32,8 @@ pub mod cmd;
 pub mod convention;
 pub mod db;
 pub mod encode;
+#[cfg(unix)]
+pub mod follow;
 pub mod input;
 pub mod output;
 pub mod progress;

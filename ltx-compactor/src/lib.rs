@@ -98,4 +98,7 @@ pub use daemon::RunOptions;
 #[cfg(feature = "io")]
 pub use error::{Error, Result};
 pub use policy::{plan_pass, Compaction, CompactionKind, Config, PassPlan};
-pub use restore::{plan_restore, RestoreError, RestoreIndex, RestorePlan, Target};
+pub use restore::{
+    plan_follow, plan_restore, FollowGap, FollowPlan, RestoreError, RestoreIndex, RestorePlan,
+    Target,
+};

@@ -343,7 +343,7 @@ fn shm_header_from_sqlite() {
         let scan = wal::scan(&w);
         let h = scan.header.unwrap();
         let s = shm(&db);
-        assert_eq!(s.page_size.get(), ps);
+        assert_eq!(s.page_size.unwrap().get(), ps);
         assert_eq!((s.salt1, s.salt2), (h.salt1, h.salt2));
         let frames = (scan.end.valid_end - 32) / h.frame_size() as u64;
         assert_eq!(u64::from(s.max_frame), frames);
@@ -507,4 +507,29 @@ fn index_append_cleans_up_an_interrupted_writer() {
             max_frame: 11
         })
     );
+}
+
+/// A wal-index SQLite rebuilds from an empty WAL (the first connection
+/// after every other one closed) has no page size yet: no frame has said
+/// it. The first transaction's frames do.
+#[test]
+fn shm_header_of_an_empty_wal() {
+    let db = Db::open(4096, false);
+    db.run(&Op::Insert { rows: 3, size: 10 });
+    let path = db.path.clone();
+    let dir = db._dir;
+    drop(db.conn);
+    let c = Connection::open(&path).unwrap();
+    let n: i64 = c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 3);
+    let mut p = path.as_os_str().to_owned();
+    p.push("-shm");
+    let s = wal::ShmHeader::parse(&std::fs::read(PathBuf::from(&p)).unwrap()).unwrap();
+    assert_eq!((s.page_size, s.max_frame, s.salt1, s.salt2), (None, 0, 0, 0));
+    c.execute("INSERT INTO t(v) VALUES (x'00')", []).unwrap();
+    let s = wal::ShmHeader::parse(&std::fs::read(PathBuf::from(&p)).unwrap()).unwrap();
+    assert_eq!(s.page_size, PageSize::new(4096));
+    assert!(s.max_frame > 0);
+    drop(c);
+    drop(dir);
 }

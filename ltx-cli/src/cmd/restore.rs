@@ -121,6 +121,29 @@ pub struct Args {
     /// Streamed ranged reads of frames in flight at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub concurrency: u64,
+    /// After the restore, keep OUT current: list the bucket at every
+    /// --interval and apply each new step through OUT's WAL, under
+    /// SQLite's locks (readers see whole steps). Runs until killed;
+    /// restarts continue from OUT.ltx-follow.
+    #[arg(
+        long,
+        requires = "output",
+        conflicts_with_all = ["txid", "timestamp", "dry_run", "if_db_not_exists"]
+    )]
+    pub follow: bool,
+    /// Time between listings with --follow (e.g. 500ms, 1s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval, requires = "follow")]
+    pub interval: std::time::Duration,
+}
+
+/// Parses `--interval`.
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    match ltx_compactor::policy::duration_serde::parse(s) {
+        Some(ms) if ms > 0 => Ok(std::time::Duration::from_millis(ms as u64)),
+        _ => Err(format!(
+            "{s:?} is not a positive duration (e.g. 500ms, 1s, 1m)"
+        )),
+    }
 }
 
 /// How the restored database is checked with SQLite before it replaces OUT.
@@ -147,6 +170,21 @@ impl IntegrityCheck {
 
 /// Runs the command.
 pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
+    if args.follow {
+        return crate::follow::run(
+            crate::follow::Options {
+                url: args.url,
+                out: args.output.expect("--follow requires -o"),
+                interval: args.interval,
+                force: args.force,
+                json: args.json,
+                concurrency: args.concurrency as usize,
+                integrity: args.integrity_check,
+                if_replica_exists: args.if_replica_exists,
+            },
+            out,
+        );
+    }
     let target = match (args.txid, args.timestamp) {
         (Some(t), _) => Target::Txid(t),
         (None, Some(ms)) => Target::Time(ms),
@@ -237,7 +275,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     }
 
     let outp = args.output.clone().expect("required without --dry-run");
-    let removed = remove_stale_temps(&outp);
+    let removed = remove_stale_temps(&outp, "restore");
     for r in &removed {
         eprintln!(
             "ltx: removed {} (left by an interrupted restore)",
@@ -463,14 +501,15 @@ fn check_output(o: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-/// Removes `.NAME.ltx-restore-PID.tmp` files beside `out` whose process is gone
-/// (left by a killed restore). Files of live processes are left alone.
-fn remove_stale_temps(out: &Path) -> Vec<PathBuf> {
+/// Removes `.NAME.ltx-TAG-PID.tmp` files beside `out` whose process is gone
+/// (left by a killed restore, TAG `restore`, or follower, TAG `follow`).
+/// Files of live processes are left alone.
+pub fn remove_stale_temps(out: &Path, tag: &str) -> Vec<PathBuf> {
     let Some(name) = out.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return Vec::new();
     };
     let dir = crate::db::parent_dir(out);
-    let prefix = format!(".{name}.ltx-restore-");
+    let prefix = format!(".{name}.ltx-{tag}-");
     let Ok(rd) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };

@@ -59,8 +59,9 @@ pub struct ShmHeader {
     pub native_order: ByteOrder,
     /// Incremented at each write transaction.
     pub change: u32,
-    /// The database page size.
-    pub page_size: PageSize,
+    /// The database page size (`None` in a wal-index SQLite rebuilt from
+    /// an empty WAL: no frame has said it yet).
+    pub page_size: Option<PageSize>,
     /// The last valid frame of the WAL (a count of frames from the start).
     pub max_frame: u32,
     /// The database size in pages after the last committed transaction.
@@ -163,7 +164,10 @@ impl ShmHeader {
         };
         // SQLite stores 65536 as (65536 & 0xff00) | (65536 >> 16) = 1.
         let ps = if sz == 1 { 65536 } else { u32::from(sz) };
-        let page_size = PageSize::new(ps).ok_or(ShmProblem::BadPageSize(ps))?;
+        let page_size = match ps {
+            0 => None,
+            _ => Some(PageSize::new(ps).ok_or(ShmProblem::BadPageSize(ps))?),
+        };
         let be = |at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
         Ok(ShmHeader {
             native_order: order,
@@ -194,7 +198,7 @@ impl ShmHeader {
     /// use ltx_core::wal::{ByteOrder, ShmHeader};
     /// use ltx_core::PageSize;
     /// let h = ShmHeader {
-    ///     native_order: ByteOrder::Little, change: 7, page_size: PageSize::new(65536).unwrap(),
+    ///     native_order: ByteOrder::Little, change: 7, page_size: PageSize::new(65536),
     ///     max_frame: 3, db_pages: 9, salt1: 1, salt2: 2, backfilled: 0,
     ///     frame_checksum: [5, 6], wal_order: ByteOrder::Little,
     /// };
@@ -217,7 +221,7 @@ impl ShmHeader {
         put(&mut b, 8, self.change);
         b[12] = 1;
         b[13] = u8::from(self.wal_order == ByteOrder::Big);
-        let ps = self.page_size.get();
+        let ps = self.page_size.map_or(0, PageSize::get);
         let sz = ((ps & 0xff00) | (ps >> 16)) as u16;
         let szb = match self.native_order {
             ByteOrder::Little => sz.to_le_bytes(),

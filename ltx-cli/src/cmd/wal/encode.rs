@@ -188,11 +188,11 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     };
     let mut skip_until = 0u64;
     if let (Some(s), Some(h)) = (shm, scan.header) {
-        if s.page_size != page_size {
+        if s.page_size.is_some_and(|p| p != page_size) {
             bail!(
                 "{}: the wal-index says page size {}, the database and WAL {}: they do not belong together",
                 args.db.display(),
-                s.page_size,
+                s.page_size.map_or(0, |p| p.get()),
                 page_size
             );
         }
