@@ -318,6 +318,23 @@ pub fn run(o: Options, out: &mut dyn Write) -> Result<()> {
     }
     let (bucket, dbs) = found?;
     let db = bucket.single_of(dbs)?;
+    // Usage errors (exit 2) before anything is written.
+    let present = std::fs::metadata(&o.out).is_ok_and(|m| m.len() > 0);
+    match read_state(&o.out)? {
+        None if present && !o.force => bail!(
+            "{} exists but {} does not: it is not a database this command follows (use --force to restore over it)",
+            o.out.display(),
+            state_path(&o.out).display()
+        ),
+        Some(st) if present && st.txid.0 > 0 && (st.url != o.url || st.db != db) => bail!(
+            "{} follows {} (database {:?}), not {}",
+            o.out.display(),
+            st.url,
+            st.db,
+            o.url
+        ),
+        _ => {}
+    }
     for r in crate::cmd::restore::remove_stale_temps(&o.out, "follow") {
         eprintln!("ltx: removed {} (left by a killed follower)", r.display());
     }
@@ -371,23 +388,7 @@ impl Follower {
         let present = std::fs::metadata(&outp).is_ok_and(|m| m.len() > 0);
         let st = read_state(&outp)?;
         match (present, st) {
-            (true, None) if !self.o.force => Err(StepError::Fatal(anyhow!(
-                "{} exists but {} does not: it is not a database this command follows (use --force to restore over it)",
-                outp.display(),
-                state_path(&outp).display()
-            ))),
-            (true, Some(st)) if st.txid.0 > 0 => {
-                if st.url != self.o.url || st.db != self.db {
-                    return Err(StepError::Fatal(anyhow!(
-                        "{} follows {} (database {:?}), not {}",
-                        outp.display(),
-                        st.url,
-                        st.db,
-                        self.o.url
-                    )));
-                }
-                self.resume(st, out)
-            }
+            (true, Some(st)) if st.txid.0 > 0 => self.resume(st, out),
             // No OUT, --force, or an initial restore that may or may not
             // have finished: (again) from scratch.
             _ => self.initial(out),
@@ -447,7 +448,7 @@ impl Follower {
         check_wal_mode(&outp)?;
         write_state(&outp, &st)?;
         if self.o.json {
-            output::write_json(out, &serde_json::json!({"event": "restore", "report": rep}))?;
+            json_line(out, &serde_json::json!({"event": "restore", "report": rep}))?;
         } else {
             writeln!(
                 out,
@@ -584,7 +585,7 @@ impl Follower {
         );
         eprintln!("ltx: gap: {msg}");
         if self.o.json {
-            output::write_json(
+            json_line(
                 out,
                 &GapJson {
                     event: "gap",
@@ -766,7 +767,7 @@ impl Follower {
         }
         let elapsed = started.elapsed();
         if self.o.json {
-            output::write_json(
+            json_line(
                 out,
                 &StepJson {
                     event: "step",
@@ -827,6 +828,14 @@ fn check_wal_mode(out: &Path) -> Result<()> {
             b[19]
         );
     }
+    Ok(())
+}
+
+/// One JSON object on one line (keys sorted, as ltx's JSON always is):
+/// `--follow --json` prints a stream of events.
+fn json_line(out: &mut dyn Write, v: &impl Serialize) -> Result<()> {
+    serde_json::to_writer(&mut *out, &serde_json::to_value(v)?)?;
+    writeln!(out)?;
     Ok(())
 }
 
