@@ -123,9 +123,16 @@ impl Writer {
         );
         match self.rand(10) {
             // The file grows (overflow pages) ...
-            0 | 1 => sql += &format!("INSERT INTO big(v) VALUES (randomblob({}));", 4000 + self.rand(60000)),
+            0 | 1 => {
+                sql += &format!(
+                    "INSERT INTO big(v) VALUES (randomblob({}));",
+                    4000 + self.rand(60000)
+                )
+            }
             // ... and shrinks (auto_vacuum=FULL truncates it at commit).
-            2 => sql += "DELETE FROM big WHERE id IN (SELECT id FROM big ORDER BY random() LIMIT 3);",
+            2 => {
+                sql += "DELETE FROM big WHERE id IN (SELECT id FROM big ORDER BY random() LIMIT 3);"
+            }
             _ => {}
         }
         sql += "COMMIT;";
@@ -314,7 +321,7 @@ fn reader(out: PathBuf, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) {
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            let qc: Option<String> = if i % 50 == 0 {
+            let qc: Option<String> = if i.is_multiple_of(50) {
                 Some(tx.query_row("PRAGMA quick_check", [], |r| r.get(0))?)
             } else {
                 None
@@ -334,7 +341,8 @@ fn reader(out: PathBuf, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) {
                         .push(format!("mixed: counter {n} but {logs} log rows"));
                 }
                 if n < last {
-                    s.errors.push(format!("went back: counter {n} after {last}"));
+                    s.errors
+                        .push(format!("went back: counter {n} after {last}"));
                 }
                 if let Some(q) = qc {
                     s.checks += 1;
@@ -348,11 +356,53 @@ fn reader(out: PathBuf, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) {
             Err(e) => s.errors.push(format!("query: {e}")),
         }
         drop(s);
-        if i % 500 == 0 {
+        if i.is_multiple_of(500) {
             drop(conn);
             conn = open().unwrap();
         }
     }
+}
+
+/// Holds read transactions open across steps: what a transaction reads
+/// twice, 700 ms apart while steps are written, must be the same (its
+/// snapshot stays whole). Returns (transactions, of which saw OUT move
+/// on meanwhile, errors).
+fn long_reader(out: PathBuf, stop: Arc<AtomicBool>) -> (u64, u64, Vec<String>) {
+    let mut c = Connection::open_with_flags(&out, OpenFlags::SQLITE_OPEN_READ_WRITE).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    let other = Connection::open_with_flags(&out, OpenFlags::SQLITE_OPEN_READ_WRITE).unwrap();
+    other.busy_timeout(Duration::from_secs(10)).unwrap();
+    let look = |c: &Connection| -> rusqlite::Result<(i64, i64, i64, String)> {
+        c.query_row(
+            "SELECT (SELECT n FROM meta), (SELECT count(*) FROM log), (SELECT sum(length(v)) FROM big),
+                    (SELECT group_concat(bal) FROM acct)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, Option<i64>>(2)?.unwrap_or(0), r.get(3)?)),
+        )
+    };
+    let (mut txns, mut moved, mut errors) = (0, 0, Vec::new());
+    while !stop.load(Ordering::Relaxed) {
+        let r = (|| {
+            let tx = c.transaction()?;
+            let a = look(&tx)?;
+            std::thread::sleep(Duration::from_millis(700));
+            let b = look(&tx)?;
+            let now = look(&other)?;
+            tx.commit()?;
+            Ok::<_, rusqlite::Error>((a, b, now))
+        })();
+        match r {
+            Ok((a, b, now)) => {
+                txns += 1;
+                moved += u64::from(now.0 != a.0);
+                if a != b {
+                    errors.push(format!("snapshot changed: counter {} then {}", a.0, b.0));
+                }
+            }
+            Err(e) => errors.push(format!("query: {e}")),
+        }
+    }
+    (txns, moved, errors)
 }
 
 /// The python3 reader: the same invariants through another SQLite build,
@@ -420,7 +470,8 @@ fn scenario(url: &str, tag: &str, secs: u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let compacted = Arc::new(Mutex::new((0usize, 0usize, 0usize)));
     let compactor = {
-        let (stop, compacted, url, db) = (stop.clone(), compacted.clone(), url.to_string(), db.clone());
+        let (stop, compacted, url, db) =
+            (stop.clone(), compacted.clone(), url.to_string(), db.clone());
         std::thread::spawn(move || {
             let rt = tokio::runtime::Runtime::new().unwrap();
             rt.block_on(async {
@@ -433,11 +484,12 @@ fn scenario(url: &str, tag: &str, secs: u64) {
                 while !stop.load(Ordering::Relaxed) {
                     let r = c.pass(&db, now_ms(), &lease).await.unwrap();
                     assert!(r.contiguity.is_empty(), "{:?}", r.contiguity);
-                    let mut k = compacted.lock().unwrap();
-                    k.0 += 1;
-                    k.1 += r.written.len();
-                    k.2 += r.deleted.len();
-                    drop(k);
+                    {
+                        let mut k = compacted.lock().unwrap();
+                        k.0 += 1;
+                        k.1 += r.written.len();
+                        k.2 += r.deleted.len();
+                    }
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
                 lease.release().await.unwrap();
@@ -457,6 +509,10 @@ fn scenario(url: &str, tag: &str, secs: u64) {
             std::thread::spawn(move || reader(out, stop, s))
         })
         .collect();
+    let long = {
+        let (out, stop) = (out.clone(), stop.clone());
+        std::thread::spawn(move || long_reader(out, stop))
+    };
     let stop_file = dir.path().join("stop-readers");
     let python = Command::new("python3")
         .args(["-c", PY_READER])
@@ -476,7 +532,10 @@ fn scenario(url: &str, tag: &str, secs: u64) {
     let total = Duration::from_secs(secs);
     let (mut kills, mut last_ckpt) = (0, Instant::now());
     let mut shipped = 6u64;
-    while t0.elapsed() < total {
+    // While the first follower is down: the TXID it stopped at.
+    let mut down: Option<((u64, u64), Instant)> = None;
+    let (out_wal, mut max_wal) = (support_side(&out, "-wal"), 0u64);
+    while t0.elapsed() < total || kills < 2 {
         let n = 1 + w.rand(6) as usize;
         let files = w.batch(n);
         shipped += files.len() as u64;
@@ -487,23 +546,51 @@ fn scenario(url: &str, tag: &str, secs: u64) {
         }
         let at = t0.elapsed().as_secs_f64() / secs as f64;
         if kills == 0 && at > 0.3 {
-            // Down long enough for the L0 files it needs to be compacted
-            // away: it continues from the levels.
             followers.last_mut().unwrap().kill();
             kills += 1;
-            std::thread::sleep(Duration::from_millis(2500));
-            followers.push(Follower::start(url, &out, dir.path(), "2", "200ms"));
+            // Killed at any moment: OUT holds the recorded TXID or the
+            // pending step's.
+            let (t, v) = followed(&out);
+            let p = v["pending"]["txid"]
+                .as_str()
+                .map_or(t, |p| u64::from_str_radix(p, 16).unwrap());
+            down = Some(((t, p), Instant::now()));
+        } else if let Some(((t, p), since)) = down {
+            // Down until the L0 files after those TXIDs are compacted
+            // away: the restarted follower must continue from the levels.
+            let l0_next = rt
+                .block_on(bucket.catalog(&db))
+                .unwrap()
+                .0
+                .iter()
+                .any(|o| o.level == 0 && (o.min_txid.0 == t + 1 || o.min_txid.0 == p + 1));
+            if !l0_next {
+                followers.push(Follower::start(url, &out, dir.path(), "2", "200ms"));
+                down = None;
+            } else {
+                assert!(
+                    since.elapsed() < Duration::from_secs(30),
+                    "the compactor did not compact L0 {:x} away in 30 s",
+                    t + 1
+                );
+            }
         } else if kills == 1 && at > 0.65 {
             followers.last_mut().unwrap().kill();
             kills += 1;
             followers.push(Follower::start(url, &out, dir.path(), "3", "200ms"));
         }
+        max_wal = max_wal.max(std::fs::metadata(&out_wal).map_or(0, |m| m.len()));
         std::thread::sleep(Duration::from_millis(20 + w.rand(40)));
     }
     let final_txid = w.txid();
     assert_eq!(final_txid, shipped);
     let want = w.bytes();
-    wait_for(&out, final_txid, followers.last().unwrap(), Duration::from_secs(60));
+    wait_for(
+        &out,
+        final_txid,
+        followers.last().unwrap(),
+        Duration::from_secs(60),
+    );
     // Let the readers see the final state for a moment.
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
@@ -511,6 +598,7 @@ fn scenario(url: &str, tag: &str, secs: u64) {
     for r in readers {
         r.join().unwrap();
     }
+    let (long_txns, long_moved, long_errors) = long.join().unwrap();
     compactor.join().unwrap();
     let py = python.map(|p| {
         let o = p.wait_with_output().unwrap();
@@ -526,6 +614,7 @@ fn scenario(url: &str, tag: &str, secs: u64) {
 
     // What the followers did.
     let mut steps = 0;
+    let (mut locked, mut step_ms, mut online) = (Vec::new(), Vec::new(), 0);
     let mut retried = 0;
     let mut level_files = 0;
     let mut by_level: BTreeMap<u8, usize> = BTreeMap::new();
@@ -534,9 +623,13 @@ fn scenario(url: &str, tag: &str, secs: u64) {
         assert!(!e.contains("ltx: error"), "follower stderr: {e}");
         retried += e.lines().filter(|l| l.contains("retrying in")).count();
         for line in o.lines() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("{line}"));
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|_| panic!("{line}"));
             if v["event"] == "step" {
                 steps += 1;
+                locked.push(v["locked_us"].as_u64().unwrap());
+                step_ms.push(v["elapsed_ms"].as_u64().unwrap());
+                online += usize::from(v["online"] == true);
                 let mut lv = false;
                 for k in v["files"].as_array().unwrap() {
                     let level = parse_key(k.as_str().unwrap()).unwrap().level;
@@ -552,6 +645,19 @@ fn scenario(url: &str, tag: &str, secs: u64) {
         "{tag}: {final_txid} transactions in {secs} s; compactor: {passes} passes, {written} files written, {deleted} deleted; \
          followers: {steps} steps, {level_files} with compacted files, files by level {by_level:?}, {retried} retried steps"
     );
+    locked.sort_unstable();
+    step_ms.sort_unstable();
+    let pct = |v: &[u64], p: usize| v[(v.len() - 1) * p / 100];
+    eprintln!(
+        "{tag}: steps: {online} of {steps} published to connected readers; locks held p50 {} µs, p99 {} µs, max {} µs;          step (list excluded: fetch, check, write) p50 {} ms, max {} ms",
+        pct(&locked, 50),
+        pct(&locked, 99),
+        locked.last().unwrap(),
+        pct(&step_ms, 50),
+        step_ms.last().unwrap()
+    );
+    eprintln!("{tag}: OUT-wal at most {max_wal} bytes");
+    assert!(online > 0, "no step was published to connected readers");
     assert!(deleted > 0, "the compactor deleted nothing");
     assert!(
         level_files > 0,
@@ -568,13 +674,41 @@ fn scenario(url: &str, tag: &str, secs: u64) {
             s.states.len(),
             s.errors.len()
         );
-        assert!(s.errors.is_empty(), "reader {i}: {:?}", &s.errors[..s.errors.len().min(10)]);
-        assert!(s.reads > 100 && s.checks > 0, "reader {i}: {} reads", s.reads);
-        assert!(s.states.len() > 10, "reader {i} saw {} states", s.states.len());
-        assert_eq!(s.states.last(), Some(&(final_txid as i64 - 1)), "reader {i}: the final state");
+        assert!(
+            s.errors.is_empty(),
+            "reader {i}: {:?}",
+            &s.errors[..s.errors.len().min(10)]
+        );
+        assert!(
+            s.reads > 100 && s.checks > 0,
+            "reader {i}: {} reads",
+            s.reads
+        );
+        assert!(
+            s.states.len() > 10,
+            "reader {i} saw {} states",
+            s.states.len()
+        );
+        assert_eq!(
+            s.states.last(),
+            Some(&(final_txid as i64 - 1)),
+            "reader {i}: the final state"
+        );
     }
+    eprintln!(
+        "{tag}: long reader: {long_txns} transactions held 700 ms, {long_moved} while OUT moved on, {} errors",
+        long_errors.len()
+    );
+    assert!(long_errors.is_empty(), "long reader: {long_errors:?}");
+    assert!(
+        long_moved > 0,
+        "no long transaction saw a step written meanwhile"
+    );
     if let Some((ok, stdout, stderr)) = py {
-        eprintln!("{tag}: python3 reader: {}", stdout.lines().next().unwrap_or(""));
+        eprintln!(
+            "{tag}: python3 reader: {}",
+            stdout.lines().next().unwrap_or("")
+        );
         assert!(ok, "python3 reader failed: {stderr}");
         assert!(stdout.contains(" errors 0"), "python3 reader: {stdout}");
     }
@@ -626,7 +760,8 @@ fn tamper(ltx: &[u8]) -> Vec<u8> {
         }
         enc.write_page(&mut out, e.pgno, &page).unwrap();
     }
-    enc.finish(&mut out, f.trailer().post_apply_checksum).unwrap();
+    enc.finish(&mut out, f.trailer().post_apply_checksum)
+        .unwrap();
     LtxFile::parse(&out).unwrap().verify().unwrap();
     out
 }
@@ -671,12 +806,20 @@ fn gap_then_checksum_mismatch() {
         e.contains("ltx: gap: TXIDs 0000000000000007 to 0000000000000007 are in no file"),
         "{e}"
     );
-    assert_eq!(e.matches("ltx: gap:").count(), 1, "reported once a minute: {e}");
+    assert_eq!(
+        e.matches("ltx: gap:").count(),
+        1,
+        "reported once a minute: {e}"
+    );
     upload(vec![seventh]);
     wait_for(&out, 9, &f, Duration::from_secs(30));
     // Said right after the step is recorded.
     let t0 = Instant::now();
-    while !f.output().1.contains("gap after TXID 0000000000000006 closed") {
+    while !f
+        .output()
+        .1
+        .contains("gap after TXID 0000000000000006 closed")
+    {
         assert!(t0.elapsed() < Duration::from_secs(5), "{}", f.output().1);
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -693,7 +836,10 @@ fn gap_then_checksum_mismatch() {
         if let Some(s) = f.child.try_wait().unwrap() {
             break s;
         }
-        assert!(t0.elapsed() < Duration::from_secs(30), "the follower did not stop");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the follower did not stop"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let (_, e) = f.output();
@@ -707,7 +853,10 @@ fn gap_then_checksum_mismatch() {
     let wal_len = std::fs::metadata(&wal).map_or(0, |m| m.len());
     assert_eq!(wal_len, 0, "frames were written for a refused step");
     let mut buf = Vec::new();
-    std::fs::File::open(&out).unwrap().read_to_end(&mut buf).unwrap();
+    std::fs::File::open(&out)
+        .unwrap()
+        .read_to_end(&mut buf)
+        .unwrap();
     assert!(buf == good, "OUT is not the state at TXID 9");
 
     // The real file: a restart continues from 9.
@@ -715,12 +864,17 @@ fn gap_then_checksum_mismatch() {
     let f = Follower::start(&url, &out, dir.path(), "b", "100ms");
     wait_for(&out, 10, &f, Duration::from_secs(30));
     let (o, _) = f.output();
-    assert!(!o.contains("\"event\":\"restore\""), "restored again instead of resuming: {o}");
+    assert!(
+        !o.contains("\"event\":\"restore\""),
+        "restored again instead of resuming: {o}"
+    );
     drop(f);
     let want = w.bytes();
     let c = Connection::open(&out).unwrap();
-    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0))
-        .unwrap();
+    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .unwrap();
     drop(c);
     assert!(std::fs::read(&out).unwrap() == want);
 }
@@ -736,12 +890,32 @@ fn usage_errors() {
     let bucket_dir = root.join("app.db/ltx/0");
     std::fs::create_dir_all(&bucket_dir).unwrap();
     let (_w, snapshot) = Writer::new(dir.path(), 1);
-    std::fs::write(bucket_dir.join(ltx_core::format_filename(TxId(1), TxId(1))), snapshot).unwrap();
-    let r = support::run(&["restore", support::s(&root), "-o", support::s(&out), "--follow"]);
+    std::fs::write(
+        bucket_dir.join(ltx_core::format_filename(TxId(1), TxId(1))),
+        snapshot,
+    )
+    .unwrap();
+    let r = support::run(&[
+        "restore",
+        support::s(&root),
+        "-o",
+        support::s(&out),
+        "--follow",
+    ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("is not a database this command follows"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("is not a database this command follows"),
+        "{}",
+        r.stderr
+    );
     for extra in [&["--txid", "5"][..], &["--dry-run"], &["--interval", "0s"]] {
-        let mut a = vec!["restore", support::s(&root), "-o", support::s(&out), "--follow"];
+        let mut a = vec![
+            "restore",
+            support::s(&root),
+            "-o",
+            support::s(&out),
+            "--follow",
+        ];
         a.extend_from_slice(extra);
         let r = support::run(&a);
         assert_eq!(r.code, 2, "{extra:?}: {}", r.stderr);

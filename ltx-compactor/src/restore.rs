@@ -157,11 +157,7 @@ impl<'a> RestoreIndex<'a> {
     /// Shortest paths from TXID `start - 1` (files starting at `start` are
     /// first steps; files starting before `start` are ignored).
     pub fn from_start(files: impl IntoIterator<Item = &'a LtxObject>, start: u64) -> Self {
-        Self::build(
-            files,
-            |f| f.min_txid.0 >= start,
-            |f| f.min_txid.0 == start,
-        )
+        Self::build(files, |f| f.min_txid.0 >= start, |f| f.min_txid.0 == start)
     }
 
     /// Shortest paths from the state at TXID `txid` (a database that

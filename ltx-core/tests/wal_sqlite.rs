@@ -402,7 +402,10 @@ fn shm_hash_tables_from_sqlite() {
             rows: 2500,
             size: 1500,
         },
-        Op::Update { every: 3, size: 900 },
+        Op::Update {
+            every: 3,
+            size: 900,
+        },
         Op::Insert {
             rows: 1500,
             size: 2500,
@@ -460,7 +463,10 @@ fn shm_hash_tables_from_sqlite() {
     for (&pgno, &f) in &newest {
         assert_eq!(wal::index_lookup(&after[..], pgno, 1, mx).unwrap(), Some(f));
     }
-    assert_eq!(wal::index_lookup(&after[..], 0x7fff_fff0, 1, mx).unwrap(), None);
+    assert_eq!(
+        wal::index_lookup(&after[..], 0x7fff_fff0, 1, mx).unwrap(),
+        None
+    );
 
     // A restart: the next transaction starts again at frame 1 with the
     // older generation's entries still in the file.
@@ -520,12 +526,17 @@ fn shm_header_of_an_empty_wal() {
     let dir = db._dir;
     drop(db.conn);
     let c = Connection::open(&path).unwrap();
-    let n: i64 = c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, 3);
     let mut p = path.as_os_str().to_owned();
     p.push("-shm");
     let s = wal::ShmHeader::parse(&std::fs::read(PathBuf::from(&p)).unwrap()).unwrap();
-    assert_eq!((s.page_size, s.max_frame, s.salt1, s.salt2), (None, 0, 0, 0));
+    assert_eq!(
+        (s.page_size, s.max_frame, s.salt1, s.salt2),
+        (None, 0, 0, 0)
+    );
     c.execute("INSERT INTO t(v) VALUES (x'00')", []).unwrap();
     let s = wal::ShmHeader::parse(&std::fs::read(PathBuf::from(&p)).unwrap()).unwrap();
     assert_eq!(s.page_size, PageSize::new(4096));

@@ -61,6 +61,17 @@ SQLite's PRAGMA integrity_check (or quick_check) on it; only then is it
 fsynced and renamed over OUT. On any failure OUT is untouched. A temporary file left by a killed
 restore (.OUT.ltx-restore-PID.tmp) is removed by the next restore of OUT.
 
+--follow then keeps OUT current: at every --interval it lists the bucket,
+plans the fewest files from the TXID OUT holds (any level: it continues from
+the levels when L0 files were compacted away), fetches only their winning
+frames and writes them into OUT's WAL as one SQLite transaction under
+SQLite's own locks, so readers see each step wholly or not at all (OUT must
+be a WAL-mode database; see README.md, \"How readers stay consistent\").
+The TXID OUT holds is recorded in OUT.ltx-follow; a restart continues from
+there. A gap no file bridges is reported on standard error (\"ltx: gap:\")
+and retried; a checksum mismatch or a corrupt file stops it with exit 1 and
+OUT at the last good state. One line per step (--json: one object per line).
+
 Exit codes: 0 restored; 1 the restore failed (no plan for the target, a
 corrupt or missing file, a checksum or integrity check mismatch: the message
 names the file or TXID); 2 usage errors (bad TXID or time, OUT exists without
@@ -70,7 +81,8 @@ Examples:
   ltx restore s3://backups/tenant-1/app.db -o app.db
   ltx restore /backups/app.db --txid 000000000000002a -o app.db --integrity-check
   ltx restore s3://backups/app.db --timestamp 2026-11-22T14:05:00Z -o app.db --force
-  ltx restore s3://backups/app.db --dry-run --json")]
+  ltx restore s3://backups/app.db --dry-run --json
+  ltx restore s3://backups/app.db -o replica.db --follow --interval 1s")]
 pub struct Args {
     /// The database's URL or directory.
     pub url: String,
@@ -170,6 +182,11 @@ impl IntegrityCheck {
 
 /// Runs the command.
 pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
+    #[cfg(not(unix))]
+    if args.follow {
+        bail!("--follow needs a Unix system (SQLite's POSIX locks)");
+    }
+    #[cfg(unix)]
     if args.follow {
         return crate::follow::run(
             crate::follow::Options {

@@ -109,9 +109,12 @@ fn get_lock(f: &File, start: u64, len: u64) -> std::io::Result<Lock> {
         return Err(std::io::Error::last_os_error());
     }
     let t = fl.l_type as i32;
-    Ok(if t == libc::F_RDLCK as i32 {
+    // `F_RDLCK` and `F_WRLCK` are `c_int` on Linux, `c_short` elsewhere.
+    #[allow(clippy::unnecessary_cast)]
+    let (rd, wr) = (libc::F_RDLCK as i32, libc::F_WRLCK as i32);
+    Ok(if t == rd {
         Lock::Read
-    } else if t == libc::F_WRLCK as i32 {
+    } else if t == wr {
         Lock::Write
     } else {
         Lock::Unlock
@@ -145,7 +148,10 @@ impl SharedShm {
     }
 
     fn u32_at(&self, at: usize) -> &AtomicU32 {
-        assert!(at % 4 == 0 && at + 4 <= self.len, "wal-index offset {at}");
+        assert!(
+            at.is_multiple_of(4) && at + 4 <= self.len,
+            "wal-index offset {at}"
+        );
         // SAFETY: in bounds and 4-aligned (the map is page-aligned); the
         // mapping lives as long as `self`; concurrent access by other
         // processes is atomic too.
@@ -153,7 +159,10 @@ impl SharedShm {
     }
 
     fn u16_at(&self, at: usize) -> &AtomicU16 {
-        assert!(at % 2 == 0 && at + 2 <= self.len, "wal-index offset {at}");
+        assert!(
+            at.is_multiple_of(2) && at + 2 <= self.len,
+            "wal-index offset {at}"
+        );
         // SAFETY: as in `u32_at`, 2-aligned.
         unsafe { AtomicU16::from_ptr(self.ptr.add(at).cast::<u16>()) }
     }
@@ -305,7 +314,9 @@ impl Session {
                 true
             }
             Lock::Unlock => {
-                if !set_lock(&shm_file, Lock::Write, SHM_DMS, 1).with_context(|| lock_err("-shm"))? {
+                if !set_lock(&shm_file, Lock::Write, SHM_DMS, 1)
+                    .with_context(|| lock_err("-shm"))?
+                {
                     return Ok(Opened::Busy(Busy::Dms));
                 }
                 false
@@ -379,8 +390,8 @@ impl Session {
                         header.page_size.map_or(0, |p| p.get())
                     );
                 }
-                let need = WAL_HEADER_SIZE as u64
-                    + u64::from(header.max_frame) * wh.frame_size() as u64;
+                let need =
+                    WAL_HEADER_SIZE as u64 + u64::from(header.max_frame) * wh.frame_size() as u64;
                 if wal_len < need {
                     bail!(
                         "{}: {wal_len} bytes, but the wal-index says {} frames ({need} bytes)",
@@ -461,9 +472,9 @@ impl Session {
                 let at = WAL_HEADER_SIZE as u64
                     + u64::from(f - 1) * (WAL_FRAME_HEADER_SIZE as u64 + psz)
                     + WAL_FRAME_HEADER_SIZE as u64;
-                self.wal.read_exact_at(buf, at).with_context(|| {
-                    format!("{}: reading frame {f}", self.wal_path.display())
-                })
+                self.wal
+                    .read_exact_at(buf, at)
+                    .with_context(|| format!("{}: reading frame {f}", self.wal_path.display()))
             }
             None => self
                 .db

@@ -120,7 +120,9 @@ mod hex_txid {
                 .map(TxId)
                 .map_err(serde::de::Error::custom);
         }
-        Err(serde::de::Error::custom(format!("{s:?} is not 16 hex digits")))
+        Err(serde::de::Error::custom(format!(
+            "{s:?} is not 16 hex digits"
+        )))
     }
 }
 
@@ -233,6 +235,8 @@ struct StepJson<'a> {
     bytes_read: u64,
     checksum: Option<String>,
     online: bool,
+    /// How long SQLite's locks on OUT were held (µs).
+    locked_us: u64,
     elapsed_ms: u64,
 }
 
@@ -247,8 +251,11 @@ struct GapJson<'a> {
 /// How long a step waits for SQLite's locks on OUT before it is retried
 /// at the next interval.
 const LOCK_PATIENCE: Duration = Duration::from_secs(10);
-/// The checkpoint's busy timeout.
-const CHECKPOINT_BUSY: Duration = Duration::from_millis(200);
+/// The checkpoint's busy timeout: none. A reader still on a snapshot
+/// that uses the WAL makes the TRUNCATE checkpoint copy what it can and
+/// leave the WAL for the next step's attempt, rather than keep the
+/// follower waiting.
+const CHECKPOINT_BUSY: Duration = Duration::ZERO;
 /// How often a gap that lasts is reported again.
 const GAP_REPEAT: Duration = Duration::from_secs(60);
 
@@ -298,9 +305,6 @@ fn lock(out: &Path, ps: PageSize) -> Result<Session, StepError> {
 /// Usage errors (exit 2); fatal step errors are reported and returned as
 /// [`crate::Failed`] (exit 1).
 pub fn run(o: Options, out: &mut dyn Write) -> Result<()> {
-    if !cfg!(unix) {
-        bail!("--follow needs a Unix system (SQLite's POSIX locks)");
-    }
     if o.out.is_dir() {
         bail!("{}: is a directory", o.out.display());
     }
@@ -443,7 +447,12 @@ impl Follower {
         ));
         pb.finish_and_clear();
         let rep = r.map_err(classify_fatal)?;
-        let checksum = rep.checksum.as_deref().map(str::parse).transpose().map_err(|e| anyhow!("{e}"))?;
+        let checksum = rep
+            .checksum
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| anyhow!("{e}"))?;
         let st = self.fresh_state(rep.txid, checksum, rep.page_size, rep.commit);
         check_wal_mode(&outp)?;
         write_state(&outp, &st)?;
@@ -496,7 +505,10 @@ impl Follower {
                 };
             }
             None if st.checksum.is_none() && holds(None, st.commit) => {}
-            Some(p) if st.checksum.is_none() && p.checksum.is_none() && (holds(None, st.commit) || holds(None, p.commit)) => {}
+            Some(p)
+                if st.checksum.is_none()
+                    && p.checksum.is_none()
+                    && (holds(None, st.commit) || holds(None, p.commit)) => {}
             _ => {
                 return Err(StepError::Fatal(anyhow!(
                     "{} does not hold the state {} records (TXID {}, {} pages{}; it has {} pages{}): it was changed by something else than ltx restore --follow; restore it again with --force",
@@ -637,7 +649,12 @@ impl Follower {
     }
 
     /// Fetches the step's pages, checks them against OUT and writes them.
-    fn apply(&mut self, st: &mut State, plan: &RestorePlan, out: &mut dyn Write) -> Result<(), StepError> {
+    fn apply(
+        &mut self,
+        st: &mut State,
+        plan: &RestorePlan,
+        out: &mut dyn Write,
+    ) -> Result<(), StepError> {
         let outp = self.o.out.clone();
         let started = Instant::now();
         let staging = TempFile::beside(&outp, "follow")?;
@@ -679,67 +696,100 @@ impl Follower {
         let psz = ps.bytes();
         let commit = h.commit;
         let s_file = staging.file();
-        let mut session = lock(&outp, ps)?;
-        let cur = session.db_pages();
-        if cur != st.commit && st.pending.is_none() {
-            return Err(StepError::Fatal(anyhow!(
-                "{} has {cur} pages but was left with {} at TXID {}: it was changed by something else than ltx restore --follow",
-                outp.display(),
-                st.commit,
-                st.txid
-            )));
-        }
-        // The result's checksum, from the old versions of the pages the
-        // step replaces or cuts off, before anything is written.
-        let new_sum = match staged.post_apply {
-            None => None,
-            Some(post) => {
-                let base = match st.checksum {
-                    Some(c) if st.pending.is_none() => c,
-                    _ => session.checksum()?,
-                };
-                let mut sum = DbChecksum::from_value(ps, base);
-                let mut old = vec![0u8; psz];
-                let lock_pgno = ps.lock_pgno();
-                for &p in staged.pgnos.iter().filter(|&&p| p <= cur) {
-                    session.read_page(p, &mut old)?;
-                    sum.remove(p, &old);
-                }
-                for p in (commit + 1..=cur).filter(|&p| p != lock_pgno) {
-                    session.read_page(p, &mut old)?;
-                    sum.remove(p, &old);
-                }
-                sum.add_checksum(Checksum(staged.xor));
-                if commit > 0 && sum.value() != post {
-                    return Err(StepError::Fatal(anyhow!(
-                        "checksum mismatch: applying {} to {} (TXID {}) gives database checksum {}, but {} says {post} after TXID {}: nothing was written",
-                        staged.files.join(", "),
-                        outp.display(),
-                        st.txid,
-                        sum.value(),
-                        staged.files.last().map_or("", String::as_str),
-                        h.max_txid
-                    )));
-                }
-                Some(post)
+        if staged.pgnos.first() == Some(&1) {
+            let mut hdr = [0u8; 20];
+            s_file
+                .read_exact_at(&mut hdr, 0)
+                .context("reading the staging file")?;
+            if hdr[18] != 2 || hdr[19] != 2 {
+                return Err(StepError::Fatal(anyhow!(
+                    "{}: the database leaves WAL mode at TXID {} (header bytes 18 and 19 are {} and {}): its readers would no longer read the WAL the steps go through",
+                    staged.files.last().map_or("", String::as_str),
+                    h.max_txid,
+                    hdr[18],
+                    hdr[19]
+                )));
             }
+        }
+        // Named before anything is locked or written: a restart finds OUT
+        // at the state recorded or at this one.
+        if !staged.pgnos.is_empty() {
+            let mut pending = st.clone();
+            pending.pending = Some(Pending {
+                txid: h.max_txid,
+                checksum: staged.post_apply,
+                commit,
+            });
+            write_state(&outp, &pending)?;
+        }
+        let before_append = |e: StepError| {
+            // Nothing was written: the record goes back as it was.
+            if !staged.pgnos.is_empty() {
+                if let Err(w) = write_state(&outp, st) {
+                    eprintln!("ltx: {w:#}");
+                }
+            }
+            e
         };
-        if staged.pgnos.is_empty() {
-            if commit != cur {
+        let mut session = lock(&outp, ps).map_err(before_append)?;
+        let locked = Instant::now();
+        let cur = session.db_pages();
+        let checked = (|| {
+            if cur != st.commit && st.pending.is_none() {
+                return Err(StepError::Fatal(anyhow!(
+                    "{} has {cur} pages but was left with {} at TXID {}: it was changed by something else than ltx restore --follow",
+                    outp.display(),
+                    st.commit,
+                    st.txid
+                )));
+            }
+            // The result's checksum, from the old versions of the pages the
+            // step replaces or cuts off, before anything is written.
+            let Some(post) = staged.post_apply else {
+                return Ok(None);
+            };
+            let base = match st.checksum {
+                Some(c) if st.pending.is_none() => c,
+                _ => session.checksum()?,
+            };
+            let mut sum = DbChecksum::from_value(ps, base);
+            let mut old = vec![0u8; psz];
+            let lock_pgno = ps.lock_pgno();
+            for &p in staged.pgnos.iter().filter(|&&p| p <= cur) {
+                session.read_page(p, &mut old)?;
+                sum.remove(p, &old);
+            }
+            for p in (commit + 1..=cur).filter(|&p| p != lock_pgno) {
+                session.read_page(p, &mut old)?;
+                sum.remove(p, &old);
+            }
+            sum.add_checksum(Checksum(staged.xor));
+            if commit > 0 && sum.value() != post {
+                return Err(StepError::Fatal(anyhow!(
+                    "checksum mismatch: applying {} to {} (TXID {}) gives database checksum {}, but {} says {post} after TXID {}: nothing was written",
+                    staged.files.join(", "),
+                    outp.display(),
+                    st.txid,
+                    sum.value(),
+                    staged.files.last().map_or("", String::as_str),
+                    h.max_txid
+                )));
+            }
+            if staged.pgnos.is_empty() && commit != cur {
                 return Err(StepError::Fatal(anyhow!(
                     "{}: a step that changes the database size ({cur} to {commit} pages) without pages",
                     staged.files.join(", ")
                 )));
             }
-        } else {
-            let mut pending = st.clone();
-            pending.pending = Some(Pending {
-                txid: h.max_txid,
-                checksum: new_sum,
-                commit,
-            });
-            write_state(&outp, &pending)?;
-        }
+            Ok(Some(post))
+        })();
+        let new_sum = match checked {
+            Ok(s) => s,
+            Err(e) => {
+                drop(session);
+                return Err(before_append(e));
+            }
+        };
         let frames = if staged.pgnos.is_empty() {
             0
         } else {
@@ -752,6 +802,7 @@ impl Follower {
         };
         let online = session.online();
         drop(session);
+        let locked_us = locked.elapsed().as_micros() as u64;
         drop(staging);
         let from = st.txid;
         *st = State {
@@ -763,7 +814,10 @@ impl Follower {
         };
         write_state(&outp, st)?;
         if let Err(e) = live::checkpoint(&outp, CHECKPOINT_BUSY) {
-            eprintln!("ltx: checkpoint of {} failed: {e:#} (retried after the next step)", outp.display());
+            eprintln!(
+                "ltx: checkpoint of {} failed: {e:#} (retried after the next step)",
+                outp.display()
+            );
         }
         let elapsed = started.elapsed();
         if self.o.json {
@@ -780,6 +834,7 @@ impl Follower {
                     bytes_read: staged.bytes_read,
                     checksum: new_sum.map(|c| c.to_string()),
                     online,
+                    locked_us,
                     elapsed_ms: elapsed.as_millis() as u64,
                 },
             )?;
