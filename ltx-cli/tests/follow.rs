@@ -5,8 +5,9 @@
 //! checksums tracked) into a bucket in Litestream's layout; the library's
 //! compactor compacts it on the wall clock with one-second levels and
 //! deletes the compacted L0 files; the `ltx` binary follows it into OUT
-//! and is SIGKILLed twice and restarted (once down long enough for the L0
-//! files it needed to be compacted away); reader threads and a python3
+//! and is SIGKILLed and restarted: once down until the L0 file after its
+//! TXID is compacted away, then several times at random moments, mid-step
+//! or not; reader threads (one holding transactions open across steps) and a python3
 //! reader (another SQLite build, another process) query OUT in a loop the
 //! whole time, checking invariants the writer keeps in every transaction
 //! (a constant sum of balances spread over many pages, a counter equal to
@@ -231,9 +232,25 @@ struct Follower {
 
 impl Follower {
     fn start(url: &str, out: &Path, dir: &Path, tag: &str, interval: &str) -> Follower {
+        Follower::start_env(url, out, dir, tag, interval, None)
+    }
+
+    /// With `LTX_FOLLOW_CRASH=crash`.
+    fn start_env(
+        url: &str,
+        out: &Path,
+        dir: &Path,
+        tag: &str,
+        interval: &str,
+        crash: Option<&str>,
+    ) -> Follower {
         let stdout = dir.join(format!("follower-{tag}.out"));
         let stderr = dir.join(format!("follower-{tag}.err"));
-        let child = Command::new(assert_cmd::cargo::cargo_bin("ltx"))
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("ltx"));
+        if let Some(c) = crash {
+            cmd.env("LTX_FOLLOW_CRASH", c);
+        }
+        let child = cmd
             .args(["restore", url, "-o"])
             .arg(out)
             .args(["--follow", "--interval", interval, "--json"])
@@ -527,7 +544,8 @@ fn scenario(url: &str, tag: &str, secs: u64) {
         eprintln!("python3 not found: the python3 reader is skipped");
     }
 
-    // The workload, with the follower killed twice.
+    // The workload, with the follower killed: once until the L0 file it
+    // needs is compacted away, then at random moments.
     let t0 = Instant::now();
     let total = Duration::from_secs(secs);
     let (mut kills, mut last_ckpt) = (0, Instant::now());
@@ -535,7 +553,8 @@ fn scenario(url: &str, tag: &str, secs: u64) {
     // While the first follower is down: the TXID it stopped at.
     let mut down: Option<((u64, u64), Instant)> = None;
     let (out_wal, mut max_wal) = (support_side(&out, "-wal"), 0u64);
-    while t0.elapsed() < total || kills < 2 {
+    let mut next_kill = Instant::now();
+    while t0.elapsed() < total || kills < 3 {
         let n = 1 + w.rand(6) as usize;
         let files = w.batch(n);
         shipped += files.len() as u64;
@@ -574,10 +593,13 @@ fn scenario(url: &str, tag: &str, secs: u64) {
                     t + 1
                 );
             }
-        } else if kills == 1 && at > 0.65 {
+        } else if kills >= 1 && at > 0.55 && at < 0.95 && Instant::now() >= next_kill {
+            // Then at random moments, mid-step or not.
             followers.last_mut().unwrap().kill();
             kills += 1;
-            followers.push(Follower::start(url, &out, dir.path(), "3", "200ms"));
+            let tag = (kills + 1).to_string();
+            followers.push(Follower::start(url, &out, dir.path(), &tag, "200ms"));
+            next_kill = Instant::now() + Duration::from_millis(300 + w.rand(1200));
         }
         max_wal = max_wal.max(std::fs::metadata(&out_wal).map_or(0, |m| m.len()));
         std::thread::sleep(Duration::from_millis(20 + w.rand(40)));
@@ -614,6 +636,7 @@ fn scenario(url: &str, tag: &str, secs: u64) {
 
     // What the followers did.
     let mut steps = 0;
+    let (mut resumes, mut interrupted, mut written_before_kill) = (0, 0, 0);
     let (mut locked, mut step_ms, mut online) = (Vec::new(), Vec::new(), 0);
     let mut retried = 0;
     let mut level_files = 0;
@@ -625,6 +648,11 @@ fn scenario(url: &str, tag: &str, secs: u64) {
         for line in o.lines() {
             let v: serde_json::Value =
                 serde_json::from_str(line).unwrap_or_else(|_| panic!("{line}"));
+            if v["event"] == "resume" {
+                resumes += 1;
+                interrupted += usize::from(!v["interrupted"].is_null());
+                written_before_kill += usize::from(v["txid"] != v["recorded"]);
+            }
             if v["event"] == "step" {
                 steps += 1;
                 locked.push(v["locked_us"].as_u64().unwrap());
@@ -656,7 +684,11 @@ fn scenario(url: &str, tag: &str, secs: u64) {
         pct(&step_ms, 50),
         step_ms.last().unwrap()
     );
-    eprintln!("{tag}: OUT-wal at most {max_wal} bytes");
+    eprintln!(
+        "{tag}: OUT-wal at most {max_wal} bytes; the follower was SIGKILLed {kills} times: \
+         {resumes} resumes, {interrupted} with a step interrupted, {written_before_kill} of which had been written"
+    );
+    assert_eq!(resumes, kills, "every restart resumed");
     assert!(online > 0, "no step was published to connected readers");
     assert!(deleted > 0, "the compactor deleted nothing");
     assert!(
@@ -793,6 +825,15 @@ fn gap_then_checksum_mismatch() {
     upload(first);
     let f = Follower::start(&url, &out, dir.path(), "a", "100ms");
     wait_for(&out, 6, &f, Duration::from_secs(30));
+    // One follower per OUT.
+    let r = support::run(&["restore", &url, "-o", support::s(&out), "--follow"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("another ltx restore --follow is following it"),
+        "{}",
+        r.stderr
+    );
 
     // 7 missing: 8 and 9 cannot be reached.
     let mut next = w.batch(3);
@@ -922,4 +963,114 @@ fn usage_errors() {
     }
     let r = support::run(&["restore", support::s(&root), "--follow"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+/// The invariants and `quick_check` through a fresh connection: the
+/// counter (TXID - 1) OUT holds.
+fn check_out(out: &Path) -> i64 {
+    let c = Connection::open_with_flags(out, OpenFlags::SQLITE_OPEN_READ_WRITE).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    let (sum, n, logs, qc): (i64, i64, i64, String) = c
+        .query_row(
+            "SELECT (SELECT sum(bal) FROM acct), (SELECT n FROM meta), (SELECT count(*) FROM log),
+                    (SELECT quick_check FROM pragma_quick_check)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!((sum, logs, qc.as_str()), (ACCOUNTS * BALANCE, n, "ok"));
+    n
+}
+
+/// A follower that dies at each point of a step (`LTX_FOLLOW_CRASH`:
+/// after the record names the step, after the WAL holds it, after it is
+/// published), with a reader connected (the step goes through the
+/// wal-index) and without (the next connection recovers it from the WAL):
+/// OUT is consistent at the old or the new TXID at once (unpublished
+/// frames are invisible to a connected reader), and a restart resumes at
+/// the right one, telling them apart by the checksum, and ends equal to
+/// the writer's database.
+#[test]
+fn crash_at_each_point_of_a_step() {
+    for point in ["pending", "wal", "published"] {
+        for connected in [true, false] {
+            let what = format!("{point}, reader connected: {connected}");
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("bucket");
+            std::fs::create_dir_all(&root).unwrap();
+            let url = format!("file://{}", root.display());
+            let out = dir.path().join("out.db");
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let bucket = Bucket::open(&url).unwrap();
+            let db = ltx_compactor::store::join(bucket.prefix(), "app.db");
+            let (mut w, snapshot) = Writer::new(dir.path(), 11);
+            let upload = |files: Vec<(u64, Vec<u8>)>| {
+                rt.block_on(async {
+                    for (txid, bytes) in files {
+                        put_l0(&bucket, &db, Layout::LtxDir, txid, bytes).await;
+                    }
+                })
+            };
+            upload(vec![(1, snapshot)]);
+            let first = w.batch(3);
+            upload(first);
+            let mut f = Follower::start(&url, &out, dir.path(), "a", "100ms");
+            wait_for(&out, 4, &f, Duration::from_secs(30));
+            f.kill();
+            // A reader holding the wal-index open (and a snapshot between
+            // its transactions).
+            let reader = connected.then(|| {
+                let c =
+                    Connection::open_with_flags(&out, OpenFlags::SQLITE_OPEN_READ_WRITE).unwrap();
+                let n: i64 = c.query_row("SELECT n FROM meta", [], |r| r.get(0)).unwrap();
+                assert_eq!(n, 3);
+                c
+            });
+            let next = w.batch(2);
+            upload(next);
+            let mut f = Follower::start_env(&url, &out, dir.path(), "b", "100ms", Some(point));
+            let status = f.child.wait().unwrap();
+            assert_eq!(status.code(), Some(99), "{what}: {:?}", f.output());
+            let (t, v) = followed(&out);
+            assert_eq!(t, 4, "{what}");
+            assert_eq!(v["pending"]["txid"], "0000000000000006", "{what}");
+            if let Some(c) = &reader {
+                let n: i64 = c.query_row("SELECT n FROM meta", [], |r| r.get(0)).unwrap();
+                let want = if point == "published" { 5 } else { 3 };
+                assert_eq!(n, want, "{what}: what a connected reader sees");
+            }
+            let n = check_out(&out);
+            let want = match (point, connected) {
+                ("pending", _) => 3,
+                // Unpublished: recovery finds the commit frame only when
+                // the wal-index is rebuilt (no connection was open).
+                ("wal", true) => 3,
+                _ => 5,
+            };
+            assert_eq!(n, want, "{what}: what a new connection sees");
+            let f = Follower::start(&url, &out, dir.path(), "c", "100ms");
+            wait_for(&out, 6, &f, Duration::from_secs(30));
+            let (o, _) = f.output();
+            let resume: serde_json::Value =
+                serde_json::from_str(o.lines().next().unwrap()).unwrap();
+            assert_eq!(resume["event"], "resume", "{what}: {o}");
+            assert_eq!(resume["interrupted"], "0000000000000006", "{what}");
+            let at = if want == 5 {
+                "0000000000000006"
+            } else {
+                "0000000000000004"
+            };
+            assert_eq!(resume["txid"], at, "{what}: {o}");
+            drop(f);
+            drop(reader);
+            let want = w.bytes();
+            let c = Connection::open(&out).unwrap();
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap();
+            drop(c);
+            assert!(std::fs::read(&out).unwrap() == want, "{what}: OUT differs");
+        }
+    }
 }

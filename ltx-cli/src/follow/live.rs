@@ -222,6 +222,9 @@ enum Mode {
     /// exclusively; the next connection rebuilds the wal-index from the
     /// WAL file (which is empty when we start).
     Offline,
+    /// Was offline, and let go of the wal-index locks to read
+    /// ([`Session::read_only`]): cannot write.
+    Released,
 }
 
 /// Why a session could not be opened right now.
@@ -483,6 +486,26 @@ impl Session {
         }
     }
 
+    /// Lets connections open the database while a long read goes on
+    /// (reading every page for [`Session::checksum`]): without other
+    /// connections, drops the wal-index locks, keeping the SHARED lock on
+    /// the database file. The WAL is empty then (nothing to checkpoint), so
+    /// the database file stays what it is: no writer but us, and a
+    /// connection that opens it only rebuilds an empty wal-index. The
+    /// session can then only read.
+    ///
+    /// # Errors
+    /// I/O errors unlocking.
+    pub fn read_only(&mut self) -> Result<()> {
+        if matches!(self.mode, Mode::Offline) {
+            set_lock(&self.shm_file, Lock::Unlock, SHM_WRITE_LOCK, 1)
+                .and_then(|_| set_lock(&self.shm_file, Lock::Unlock, SHM_DMS, 1))
+                .with_context(|| format!("{}-shm: unlocking", self.path.display()))?;
+            self.mode = Mode::Released;
+        }
+        Ok(())
+    }
+
     /// The database checksum of what a reader sees now (reads every page).
     ///
     /// # Errors
@@ -519,6 +542,9 @@ impl Session {
         if pages.is_empty() {
             bail!("an empty transaction cannot be written");
         }
+        if matches!(self.mode, Mode::Released) {
+            bail!("a session that let go of its wal-index locks cannot write");
+        }
         let ps = self.page_size;
         let psz = ps.bytes();
         let fsz = WAL_FRAME_HEADER_SIZE + psz;
@@ -529,7 +555,7 @@ impl Session {
             _ => {
                 let (seq, old1) = match &self.mode {
                     Mode::Online { header, .. } => (1, header.salt1),
-                    Mode::Offline => (0, random_u32()),
+                    Mode::Offline | Mode::Released => (0, random_u32()),
                 };
                 let (s1, s2) = (old1.wrapping_add(1), random_u32());
                 let hb = WalHeader::to_bytes(NATIVE, ps, seq, s1, s2);
@@ -572,6 +598,7 @@ impl Session {
         self.wal
             .sync_data()
             .with_context(|| format!("{}: fsync", self.wal_path.display()))?;
+        super::crash_point("wal");
         let n = pages.len() as u32;
         let max_frame = start + n;
         if let Mode::Online { shm, header } = &mut self.mode {

@@ -298,6 +298,15 @@ fn lock(out: &Path, ps: PageSize) -> Result<Session, StepError> {
     }
 }
 
+/// OUT's size in pages and database checksum as readers see it now,
+/// reading every page (without holding back connections that open OUT
+/// meanwhile: [`Session::read_only`]).
+fn full_checksum(out: &Path, ps: PageSize) -> Result<(u32, Checksum), StepError> {
+    let mut s = lock(out, ps)?;
+    s.read_only()?;
+    Ok((s.db_pages(), s.checksum()?))
+}
+
 /// Runs `ltx restore URL -o OUT --follow`: returns only on a fatal error
 /// (or with `--if-replica-exists` and no database).
 ///
@@ -339,6 +348,26 @@ pub fn run(o: Options, out: &mut dyn Write) -> Result<()> {
         ),
         _ => {}
     }
+    // One follower per OUT: an advisory lock (flock) on OUT.ltx-follow.lock
+    // for as long as this process runs.
+    let lock_path = side_file(&o.out, ".ltx-follow.lock");
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("{}: cannot open", lock_path.display()))?;
+    match lock_file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "{}: another ltx restore --follow is following it ({} is locked)",
+            o.out.display(),
+            lock_path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("{}: cannot lock", lock_path.display()))
+        }
+    }
     for r in crate::cmd::restore::remove_stale_temps(&o.out, "follow") {
         eprintln!("ltx: removed {} (left by a killed follower)", r.display());
     }
@@ -348,6 +377,7 @@ pub fn run(o: Options, out: &mut dyn Write) -> Result<()> {
         db,
         rt,
         gap: None,
+        _lock: lock_file,
     };
     let st = match f.start(out) {
         Ok(st) => st,
@@ -368,6 +398,8 @@ struct Follower {
     rt: tokio::runtime::Runtime,
     /// The gap last reported and when.
     gap: Option<(FollowGap, Instant)>,
+    /// Held (locked) while the process runs.
+    _lock: std::fs::File,
 }
 
 impl Follower {
@@ -487,9 +519,12 @@ impl Follower {
             .ok_or_else(|| anyhow!("{}: bad page size", state_path(&outp).display()))?;
         check_wal_mode(&outp)?;
         let tracked = st.checksum.is_some() || st.pending.is_some_and(|p| p.checksum.is_some());
-        let s = lock(&outp, ps)?;
-        let (pages, sum) = (s.db_pages(), tracked.then(|| s.checksum()).transpose()?);
-        drop(s);
+        let (pages, sum) = if tracked {
+            let (p, c) = full_checksum(&outp, ps)?;
+            (p, Some(c))
+        } else {
+            (lock(&outp, ps)?.db_pages(), None)
+        };
         let was = st.txid;
         let holds = |c: Option<Checksum>, commit: u32| pages == commit && (c.is_none() || c == sum);
         let pending = st.pending;
@@ -523,7 +558,19 @@ impl Follower {
             }
         }
         write_state(&outp, &st)?;
-        if !self.o.json {
+        if self.o.json {
+            json_line(
+                out,
+                &serde_json::json!({
+                    "event": "resume",
+                    "txid": st.txid.to_string(),
+                    "recorded": was.to_string(),
+                    "interrupted": pending.map(|p| p.txid.to_string()),
+                    "checksum": st.checksum.map(|c| c.to_string()),
+                }),
+            )?;
+            out.flush()?;
+        } else {
             writeln!(
                 out,
                 "resuming {} at TXID {}{}{}; following {} every {}",
@@ -721,6 +768,7 @@ impl Follower {
                 commit,
             });
             write_state(&outp, &pending)?;
+            crash_point("pending");
         }
         let before_append = |e: StepError| {
             // Nothing was written: the record goes back as it was.
@@ -730,6 +778,14 @@ impl Follower {
                 }
             }
             e
+        };
+        // OUT's checksum when the record cannot say it (a pending step
+        // without checksums, files that start tracking checksums): read
+        // before the step's locks.
+        let base = match (staged.post_apply, st.checksum) {
+            (None, _) => None,
+            (Some(_), Some(c)) if st.pending.is_none() => Some(c),
+            (Some(_), _) => Some(full_checksum(&outp, ps).map_err(before_append)?.1),
         };
         let mut session = lock(&outp, ps).map_err(before_append)?;
         let locked = Instant::now();
@@ -745,12 +801,8 @@ impl Follower {
             }
             // The result's checksum, from the old versions of the pages the
             // step replaces or cuts off, before anything is written.
-            let Some(post) = staged.post_apply else {
+            let (Some(post), Some(base)) = (staged.post_apply, base) else {
                 return Ok(None);
-            };
-            let base = match st.checksum {
-                Some(c) if st.pending.is_none() => c,
-                _ => session.checksum()?,
             };
             let mut sum = DbChecksum::from_value(ps, base);
             let mut old = vec![0u8; psz];
@@ -802,6 +854,7 @@ impl Follower {
         };
         let online = session.online();
         drop(session);
+        crash_point("published");
         let locked_us = locked.elapsed().as_micros() as u64;
         drop(staging);
         let from = st.txid;
@@ -884,6 +937,19 @@ fn check_wal_mode(out: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A crash for tests: when the environment variable `LTX_FOLLOW_CRASH`
+/// names this point, the process exits at once with code 99 (no
+/// destructors, no cleanup, the locks released by the kernel: what a
+/// SIGKILL at that moment leaves). Points: `pending` (the record names
+/// the step, nothing written), `wal` (the step's frames and commit frame
+/// are in the WAL and fsynced, not yet published in the wal-index),
+/// `published` (published, the record still names it pending).
+pub fn crash_point(name: &str) {
+    if std::env::var_os("LTX_FOLLOW_CRASH").is_some_and(|v| v == name) {
+        std::process::exit(99);
+    }
 }
 
 /// One JSON object on one line (keys sorted, as ltx's JSON always is):
