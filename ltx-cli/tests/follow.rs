@@ -641,9 +641,16 @@ fn scenario(url: &str, tag: &str, secs: u64) {
     let mut retried = 0;
     let mut level_files = 0;
     let mut by_level: BTreeMap<u8, usize> = BTreeMap::new();
-    for f in &followers {
+    for (i, f) in followers.iter().enumerate() {
         let (o, e) = f.output();
         assert!(!e.contains("ltx: error"), "follower stderr: {e}");
+        // The first restores; every other one resumes (or was killed
+        // before it said anything).
+        if let Some(first) = o.lines().next() {
+            let v: serde_json::Value = serde_json::from_str(first).unwrap();
+            let want = if i == 0 { "restore" } else { "resume" };
+            assert_eq!(v["event"], want, "follower {i}: {o}");
+        }
         retried += e.lines().filter(|l| l.contains("retrying in")).count();
         for line in o.lines() {
             let v: serde_json::Value =
@@ -688,7 +695,7 @@ fn scenario(url: &str, tag: &str, secs: u64) {
         "{tag}: OUT-wal at most {max_wal} bytes; the follower was SIGKILLed {kills} times: \
          {resumes} resumes, {interrupted} with a step interrupted, {written_before_kill} of which had been written"
     );
-    assert_eq!(resumes, kills, "every restart resumed");
+    assert!(resumes > 1, "{resumes} resumes");
     assert!(online > 0, "no step was published to connected readers");
     assert!(deleted > 0, "the compactor deleted nothing");
     assert!(
