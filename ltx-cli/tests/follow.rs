@@ -17,7 +17,10 @@
 //! not give its post-apply checksum (exit 1, OUT and its record left at
 //! the last good state, nothing written) and the restart after it; a
 //! third the usage errors. The first scenario also runs against the
-//! S3-protocol server CI starts when `AWS_ENDPOINT` is set.
+//! S3-protocol server CI starts when `AWS_ENDPOINT` is set. Another test
+//! kills the follower at each point of a step (`LTX_FOLLOW_CRASH`), and
+//! the last one follows the real Litestream 0.5.17 with its own
+//! compaction (skipped without the binary unless `LTX_REQUIRE_LITESTREAM=1`).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -1080,4 +1083,116 @@ fn crash_at_each_point_of_a_step() {
             assert!(std::fs::read(&out).unwrap() == want, "{what}: OUT differs");
         }
     }
+}
+
+/// The real Litestream 0.5.17 replicating a live database, with its own
+/// compaction on (levels of 2, 4 and 8 s, L0 files deleted 3 s after they
+/// are compacted, snapshots every 12 s): the follower follows its bucket
+/// through Litestream's own files (NoChecksum L0 files, its layout), is
+/// killed and restarted once after the L0 files it needs were compacted
+/// away (it continues from Litestream's levels), while a reader thread
+/// runs `quick_check` and a query in a loop without an error; at the end
+/// OUT is the database at the last TXID, byte for byte.
+#[test]
+fn follows_litestream() {
+    use support::litestream::{binary, Kind, Mode, Site};
+    let Some(bin) = binary() else { return };
+    let mut site = Site::new(&bin, Kind::File, Mode::Compacting, "follow");
+    site.start();
+    site.workload(4, 3);
+    let out = site.path("out.db");
+    let dir = site.path("followers");
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = site.url.clone();
+    let mut f = Follower::start(&url, &out, &dir, "1", "100ms");
+    wait_for(&out, site.position, &f, Duration::from_secs(30));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (out, stop) = (out.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let c = Connection::open_with_flags(&out, OpenFlags::SQLITE_OPEN_READ_WRITE).unwrap();
+            c.busy_timeout(Duration::from_secs(10)).unwrap();
+            let (mut reads, mut errors) = (0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let r = c.query_row(
+                    "SELECT (SELECT count(*) FROM t), (SELECT quick_check FROM pragma_quick_check)",
+                    [],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+                );
+                match r {
+                    Ok((_, q)) if q == "ok" => reads += 1,
+                    Ok((_, q)) => errors.push(q),
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            (reads, errors)
+        })
+    };
+    site.workload(8, 5);
+    f.kill();
+    // Down until Litestream compacted the L0 file after its TXID away.
+    let t = followed(&out).0;
+    let t0 = Instant::now();
+    loop {
+        let cat = site.catalog();
+        let l0 = cat.iter().any(|o| o.level == 0 && o.min_txid.0 == t + 1);
+        let covered = cat
+            .iter()
+            .any(|o| o.level > 0 && o.min_txid.0 <= t + 1 && o.max_txid.0 > t);
+        if covered && !l0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "L0 {:x} never compacted away",
+            t + 1
+        );
+        site.workload(1, 7);
+    }
+    let f = Follower::start(&url, &out, &dir, "2", "100ms");
+    site.workload(6, 9);
+    wait_for(&out, site.position, &f, Duration::from_secs(30));
+    stop.store(true, Ordering::Relaxed);
+    let (reads, errors) = reader.join().unwrap();
+    let (o, e) = f.output();
+    assert!(!e.contains("ltx: error"), "{e}");
+    let mut landed = Vec::new();
+    let mut from_levels = 0;
+    for line in o.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["event"] == "step" {
+            landed.push(u64::from_str_radix(v["to"].as_str().unwrap(), 16).unwrap());
+            from_levels += usize::from(
+                v["files"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|k| parse_key(k.as_str().unwrap()).unwrap().level > 0),
+            );
+        }
+    }
+    eprintln!(
+        "litestream: {} TXIDs, the restarted follower took {} steps ({from_levels} from compacted levels); reader: {reads} reads, {} errors",
+        site.position,
+        landed.len(),
+        errors.len()
+    );
+    assert!(errors.is_empty(), "reader: {errors:?}");
+    assert!(reads > 10);
+    assert!(
+        from_levels > 0,
+        "no step from Litestream's levels (down at {t:x}): {o}"
+    );
+    drop(f);
+    let c = Connection::open(&out).unwrap();
+    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .unwrap();
+    drop(c);
+    let want = &site.states[&site.position];
+    assert!(
+        std::fs::read(&out).unwrap() == *want,
+        "OUT is not the database at the last TXID"
+    );
 }
