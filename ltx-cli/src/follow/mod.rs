@@ -270,7 +270,7 @@ fn lock(out: &Path, ps: PageSize) -> Result<Session, StepError> {
             Opened::Ready(s) => return Ok(*s),
             Opened::NeedsCheckpoint if checkpoints < 3 => {
                 checkpoints += 1;
-                live::checkpoint(out, CHECKPOINT_BUSY)?;
+                live::checkpoint(out, CHECKPOINT_BUSY).map_err(StepError::Transient)?;
                 continue;
             }
             Opened::NeedsCheckpoint => {
@@ -283,7 +283,7 @@ fn lock(out: &Path, ps: PageSize) -> Result<Session, StepError> {
                 // A wal-index header that stays invalid is rebuilt by the
                 // next connection that reads: ours.
                 if b == live::Busy::Header && started.elapsed() > Duration::from_secs(1) {
-                    live::checkpoint(out, CHECKPOINT_BUSY)?;
+                    live::checkpoint(out, CHECKPOINT_BUSY).map_err(StepError::Transient)?;
                 }
                 if started.elapsed() > LOCK_PATIENCE {
                     return Err(StepError::Transient(anyhow!(
