@@ -30,9 +30,16 @@
 //! fully checkpointed blocks checkpoints, so the WAL restarts only if it
 //! is exactly as it was when the read began. The read transaction is
 //! therefore (re)started only while we hold SQLite's write lock (`BEGIN
-//! IMMEDIATE` on a second connection) and have shipped everything: any
-//! later restart loses nothing, and the new WAL (checkpoint sequence and
-//! salt 1 one higher) continues at offset 32 with the next TXID.
+//! IMMEDIATE` on a second connection) and have shipped everything (or
+//! hold it as a full image in memory, uploaded right after): any later
+//! restart loses nothing, and the new WAL (checkpoint sequence and salt 1
+//! one higher) continues at offset 32 with the next TXID. Writers wait
+//! only for what was committed since an unlocked catch-up just before.
+//! The process also keeps a descriptor of the database file open for its
+//! whole life: closing one would drop SQLite's POSIX locks on the file
+//! (all of a process's locks on a file go with any of its descriptors),
+//! and a writer closing its connection would then checkpoint and delete
+//! the WAL under us.
 //!
 //! Polling: every `--interval-ms`, read the WAL from the shipped position
 //! to its end (in memory, checked by the reader's running checksum, so a
@@ -50,8 +57,13 @@
 //! salts and a commit ending there, shipping continues from it; otherwise
 //! (the WAL was checkpointed and restarted while we were down) the next
 //! TXID is a full image of the database (every page, from the WAL's
-//! frames and the database file, read under the write lock). Nothing is
-//! lost, nothing is shipped twice.
+//! frames and the database file, read under the write lock, uploaded
+//! after it). Nothing is lost, nothing is shipped twice.
+//!
+//! Not handled: a writer killed after writing a commit frame but before
+//! publishing it in the WAL index (`-shm`); SQLite then overwrites that
+//! transaction, which this reader of the `-wal` file may already have
+//! shipped (bounding reads by the index's `mxFrame` would close it).
 //!
 //! On SIGTERM or ctrl-c it ships what is committed and exits, leaving its
 //! connections unclosed on purpose: closing the last connection makes
@@ -138,8 +150,22 @@ struct Position {
     checksum: [u32; 2],
 }
 
+/// A full image of the database, encoded, not yet uploaded.
+struct Image {
+    txid: TxId,
+    bytes: Vec<u8>,
+    timestamp: i64,
+    pages: u32,
+    /// Where shipping stands once it is uploaded.
+    pos: Position,
+}
+
 struct Replicator {
-    db_path: PathBuf,
+    /// The database file, open for our whole life: closing any descriptor
+    /// of it would drop the POSIX locks SQLite holds on it for this
+    /// process (its shared lock, which keeps other connections from
+    /// checkpointing and deleting the WAL when they close).
+    db_file: File,
     wal_path: PathBuf,
     /// Holds the read transaction that pins the WAL.
     reader: Connection,
@@ -211,26 +237,44 @@ impl Replicator {
         Ok(())
     }
 
-    /// Under the write lock: find the position if unknown, ship everything
-    /// (a full image if the position is lost), optionally checkpoint, and
-    /// begin the read transaction again.
+    /// Ships everything and begins the read transaction again under the
+    /// write lock (optionally checkpointing first). Writers wait only for
+    /// what was committed since the catch-up before it, or for a full
+    /// image to be read into memory; the image is uploaded after.
     async fn drain(&mut self, checkpoint: bool) -> Result<()> {
+        if self.pos.is_none() {
+            self.pos = self.find_position().await?;
+        }
+        if self.pos.is_some() {
+            // A lost position is found again below.
+            self.sync().await?;
+        }
         self.control
             .execute_batch("BEGIN IMMEDIATE")
             .context("taking the write lock")?;
         let r = self.drain_locked(checkpoint).await;
         self.control.execute_batch("ROLLBACK")?;
-        r
+        let Some(image) = r? else { return Ok(()) };
+        // Pinned since the lock: nothing after the image can be lost.
+        if let Err(e) = self.put(image.txid, image.bytes, image.timestamp).await {
+            (self.pos, self.pinned) = (None, false); // start over
+            return Err(e);
+        }
+        eprintln!(
+            "shipped txid={} snapshot pages={} wal_offset={}",
+            image.txid, image.pages, image.pos.offset
+        );
+        self.pos = Some(image.pos);
+        self.next_txid = TxId(image.txid.0 + 1);
+        Ok(())
     }
 
-    async fn drain_locked(&mut self, checkpoint: bool) -> Result<()> {
-        if self.pos.is_none() {
-            self.pos = self.find_position().await?;
-        }
-        if self.pos.is_none() || !self.sync().await? {
-            self.snapshot().await?;
-        }
-        // Everything committed is shipped and no writer can add more.
+    async fn drain_locked(&mut self, checkpoint: bool) -> Result<Option<Image>> {
+        let image = match self.pos.is_some() && self.sync().await? {
+            true => None,
+            false => Some(self.snapshot()?),
+        };
+        // Everything committed is shipped (or in `image`); writers wait.
         self.pinned = false;
         if checkpoint {
             self.end_read()?;
@@ -244,7 +288,7 @@ impl Replicator {
         }
         self.begin_read()?;
         self.pinned = true;
-        Ok(())
+        Ok(image)
     }
 
     /// The position the bucket says we reached, if the WAL still holds it.
@@ -421,14 +465,14 @@ impl Replicator {
         Ok(())
     }
 
-    /// Ships every page as of the WAL's last commit as the next TXID (a
-    /// snapshot when it is TXID 1). The caller holds the write lock: the WAL
-    /// cannot change, and checkpoints only copy WAL pages into the file.
-    async fn snapshot(&mut self) -> Result<()> {
+    /// Every page as of the WAL's last commit, as an L0 file of the next
+    /// TXID (a snapshot when it is TXID 1). The caller holds the write
+    /// lock: the WAL cannot change, and checkpoints only copy WAL pages
+    /// into the database file.
+    fn snapshot(&self) -> Result<Image> {
         let bytes = read_all(&self.wal_path)?;
         let scan = wal::scan(&bytes);
-        let mut db = File::open(&self.db_path)
-            .with_context(|| format!("opening {}", self.db_path.display()))?;
+        let mut db = &self.db_file; // never closed: see `Replicator::db_file`
         let db_len = db.metadata()?.len();
         let ps = match scan.header {
             Some(h) => h.page_size,
@@ -480,21 +524,20 @@ impl Replicator {
             enc.write_page(&mut out, pgno, &page)?;
         }
         enc.finish(&mut out, Checksum::ZERO)?;
-        self.put(txid, out, h.timestamp).await?;
-        eprintln!(
-            "shipped txid={txid} snapshot pages={commit} wal_offset={} wal_size={}",
-            h.wal_offset, h.wal_size
-        );
-        self.next_txid = TxId(txid.0 + 1);
-        self.pos = Some(Position {
-            header: scan.header,
-            offset: if scan.header.is_some() { end } else { 0 },
-            checksum: last.map_or_else(
-                || scan.header.map_or([0, 0], |h| h.checksum),
-                |t| t.checksum,
-            ),
-        });
-        Ok(())
+        Ok(Image {
+            txid,
+            bytes: out,
+            timestamp: h.timestamp,
+            pages: commit,
+            pos: Position {
+                header: scan.header,
+                offset: if scan.header.is_some() { end } else { 0 },
+                checksum: last.map_or_else(
+                    || scan.header.map_or([0, 0], |h| h.checksum),
+                    |t| t.checksum,
+                ),
+            },
+        })
     }
 
     /// One PUT (never overwriting), with the time Litestream reads.
@@ -550,7 +593,7 @@ async fn run(args: Args, mut stop: tokio::sync::watch::Receiver<bool>) -> Result
     let mut wal_path = args.db.clone().into_os_string();
     wal_path.push("-wal");
     let mut r = Replicator {
-        db_path: args.db.clone(),
+        db_file: File::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?,
         wal_path: wal_path.into(),
         reader,
         control: open(&args.db)?,
@@ -582,10 +625,16 @@ async fn run(args: Args, mut stop: tokio::sync::watch::Receiver<bool>) -> Result
         .await
         .context("shipping the last transactions")?;
     eprintln!("stopped at txid={}", TxId(r.next_txid.0 - 1));
-    r.lease.release().await?;
+    let Replicator {
+        lease,
+        reader,
+        control,
+        db_file,
+        ..
+    } = r;
+    lease.release().await?;
     // Not closed: see the module docs.
-    std::mem::forget(r.reader);
-    std::mem::forget(r.control);
+    std::mem::forget((reader, control, db_file));
     Ok(())
 }
 
