@@ -109,7 +109,7 @@ while not os.path.exists(stop):
     c.execute("UPDATE meta SET seq = ?", (seq,))
     c.execute("COMMIT")
     fingerprint()
-    time.sleep(r.random() * 0.004)
+    time.sleep(r.random() * 0.01)
 c.close()
 "#;
 
@@ -465,6 +465,26 @@ impl Site {
         }
     }
 
+    /// Waits until the newest TXID has not moved for half a second.
+    fn wait_until_quiet(&self) {
+        let t = Instant::now();
+        let max = || self.catalog().iter().map(|o| o.max_txid).max();
+        let mut last = max();
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = max();
+            if now == last {
+                return;
+            }
+            assert!(
+                t.elapsed() < TIMEOUT,
+                "the example never caught up; log:\n{}",
+                self.log()
+            );
+            last = now;
+        }
+    }
+
     /// The source database, checkpointed into its file.
     fn source_bytes(&self) -> Vec<u8> {
         let c = Connection::open(&self.db).unwrap();
@@ -671,10 +691,22 @@ fn scenario(url: Option<String>, seed: u64, kills: usize) {
     s.wait_for_first_file();
     s.start_writer(seed);
     for _ in 0..kills {
-        std::thread::sleep(Duration::from_millis(300 + rng.below(1200)));
+        // Mostly while shipping; one kill in four during start-up.
+        let alive = match rng.below(4) {
+            0 => rng.below(150),
+            _ => 300 + rng.below(1200),
+        };
+        std::thread::sleep(Duration::from_millis(alive));
         assert!(s.writer_alive());
         s.kill();
-        std::thread::sleep(Duration::from_millis(rng.below(700)));
+        // Down briefly (the WAL still holds the position: resume) or long
+        // enough for the writer's own checkpoints to restart the WAL (a
+        // full image).
+        let down = match rng.below(2) {
+            0 => rng.below(100),
+            _ => rng.below(1500),
+        };
+        std::thread::sleep(Duration::from_millis(down));
         s.start();
     }
     std::thread::sleep(Duration::from_millis(500));
@@ -787,7 +819,8 @@ fn scenario(url: Option<String>, seed: u64, kills: usize) {
         ends.len()
     );
 
-    // The example resumes over the compacted bucket.
+    // The example resumes over the compacted bucket (a full image: the
+    // source was checkpointed above), and is killed once more.
     s.start();
     s.start_writer(seed + 1);
     std::thread::sleep(Duration::from_millis(800));
@@ -795,8 +828,23 @@ fn scenario(url: Option<String>, seed: u64, kills: usize) {
     s.kill();
     s.start();
     std::thread::sleep(Duration::from_millis(800));
+    s.stop_writer();
+    // Killed once caught up with a writer that stopped, it must resume
+    // from its position in the WAL (no full image), then ship new writes.
+    s.wait_until_quiet();
+    let resumes = s.log().matches("resuming at").count();
+    s.kill();
+    s.start();
+    s.start_writer(seed + 2);
+    std::thread::sleep(Duration::from_millis(300));
     let states = s.stop_writer();
     s.stop();
+    assert_eq!(
+        s.log().matches("resuming at").count(),
+        resumes + 1,
+        "{}",
+        s.log()
+    );
     let source = s.source_bytes();
     let b = s.restore(Target::Latest, &out);
     assert_eq!(
@@ -832,7 +880,7 @@ fn scenario(url: Option<String>, seed: u64, kills: usize) {
 
 #[test]
 fn replicate_to_a_directory_with_kills() {
-    scenario(None, 0x5eed_0013, 5);
+    scenario(None, 0x5eed_0013, 8);
 }
 
 #[test]
