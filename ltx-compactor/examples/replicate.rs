@@ -13,7 +13,8 @@
 //! salts and checksums), [`ltx_core::wal::encode_transaction`] and
 //! [`ltx_core::Encoder`] (L0 files), [`ltx_compactor::store::Bucket`]
 //! (uploads with Litestream's time metadata) and
-//! [`ltx_compactor::lease::Lease`] (one replicator per bucket).
+//! [`ltx_compactor::lease::Lease`] (one replicator per database, on a key
+//! of its own, `<db>/replicate/`, so that a compactor can run beside it).
 //!
 //! # Protocol
 //!
