@@ -61,10 +61,13 @@
 //! frames and the database file, read under the write lock, uploaded
 //! after it). Nothing is lost, nothing is shipped twice.
 //!
-//! Not handled: a writer killed after writing a commit frame but before
-//! publishing it in the WAL index (`-shm`); SQLite then overwrites that
-//! transaction, which this reader of the `-wal` file may already have
-//! shipped (bounding reads by the index's `mxFrame` would close it).
+//! Only transactions SQLite has published count: a writer killed after
+//! writing a commit frame but before publishing it in the WAL index
+//! (`-shm`) leaves a transaction SQLite never committed and later
+//! overwrites. So shipping stops at the index's last frame (`mxFrame` of
+//! [`ltx_core::wal::ShmHeader`], when its salts are the WAL's; none of a
+//! restarted WAL's frames count before the index names its salts), and a
+//! poll that finds the index mid-update ships nothing.
 //!
 //! On SIGTERM or ctrl-c it ships what is committed and exits, leaving its
 //! connections unclosed on purpose: closing the last connection makes
@@ -78,6 +81,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -87,8 +91,8 @@ use ltx_compactor::lease::Lease;
 use ltx_compactor::store::{join, now_ms, Bucket};
 use ltx_core::header::HEADER_FLAG_NO_CHECKSUM;
 use ltx_core::wal::{
-    self, encode_transaction, LtxParams, PageAt, PageRef, Transaction, WalEvent, WalHeader,
-    WalIndex, WalReader, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE,
+    self, encode_transaction, LtxParams, PageAt, PageRef, ShmHeader, Transaction, WalEvent,
+    WalHeader, WalIndex, WalReader, SHM_HEADER_SIZE, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE,
 };
 use ltx_core::{Checksum, Encoder, Header, PageSize, TxId};
 use object_store::{PutMode, PutOptions};
@@ -168,6 +172,10 @@ struct Replicator {
     /// checkpointing and deleting the WAL when they close).
     db_file: File,
     wal_path: PathBuf,
+    /// The WAL index (`-shm`), open for our whole life like `db_file`:
+    /// closing a descriptor of it would drop the locks SQLite holds on it
+    /// for this process, our read lock among them.
+    shm_file: File,
     /// Holds the read transaction that pins the WAL.
     reader: Connection,
     /// Takes SQLite's write lock while we snapshot, catch up or checkpoint.
@@ -205,6 +213,22 @@ fn follows(h: &WalHeader, prev: &WalHeader) -> bool {
 }
 
 impl Replicator {
+    /// Where the transactions SQLite has published end in the WAL `h`: the
+    /// index's last frame when it names `h`'s salts, the header's end when
+    /// it names other salts (a restarted WAL none of whose transactions
+    /// committed). `None` when the index cannot be read consistently (a
+    /// writer is updating it): try again.
+    fn published_end(&self, h: &WalHeader) -> Option<u64> {
+        let mut b = [0u8; SHM_HEADER_SIZE];
+        self.shm_file.read_exact_at(&mut b, 0).ok()?;
+        let s = ShmHeader::parse(&b).ok()?;
+        Some(if (s.salt1, s.salt2) == (h.salt1, h.salt2) {
+            WAL_HEADER_SIZE as u64 + u64::from(s.max_frame) * h.frame_size() as u64
+        } else {
+            WAL_HEADER_SIZE as u64
+        })
+    }
+
     fn end_read(&mut self) -> Result<()> {
         if !self.reader.is_autocommit() {
             self.reader.execute_batch("COMMIT")?;
@@ -309,7 +333,12 @@ impl Replicator {
         let h = self.bucket.read_header(&l0.key).await?;
         let end = (h.wal_offset + h.wal_size) as u64;
         let bytes = read_all(&self.wal_path)?;
-        let scan = wal::scan(&bytes);
+        let mut scan = wal::scan(&bytes);
+        // Only what SQLite published; under the write lock the index is
+        // stable (unreadable: no process has built it yet, trust the WAL).
+        if let Some(end) = scan.header.and_then(|h| self.published_end(&h)) {
+            scan.transactions.retain(|t| t.end() <= end);
+        }
         let found = match scan.header {
             // The last file was shipped with no WAL, and there still is none.
             None if h.wal_offset == 0 => Some(Position {
@@ -384,6 +413,10 @@ impl Replicator {
             }
             _ => return Ok(false),
         };
+        // Only what SQLite published (see the module docs).
+        let Some(published) = self.published_end(&h) else {
+            return Ok(true);
+        };
         // Read from the position to the end, chunk by chunk; keep the bytes
         // of transactions not yet shipped (`buf` starts at WAL offset `base`).
         let mut reader = WalReader::resume(h, pos.offset, pos.checksum)?;
@@ -402,6 +435,10 @@ impl Replicator {
                 let (used, ev) = reader.read(&buf[fed..])?;
                 fed += used;
                 match ev {
+                    WalEvent::Commit(t) if t.end() > published => {
+                        ended = true;
+                        break;
+                    }
                     WalEvent::Commit(t) => committed.push(t.clone()),
                     WalEvent::NeedMore => break,
                     WalEvent::End(_) => {
@@ -472,7 +509,12 @@ impl Replicator {
     /// into the database file.
     fn snapshot(&self) -> Result<Image> {
         let bytes = read_all(&self.wal_path)?;
-        let scan = wal::scan(&bytes);
+        let mut scan = wal::scan(&bytes);
+        // Only what SQLite published; under the write lock the index is
+        // stable (unreadable: no process has built it yet, trust the WAL).
+        if let Some(end) = scan.header.and_then(|h| self.published_end(&h)) {
+            scan.transactions.retain(|t| t.end() <= end);
+        }
         let mut db = &self.db_file; // never closed: see `Replicator::db_file`
         let db_len = db.metadata()?.len();
         let ps = match scan.header {
@@ -593,9 +635,13 @@ async fn run(args: Args, mut stop: tokio::sync::watch::Receiver<bool>) -> Result
     }
     let mut wal_path = args.db.clone().into_os_string();
     wal_path.push("-wal");
+    let mut shm_path = args.db.clone().into_os_string();
+    shm_path.push("-shm");
     let mut r = Replicator {
         db_file: File::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?,
         wal_path: wal_path.into(),
+        shm_file: File::open(&shm_path)
+            .with_context(|| format!("opening {}", Path::new(&shm_path).display()))?,
         reader,
         control: open(&args.db)?,
         bucket,
