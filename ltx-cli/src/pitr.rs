@@ -42,8 +42,10 @@ pub struct Planned {
     pub plan: RestorePlan,
 }
 
-/// Opens `url`, finds its one database and plans `target` (with an exact
-/// time: the last file's header).
+/// Opens `url`, finds its one database and plans `target`. For a TXID or
+/// latest target the plan's time is the listing's upper bound: the exact
+/// time is the last planned file's header timestamp, which the reads that
+/// follow open anyway.
 ///
 /// # Errors
 /// Bad URLs, listing errors and several or no databases (usage, exit 2);
@@ -52,8 +54,7 @@ pub fn plan(rt: &tokio::runtime::Runtime, url: &str, target: Target) -> Result<P
     let bucket = Bucket::open(url)?;
     let db = rt.block_on(bucket.single_db())?;
     let r = rt.block_on(async {
-        let (mut plan, _) = ltx_compactor::fetch::plan(&bucket, &db, target).await?;
-        ltx_compactor::fetch::exact_time(&bucket, &mut plan).await?;
+        let (plan, _) = ltx_compactor::fetch::plan(&bucket, &db, target).await?;
         Ok::<_, ltx_compactor::Error>(plan)
     });
     match r {
@@ -65,12 +66,18 @@ pub fn plan(rt: &tokio::runtime::Runtime, url: &str, target: Target) -> Result<P
     }
 }
 
-/// How [`PitDb`] reads for queries: small files whole (their frames then
-/// cost nothing more), neighbouring frames read through only when less
-/// than 16 KiB apart (a point query reads single frames, not 256 KiB
-/// spans), at most 8 MiB per request.
+/// How [`PitDb`] reads for queries, where a plan's files are opened for
+/// their page indexes and few of their frames are wanted: a file up to
+/// 4 KiB with one GET, a larger one with two ranged GETs of its header and
+/// of a suffix of 1 KiB plus 1/256 of its size (its tail and index; a
+/// third request when the index is longer), so that an L0 file of tens of
+/// KiB costs about 1 KiB rather than its body; neighbouring frames read
+/// through only when less than 16 KiB apart (a point query reads single
+/// frames, not 256 KiB spans), at most 8 MiB per request.
 pub fn query_read_options() -> ReadOptions {
     ReadOptions {
+        whole_max: 4 << 10,
+        suffix_min: 1 << 10,
         span_gap: 16 << 10,
         span_max: 8 << 20,
         ..ReadOptions::default()

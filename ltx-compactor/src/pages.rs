@@ -68,6 +68,9 @@ pub struct FoundPage {
     pub page_size: PageSize,
     /// Database size in pages at the target.
     pub commit: u32,
+    /// The target's time (ms): the header timestamp of the newest planned
+    /// file.
+    pub timestamp_ms: i64,
     /// Key of the file the page came from.
     pub key: String,
     /// That file's level.
@@ -135,7 +138,7 @@ pub async fn find_page(
     let budget = HoldBudget::new(opts.hold_budget);
     let mut bytes_read = 0u64;
     let mut opened_n = 0usize;
-    let mut commit: Option<(u32, PageSize)> = None;
+    let mut commit: Option<(u32, PageSize, i64)> = None;
     // Newest first.
     let files: Vec<_> = plan.files.iter().rev().collect();
     let mut next = 0usize;
@@ -153,7 +156,7 @@ pub async fn find_page(
         bytes_read += opened.iter().map(|o| o.bytes_read).sum::<u64>();
         for (o, f) in opened.iter().zip(chunk) {
             let h = &o.meta.header;
-            let (c, ps) = *commit.get_or_insert((h.commit, h.page_size));
+            let (c, ps, ts) = *commit.get_or_insert((h.commit, h.page_size, h.timestamp));
             if h.page_size != ps {
                 return Err(Error::invalid(format!(
                     "{location}: {} has page size {} but {} has {}",
@@ -183,6 +186,7 @@ pub async fn find_page(
                 data,
                 page_size: ps,
                 commit: c,
+                timestamp_ms: ts,
                 key: o.meta.key.clone(),
                 level: f.level,
                 entry: e,

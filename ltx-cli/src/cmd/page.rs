@@ -180,7 +180,7 @@ fn find_remote(args: &Args) -> Result<(String, Found)> {
     let rt = crate::remote::runtime()?;
     let target = crate::pitr::target(args.txid, args.timestamp);
     let p = crate::pitr::plan(&rt, &url, target)?;
-    let opts = ltx_compactor::reader::ReadOptions::default();
+    let opts = crate::pitr::query_read_options();
     let f = match rt.block_on(ltx_compactor::pages::find_page(
         &p.bucket, &p.plan, args.pgno, &opts,
     )) {
@@ -203,7 +203,7 @@ fn find_remote(args: &Args) -> Result<(String, Found)> {
             key: f.key.clone(),
             level: f.level,
             txid: p.plan.txid.to_string(),
-            timestamp: ltx_compactor::fetch::rfc3339(p.plan.timestamp_ms),
+            timestamp: ltx_compactor::fetch::rfc3339(f.timestamp_ms),
             commit: f.commit,
             bytes_read: f.bytes_read,
         }),
