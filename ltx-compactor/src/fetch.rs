@@ -415,7 +415,11 @@ fn check_destination(out: &FsPath, force: bool) -> Result<()> {
 /// each page), checked to chain (checksum links) and to hold every page up
 /// to the commit. Also whether the files track checksums (`false`: one of
 /// them is NoChecksum).
-fn plan_pages(bucket: &Bucket, db: &str, opened: &[Opened]) -> Result<(MergePlan, bool)> {
+pub(crate) fn plan_pages(
+    bucket: &Bucket,
+    db: &str,
+    opened: &[Opened],
+) -> Result<(MergePlan, bool)> {
     let metas: Vec<&crate::store::ObjectMeta> = opened.iter().map(|o| &o.meta).collect();
     let no_checksum = metas.iter().any(|m| m.header.no_checksum());
     let inputs: Vec<_> = metas.iter().map(|m| m.merge_input()).collect();
