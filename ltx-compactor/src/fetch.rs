@@ -327,7 +327,6 @@ pub async fn restore_to_file(
     let files: Vec<(String, u64)> = plan.files.iter().map(|f| (f.key.clone(), f.size)).collect();
     let opened: Vec<Opened> = reader::open_all(bucket, files, &opts.read).await?;
     let (mp, no_checksum) = plan_pages(bucket, db, &opened)?;
-    check_every_page(&mp, &bucket.location(db), opened.len())?;
     let (ps, commit) = (mp.header.page_size, mp.header.commit);
 
     let tmp = TempFile::beside(out, "restore")?;
@@ -439,7 +438,7 @@ pub async fn stage_pages(
 ) -> Result<StagedPages> {
     let files: Vec<(String, u64)> = plan.files.iter().map(|f| (f.key.clone(), f.size)).collect();
     let opened: Vec<Opened> = reader::open_all(bucket, files, &opts.read).await?;
-    let (mp, no_checksum) = plan_pages(bucket, db, &opened)?;
+    let (mp, no_checksum) = plan_chain(bucket, db, &opened)?;
     let ps = mp.header.page_size;
     let first = &opened.first().expect("plan has files").meta.header;
     let pre_apply = (!no_checksum && !first.is_snapshot()).then_some(first.pre_apply_checksum);
@@ -487,9 +486,22 @@ fn check_destination(out: &FsPath, force: bool) -> Result<()> {
 }
 
 /// The pages to write: the merge plan of the opened files (newest copy of
-/// each page), checked to chain (checksum links). Also whether one of the
-/// files is NoChecksum.
-fn plan_pages(bucket: &Bucket, db: &str, opened: &[Opened]) -> Result<(MergePlan, bool)> {
+/// each page), checked to chain (checksum links) and to hold every page up
+/// to the commit. Also whether the files track checksums (`false`: one of
+/// them is NoChecksum).
+pub(crate) fn plan_pages(
+    bucket: &Bucket,
+    db: &str,
+    opened: &[Opened],
+) -> Result<(MergePlan, bool)> {
+    let (mp, no_checksum) = plan_chain(bucket, db, opened)?;
+    check_every_page(&mp, &bucket.location(db), opened.len())?;
+    Ok((mp, no_checksum))
+}
+
+/// [`plan_pages`] without the check that every page is there (a
+/// follower's step holds only the pages it changes).
+fn plan_chain(bucket: &Bucket, db: &str, opened: &[Opened]) -> Result<(MergePlan, bool)> {
     let metas: Vec<&crate::store::ObjectMeta> = opened.iter().map(|o| &o.meta).collect();
     let no_checksum = metas.iter().any(|m| m.header.no_checksum());
     let inputs: Vec<_> = metas.iter().map(|m| m.merge_input()).collect();

@@ -6,7 +6,8 @@
 //! and [`restore::plan_restore`] (which files rebuild a database at a TXID
 //! or a time). The I/O modules wrap them: [`store`] (object_store access),
 //! [`lease`] (one writer per database), [`compact`] (a pass) and
-//! [`fetch`] (restoring a database file). `simulate` (feature) runs the policy with
+//! [`fetch`] (restoring a database file), [`pages`] (pages of a database at a
+//! TXID without restoring it). `simulate` (feature) runs the policy with
 //! a simulated clock over synthetic traffic to measure restore-plan sizes
 //! and bytes against Litestream's ladder.
 //!
@@ -81,6 +82,8 @@ pub mod lease_decision;
 #[cfg(feature = "io")]
 pub mod metrics;
 pub mod owner;
+#[cfg(feature = "io")]
+pub mod pages;
 pub mod policy;
 #[cfg(feature = "io")]
 pub mod reader;
