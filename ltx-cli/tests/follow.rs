@@ -1060,6 +1060,11 @@ fn crash_at_each_point_of_a_step() {
             assert_eq!(n, want, "{what}: what a new connection sees");
             let f = Follower::start(&url, &out, dir.path(), "c", "100ms");
             wait_for(&out, 6, &f, Duration::from_secs(30));
+            // The record is written just before the resume line is printed.
+            let t0 = Instant::now();
+            while f.output().0.is_empty() && t0.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let (o, _) = f.output();
             let resume: serde_json::Value =
                 serde_json::from_str(o.lines().next().unwrap()).unwrap();

@@ -629,14 +629,17 @@ impl Follower {
     }
 
     fn report_gap(&mut self, g: FollowGap, out: &mut dyn Write) -> Result<()> {
+        // The same missing TXIDs are the same gap, however far the bucket
+        // has grown past them since.
+        let same = |old: &FollowGap| (old.reached, old.next_min) == (g.reached, g.next_min);
         let again = match &self.gap {
-            Some((old, at)) if *old == g => at.elapsed() >= GAP_REPEAT,
+            Some((old, at)) if same(old) => at.elapsed() >= GAP_REPEAT,
             _ => true,
         };
         if !again {
             return Ok(());
         }
-        let still = self.gap.is_some_and(|(old, _)| old == g);
+        let still = self.gap.as_ref().is_some_and(|(old, _)| same(old));
         let msg = format!(
             "{}{g}; retrying every {}",
             if still { "still: " } else { "" },
