@@ -28,7 +28,8 @@ fn compactor() -> PathBuf {
     p
 }
 
-/// Runs one pass; returns its JSON report and standard error.
+/// Runs one pass; returns its JSON reports (one per database; the
+/// round's own line, with a `round` field, left out) and standard error.
 fn pass(url: &str) -> (Value, String) {
     let o = Command::new(compactor())
         .args(["run", url, "--once", "--json"])
@@ -40,9 +41,16 @@ fn pass(url: &str) -> (Value, String) {
         "ltx-compactor run {url} --once: exit {:?}\n{stderr}",
         o.status.code()
     );
-    let report: Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)));
-    (report, stderr)
+    let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let (rounds, reports): (Vec<Value>, Vec<Value>) =
+        lines.into_iter().partition(|r| r.get("round").is_some());
+    assert_eq!(rounds.len(), 1, "one round: {rounds:?}");
+    assert_eq!(rounds[0]["ok"], true, "{}", rounds[0]);
+    assert!(!reports.is_empty(), "no database reported");
+    (Value::Array(reports), stderr)
 }
 
 fn chains() -> Vec<(String, PathBuf)> {

@@ -68,7 +68,7 @@ pub mod txid_serde {
 }
 
 /// Which key layout a database uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Layout {
     /// `<db>/ltx/<level>/<min>-<max>.ltx` with a decimal level.

@@ -1,8 +1,10 @@
 //! One compaction pass over one database on object storage (I/O).
 //!
-//! List the catalog by level prefix, read header timestamps (cached: keys
-//! are never overwritten), ask [`crate::policy::plan_pass`] what is due, and
-//! run the compactions in order:
+//! List the database's prefix (one paginated listing, under the lease),
+//! read header timestamps (remembered per database across passes: keys
+//! are never overwritten, so a header is read once per process), ask
+//! [`crate::policy::plan_pass`] what is due, and run the compactions in
+//! order:
 //! - **Merge**: read each input's header, tail and page index (ranged GETs),
 //!   plan with ltx-core's [`plan_merge`], then fetch only the winning frames
 //!   with `get_ranges`, in batches (the next batch is fetched while the
@@ -19,8 +21,10 @@
 //! already exists (a pass killed after its upload) is accepted only if it
 //! is exactly the planned file; it is never overwritten. Deletions run only
 //! after every compaction of the pass succeeded, and the lease is checked
-//! before every write and delete. Finally the catalog is listed again and
-//! every level's contiguity checked.
+//! before every write and delete. Finally every level's contiguity is
+//! checked on the catalog as the pass left it (the listing, less what was
+//! deleted, plus what was written and read back), which is also what the
+//! next round compares its listing with ([`crate::fleet::same_listing`]).
 //!
 //! Multipart uploads: object_store 0.14 cannot make the completion of a
 //! multipart upload conditional, so a large output is uploaded only after
@@ -42,9 +46,10 @@ use object_store::{
 };
 use serde::Serialize;
 
-use crate::catalog::{DbLocation, LtxObject};
+use crate::catalog::{sort_catalog, DbLocation, LtxObject};
 use crate::counting::RequestCounts;
 use crate::error::{Context, Error, Result};
+use crate::fleet::{carry_timestamps, catalog_of, entries_of, FileEntry};
 use crate::lease::Lease;
 use crate::owner::{foreign_ladder_files, refusal, OwnerRecord, RECORD_NAME};
 use crate::policy::{
@@ -111,6 +116,8 @@ pub struct Written {
     pub inputs: usize,
     /// Output size in bytes.
     pub size: u64,
+    /// The output's header timestamp (as read back), ms.
+    pub timestamp_ms: i64,
     /// Bytes read from inputs (frames, tails, indexes).
     pub bytes_read: u64,
     /// The key already held exactly this file (an earlier, interrupted pass).
@@ -149,13 +156,26 @@ pub struct PassReport {
     pub level_lag_ms: std::collections::BTreeMap<u8, i64>,
     /// Requests made through the pass's bucket by the time the pass ended,
     /// by kind (with a bucket of its own per pass, as `ltx-compactor run`
-    /// gives each pass: the pass's requests, its lease included).
+    /// gives each database: this database's requests in the round, header
+    /// reads, lease and its release included; not its share of the root
+    /// listing, which the round report counts).
     pub requests: RequestCounts,
 }
 
+/// Per level: `now_ms` minus the time of its newest file.
+pub fn level_lag(catalog: &[LtxObject], now_ms: i64) -> std::collections::BTreeMap<u8, i64> {
+    let mut lag = std::collections::BTreeMap::new();
+    for o in catalog {
+        let l = now_ms - o.time_ms();
+        let e = lag.entry(o.level).or_insert(l);
+        *e = (*e).min(l);
+    }
+    lag
+}
+
 /// A compactor: a bucket, a policy, tuning, and the state kept between
-/// passes (header timestamps already read, per database; the stop flag;
-/// counters). The one entry point for compaction: [`Compactor::pass`] runs
+/// passes (per database, its files as the last pass or round left them,
+/// with the header timestamps already read; the stop flag; counters). The one entry point for compaction: [`Compactor::pass`] runs
 /// one pass over one database under a lease the caller holds;
 /// [`Compactor::run`] is the job (`ltx-compactor run`): every database
 /// under the bucket, under leases it takes, once or at every slot boundary
@@ -168,31 +188,70 @@ pub struct Compactor {
     pub cfg: Config,
     /// Tuning.
     pub opts: PassOptions,
-    /// Header timestamps by database, then key (keys are never overwritten).
-    caches: std::sync::Mutex<HashMap<String, HashMap<String, i64>>>,
+    /// Per database: its files as the last pass or round saw or left
+    /// them, with the header timestamps read (keys are never overwritten).
+    known: std::sync::Mutex<HashMap<String, Vec<FileEntry>>>,
     /// Set to ask running passes to stop at the next safe point.
     stop: AtomicBool,
     /// Counters of the passes run by [`Compactor::run`].
     metrics: crate::metrics::Metrics,
+    /// Rounds started by [`Compactor::round`].
+    pub(crate) rounds: std::sync::atomic::AtomicU64,
 }
 
 impl Compactor {
     /// A compactor with nothing cached.
     pub fn new(bucket: Bucket, cfg: Config, opts: PassOptions) -> Compactor {
+        let metrics = crate::metrics::Metrics::counting(bucket.counter());
         Compactor {
             bucket,
             cfg,
             opts,
-            caches: Default::default(),
+            known: Default::default(),
             stop: AtomicBool::new(false),
-            metrics: Default::default(),
+            metrics,
+            rounds: Default::default(),
         }
+    }
+
+    /// What the compactor remembers of database `db` (its files, with the
+    /// header timestamps read), if anything.
+    pub fn known(&self, db: &str) -> Option<Vec<FileEntry>> {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(db)
+            .cloned()
+    }
+
+    /// Remembers database `db`'s files.
+    pub(crate) fn remember(&self, db: &str, files: Vec<FileEntry>) {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(db.to_string(), files);
+    }
+
+    /// Forgets every database `keep` says no to (gone from the root, or
+    /// another shard's).
+    pub(crate) fn forget_unless(&self, keep: impl Fn(&str) -> bool) {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|db, _| keep(db));
+    }
+
+    /// Databases remembered.
+    pub fn known_databases(&self) -> usize {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Runs one pass over database `db` at time `now_ms` (the policy
     /// clock) under `lease`: list, plan, compact, delete what retention
     /// allows, check contiguity (see the module docs). The report's
-    /// `requests` are those of [`Compactor::bucket`] so far.
+    /// `requests` are those of [`Compactor::bucket`] so far. Header
+    /// timestamps read by earlier passes (or rounds) of this compactor are
+    /// not read again.
     ///
     /// # Errors
     /// Store errors, corrupt inputs, outputs that fail their read-back, a
@@ -211,21 +270,21 @@ impl Compactor {
         now_ms: i64,
         lease: &Lease,
     ) -> Result<PassReport> {
-        let mut cache = self
-            .caches
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(db)
-            .unwrap_or_default();
-        let res = pass_inner(
-            bucket, db, &self.cfg, now_ms, lease, &self.opts, &mut cache, &self.stop,
+        let listed = bucket.list_db(db).await?;
+        let mut files = entries_of(&listed);
+        if let Some(prev) = self.known(db) {
+            carry_timestamps(&prev, &mut files);
+        }
+        let mut catalog = catalog_of(db, &files);
+        bucket
+            .fill_timestamps(&mut catalog, &mut HashMap::new())
+            .await?;
+        self.remember(db, entries_of(&catalog));
+        let (mut r, after) = pass_inner(
+            bucket, db, catalog, &self.cfg, now_ms, lease, &self.opts, &self.stop,
         )
-        .await;
-        self.caches
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(db.to_string(), cache);
-        let mut r = res?;
+        .await?;
+        self.remember(db, entries_of(&after));
         r.requests = bucket.requests();
         Ok(r)
     }
@@ -249,32 +308,57 @@ impl Compactor {
     }
 }
 
+/// The catalog after a pass: `catalog` less the `deleted` keys, plus the
+/// `written` outputs (at time `now_ms`, until a listing says better).
+fn after_pass(
+    catalog: &[LtxObject],
+    plan: &PassPlan,
+    written: &[Written],
+    deleted: &[String],
+    now_ms: i64,
+) -> Vec<LtxObject> {
+    let gone: std::collections::HashSet<&str> = deleted.iter().map(String::as_str).collect();
+    let mut out: Vec<LtxObject> = catalog
+        .iter()
+        .filter(|o| !gone.contains(o.key.as_str()))
+        .cloned()
+        .collect();
+    for w in written {
+        if out.iter().any(|o| o.key == w.key) || gone.contains(w.key.as_str()) {
+            continue;
+        }
+        if let Some(c) = plan.compactions.iter().find(|c| c.output_key == w.key) {
+            let mut o = c.output_object(w.size, now_ms);
+            o.timestamp_ms = Some(w.timestamp_ms);
+            out.push(o);
+        }
+    }
+    sort_catalog(&mut out);
+    out
+}
+
+/// One pass over `catalog` (listed under `lease`, timestamps filled):
+/// the report and the catalog as the pass left it.
 #[allow(clippy::too_many_arguments)]
 async fn pass_inner(
     bucket: &Bucket,
     db: &str,
+    catalog: Vec<LtxObject>,
     cfg: &Config,
     now_ms: i64,
     lease: &Lease,
     opts: &PassOptions,
-    cache: &mut HashMap<String, i64>,
     stop: &AtomicBool,
-) -> Result<PassReport> {
-    let (mut catalog, _foreign) = bucket.catalog(db).await?;
-    bucket.fill_timestamps(&mut catalog, cache).await?;
+) -> Result<(PassReport, Vec<LtxObject>)> {
     let mut report = PassReport {
         db: db.to_string(),
         location: bucket.location(db),
         catalog_files: catalog.len(),
+        level_lag_ms: level_lag(&catalog, now_ms),
         ..Default::default()
     };
-    for o in &catalog {
-        let lag = now_ms - o.time_ms();
-        let e = report.level_lag_ms.entry(o.level).or_insert(lag);
-        *e = (*e).min(lag);
-    }
     let Some(loc) = DbLocation::detect(&catalog) else {
-        return Ok(report);
+        return Ok((report, catalog));
     };
     let loc = DbLocation {
         db: db.to_string(),
@@ -287,7 +371,7 @@ async fn pass_inner(
             let foreign = foreign_ladder_files(&catalog, &r);
             if !foreign.is_empty() {
                 report.refused = Some(refusal(&report.location, &foreign));
-                return Ok(report);
+                return Ok((report, catalog));
             }
             (r, false)
         }
@@ -295,7 +379,7 @@ async fn pass_inner(
     };
     report.plan = plan_pass_at(&catalog, cfg, now_ms, &loc);
     if opts.dry_run {
-        return Ok(report);
+        return Ok((report, catalog));
     }
     let planned = report
         .plan
@@ -313,10 +397,12 @@ async fn pass_inner(
             .context_with(|| format!("{}: writing {record_key}", bucket.url()))?;
     }
     let mut sizes: HashMap<String, u64> = catalog.iter().map(|o| (o.key.clone(), o.size)).collect();
+    let after = |r: &PassReport| after_pass(&catalog, &r.plan, &r.written, &r.deleted, now_ms);
     for c in &report.plan.compactions.clone() {
         if stop.load(Ordering::Relaxed) {
             report.abandoned = true;
-            return Ok(report);
+            let a = after(&report);
+            return Ok((report, a));
         }
         let w = match c.kind {
             CompactionKind::Merge => merge_one(bucket, c, &sizes, lease, opts).await,
@@ -330,7 +416,8 @@ async fn pass_inner(
     }
     if stop.load(Ordering::Relaxed) {
         report.abandoned = true;
-        return Ok(report);
+        let a = after(&report);
+        return Ok((report, a));
     }
     // One at a time, finer levels first, in the order the shape needs
     // (`sort_deletions`: newest first within a level for cumulative
@@ -351,16 +438,17 @@ async fn pass_inner(
             Err(e) => return Err(e).context_with(|| format!("{}: deleting {k}", bucket.url())),
         }
     }
-    let check = match cfg.shape {
-        Shape::Cumulative => check_contiguity,
-        Shape::Ladder => check_ladder,
-    };
-    report.contiguity = if report.written.is_empty() && report.deleted.is_empty() {
-        check(&catalog)
-    } else {
-        check(&bucket.catalog(db).await?.0)
-    };
-    Ok(report)
+    let a = after(&report);
+    report.contiguity = contiguity(cfg, &a);
+    Ok((report, a))
+}
+
+/// The contiguity problems of `catalog` for the configuration's shape.
+pub fn contiguity(cfg: &Config, catalog: &[LtxObject]) -> Vec<String> {
+    match cfg.shape {
+        Shape::Cumulative => check_contiguity(catalog),
+        Shape::Ladder => check_ladder(catalog),
+    }
 }
 
 /// The compactor's record of a database ([`crate::owner`]); `None` when
@@ -590,18 +678,19 @@ async fn merge_one(
             plan.header.min_txid, plan.header.max_txid, c.min_txid, c.max_txid
         )));
     }
-    let written = |size, existed, multipart, bytes_read| Written {
+    let written = |size, existed, multipart, bytes_read, m: ObjectMeta| Written {
         key: c.output_key.clone(),
         kind: c.kind,
         inputs: c.inputs.len(),
         size,
+        timestamp_ms: m.header.timestamp,
         bytes_read,
         existed,
         multipart,
     };
     if let Some(size) = bucket.size_of(&c.output_key).await? {
-        check_output(bucket, &c.output_key, size, &plan, None).await?;
-        return Ok(written(size, true, false, bytes_read));
+        let m = check_output(bucket, &c.output_key, size, &plan, None).await?;
+        return Ok(written(size, true, false, bytes_read, m));
     }
     drop(inputs);
     let mut sink = Sink::new(bucket, &c.output_key, lease, opts, plan.header.timestamp);
@@ -615,8 +704,8 @@ async fn merge_one(
         }
     };
     let (size, multipart) = sink.finish(out).await?;
-    check_output(bucket, &c.output_key, size, &plan, Some(&trailer)).await?;
-    Ok(written(size, false, multipart, bytes_read))
+    let m = check_output(bucket, &c.output_key, size, &plan, Some(&trailer)).await?;
+    Ok(written(size, false, multipart, bytes_read, m))
 }
 
 async fn write_merge(
@@ -701,6 +790,7 @@ async fn copy_one(
         kind: c.kind,
         inputs: 1,
         size: src.size,
+        timestamp_ms: src.header.timestamp,
         bytes_read: if existed { 0 } else { src.size },
         existed,
         multipart,

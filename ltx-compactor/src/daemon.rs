@@ -1,7 +1,34 @@
-//! The compaction job ([`Compactor::run`]): every database under the
-//! bucket, one pass each under its lease, [`RunOptions::concurrency`] at a
-//! time; once, or again at every slot boundary (plus the settle delay)
-//! until shut down.
+//! The compaction job ([`Compactor::run`]): rounds over every database
+//! under the bucket (or this worker's shard of them), once, or again at
+//! every slot boundary (plus the settle delay) until shut down.
+//!
+//! A round ([`Compactor::round`]) costs requests in proportion to the keys
+//! in the root and to what changed, not to databases × levels:
+//!
+//! 1. One paginated listing of the root, no delimiter ([`Bucket::scan`]:
+//!    `keys / 1000` list requests), streamed into compact per-database
+//!    file entries of this shard ([`crate::fleet::Scan`]).
+//! 2. Per database, [`RunOptions::concurrency`] at a time, the decision
+//!    ([`crate::fleet::decide`]): the listing is compared with what the
+//!    compactor remembers from its last round
+//!    ([`crate::fleet::same_listing`]); header timestamps already read are
+//!    carried over ([`crate::fleet::carry_timestamps`]), new files' headers
+//!    read (one ranged GET each); the policy plans from that, without I/O.
+//!    - *idle* (same listing, nothing due): no request at all;
+//!    - *nothing due* (listing changed, or first seen, but nothing to
+//!      compact or delete): only the new files' header reads;
+//!    - *due*: the lease, one listing of the database under it (the plan
+//!      that runs is made from a listing taken under the lease), the owner
+//!      record, the compaction, the release.
+//!
+//! So a steady-state round over N databases and K keys makes about
+//! `K/1000 + (databases with something due)` list requests, and an idle
+//! database costs only its share of the root listing. A database whose
+//! plan is empty is never leased: another compactor's level files
+//! ([`crate::owner`]) are found (and the pass refused) by the first pass
+//! that has something to write.
+//!
+//! [`Bucket::scan`]: crate::store::Bucket::scan
 //!
 //! Shutdown is a future the caller gives (`ltx-compactor run` resolves it
 //! on SIGTERM or Ctrl-C; a test may pass a channel's receiver or
@@ -12,17 +39,84 @@
 //! each pass report is also handed to [`RunOptions::on_pass`].
 
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use serde::Serialize;
 use tracing::{error, info, warn};
 
-use crate::compact::{Compactor, PassReport};
+use crate::catalog::DbLocation;
+use crate::compact::{contiguity, level_lag, Compactor, PassReport};
+use crate::counting::RequestCounts;
+use crate::fleet::{
+    carry_timestamps, catalog_of, decide, entries_of, same_listing, Decision, FileEntry, Shard,
+};
 use crate::lease::Lease;
+use crate::policy::plan_pass_at;
 use crate::store::now_ms;
 
 /// What to do with each pass report (print it, …).
 pub type OnPass = Arc<dyn Fn(&PassReport) + Send + Sync>;
+
+/// What to do with each round report.
+pub type OnRound = Arc<dyn Fn(&RoundReport) + Send + Sync>;
+
+/// What one round did ([`Compactor::round`]): one line of `ltx-compactor
+/// run --json` (the line with a `round` field; the others are
+/// [`PassReport`]s, one per database that was not idle).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RoundReport {
+    /// Round number in this process, from 1.
+    pub round: u64,
+    /// The URL (root) the round went over.
+    pub url: String,
+    /// This worker's shard (`K/N`), if sharded.
+    pub shard: Option<String>,
+    /// Keys the root listing returned.
+    pub keys: u64,
+    /// Of those, keys of no database (leases, records, other files).
+    pub foreign_keys: u64,
+    /// Of those, LTX files of other shards' databases.
+    pub other_shard_keys: u64,
+    /// LTX files of this shard's databases.
+    pub ltx_files: u64,
+    /// This shard's databases.
+    pub databases: u64,
+    /// Listing unchanged since the last round and nothing due: no request.
+    pub idle: u64,
+    /// Listing changed since the last round (or first seen).
+    pub changed: u64,
+    /// Something due: leased and passed over (dry run: planned).
+    pub due: u64,
+    /// Due but another compactor held the lease.
+    pub lease_busy: u64,
+    /// Failed (error, refusal) or with contiguity problems.
+    pub failed: u64,
+    /// Requests of the root listing.
+    pub listing: RequestCounts,
+    /// Every request of the round, the listing included.
+    pub requests: RequestCounts,
+    /// Wall time of the round, ms.
+    pub elapsed_ms: u64,
+    /// Every database passed (no error, refusal or contiguity problem).
+    pub ok: bool,
+    /// The listing failed: nothing else was done.
+    pub error: Option<String>,
+}
+
+/// What one database's turn in a round came to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Outcome {
+    /// Its listing changed since the last round (or it was first seen).
+    changed: bool,
+    /// Something was due.
+    due: bool,
+    /// Due, but another compactor held the lease.
+    lease_busy: bool,
+    /// An error, a refusal or a contiguity problem.
+    failed: bool,
+}
 
 /// How [`Compactor::run`] works through a bucket.
 #[derive(Clone)]
@@ -38,8 +132,13 @@ pub struct RunOptions {
     /// Policy clock override, ms since the epoch (tests, replays); `None`:
     /// the system clock at each pass.
     pub now_ms: Option<i64>,
+    /// Take only the databases of this shard ([`crate::fleet`]); `None`:
+    /// every database.
+    pub shard: Option<Shard>,
     /// Called with every pass report.
     pub on_pass: Option<OnPass>,
+    /// Called with every round report.
+    pub on_round: Option<OnRound>,
 }
 
 impl Default for RunOptions {
@@ -50,7 +149,9 @@ impl Default for RunOptions {
             holder: "ltx-compactor".into(),
             lease_ttl_ms: 60_000,
             now_ms: None,
+            shard: None,
             on_pass: None,
+            on_round: None,
         }
     }
 }
@@ -63,7 +164,9 @@ impl std::fmt::Debug for RunOptions {
             .field("holder", &self.holder)
             .field("lease_ttl_ms", &self.lease_ttl_ms)
             .field("now_ms", &self.now_ms)
+            .field("shard", &self.shard)
             .field("on_pass", &self.on_pass.is_some())
+            .field("on_round", &self.on_round.is_some())
             .finish()
     }
 }
@@ -84,7 +187,7 @@ impl Compactor {
             futures::pin_mut!(round);
             let ok = loop {
                 tokio::select! {
-                    ok = &mut round => break ok,
+                    r = &mut round => break r.ok,
                     () = &mut shutdown, if !stopping => {
                         stopping = true;
                         self.shutdown_requested();
@@ -119,79 +222,223 @@ impl Compactor {
         self.request_stop();
     }
 
-    /// One pass over every database; whether all succeeded.
-    async fn round(&self, opts: &RunOptions) -> bool {
-        let dbs = match self.bucket.discover().await {
-            Ok(d) => d,
+    /// One round over every database of the root (of this worker's shard
+    /// with [`RunOptions::shard`]): see the module docs. Logs the round at
+    /// info level and hands its report to [`RunOptions::on_round`];
+    /// failures are logged and counted, never returned.
+    pub async fn round(&self, opts: &RunOptions) -> RoundReport {
+        let started = std::time::Instant::now();
+        let n = self.rounds.fetch_add(1, Ordering::Relaxed) + 1;
+        let before = self.bucket.requests();
+        let mut r = RoundReport {
+            round: n,
+            url: self.bucket.url().to_string(),
+            shard: opts.shard.map(|s| s.to_string()),
+            ok: true,
+            ..Default::default()
+        };
+        let lister = self.bucket.with_own_counter();
+        let scan = lister.scan(opts.shard).await;
+        r.listing = lister.requests();
+        match scan {
             Err(e) => {
                 error!("{e:#}");
                 self.metrics().failure();
-                return false;
+                r.ok = false;
+                r.error = Some(format!("{e:#}"));
             }
-        };
-        if dbs.is_empty() {
-            warn!(url = self.bucket.url(), "no LTX databases found");
+            Ok(scan) => {
+                if scan.dbs.is_empty() {
+                    warn!(url = self.bucket.url(), "no LTX databases found");
+                }
+                (r.keys, r.foreign_keys, r.other_shard_keys) =
+                    (scan.keys, scan.foreign_keys, scan.other_shard_keys);
+                r.ltx_files = scan.ltx_files();
+                r.databases = scan.dbs.len() as u64;
+                self.forget_unless(|db| scan.dbs.contains_key(db));
+                self.metrics()
+                    .keep_databases(|db| scan.dbs.contains_key(db));
+                let outcomes: Vec<Outcome> = futures::stream::iter(scan.dbs)
+                    .map(|(db, files)| async move { self.one_db(opts, db, files).await })
+                    .buffer_unordered(opts.concurrency.max(1))
+                    .collect()
+                    .await;
+                for o in outcomes {
+                    r.idle += u64::from(!o.changed && !o.due && !o.failed);
+                    r.changed += u64::from(o.changed);
+                    r.due += u64::from(o.due);
+                    r.lease_busy += u64::from(o.lease_busy);
+                    r.failed += u64::from(o.failed);
+                }
+                r.ok = r.failed == 0;
+            }
         }
-        let results: Vec<bool> = futures::stream::iter(dbs)
-            .map(|db| async move { self.one_db(opts, &db).await })
-            .buffer_unordered(opts.concurrency.max(1))
-            .collect()
-            .await;
-        results.into_iter().all(|ok| ok)
+        r.requests = self.bucket.requests().since(&before);
+        r.elapsed_ms = started.elapsed().as_millis() as u64;
+        self.metrics().round(&r);
+        info!(
+            round = r.round,
+            shard = r.shard.as_deref().unwrap_or("-"),
+            databases = r.databases,
+            idle = r.idle,
+            changed = r.changed,
+            due = r.due,
+            failed = r.failed,
+            keys = r.keys,
+            elapsed_ms = r.elapsed_ms,
+            "round done: {} requests ({} listing the root)",
+            r.requests,
+            r.listing.total()
+        );
+        if let Some(f) = &opts.on_round {
+            f(&r);
+        }
+        r
     }
 
-    async fn one_db(&self, opts: &RunOptions, db: &str) -> bool {
+    /// One database's turn in a round (see the module docs).
+    async fn one_db(&self, opts: &RunOptions, db: String, mut files: Vec<FileEntry>) -> Outcome {
+        let mut out = Outcome::default();
         if self.stop_requested() {
-            return true;
+            return out;
         }
-        // Requests counted per pass (passes over several databases overlap).
+        let db = db.as_str();
+        let prev = self.known(db);
+        let mut changed = prev.as_ref().is_none_or(|p| !same_listing(p, &files));
+        if let Some(p) = &prev {
+            // (A header not read yet, e.g. after a failed read: read it now.)
+            changed |= carry_timestamps(p, &mut files) > 0;
+        }
+        out.changed = changed;
+        drop(prev);
+        // Requests counted per database (several run at once).
         let bucket = self.bucket.with_own_counter();
+        let loc = bucket.location(db);
+        let mut catalog = catalog_of(db, &files);
+        let now = opts.now_ms.unwrap_or_else(now_ms);
+        if changed {
+            let read = bucket
+                .fill_timestamps(&mut catalog, &mut Default::default())
+                .await;
+            match read {
+                Ok(()) => self.remember(db, entries_of(&catalog)),
+                // A listed file is gone (another compactor passed since the
+                // root listing): list it again under the lease.
+                Err(e) if e.is_not_found() => {
+                    info!(db = loc, "changed since the root listing: {e:#}");
+                    out.due = true;
+                    let (busy, ok) = self.pass_due(opts, &bucket, db, now).await;
+                    out.lease_busy = busy;
+                    out.failed = !ok;
+                    return out;
+                }
+                Err(e) => {
+                    error!(db = loc, "reading headers: {e:#}");
+                    self.metrics().failure();
+                    out.failed = true;
+                    return out;
+                }
+            }
+        }
+        let Some(at) = DbLocation::detect(&catalog) else {
+            return out;
+        };
+        let at = DbLocation {
+            db: db.to_string(),
+            ..at
+        };
+        let plan = plan_pass_at(&catalog, &self.cfg, now, &at);
+        let due = !plan.compactions.is_empty() || !plan.deletions.is_empty();
+        out.due = due;
+        match decide(changed, due) {
+            Decision::Idle => {
+                self.metrics().idle(db, level_lag(&catalog, now));
+                out
+            }
+            Decision::NothingDue => {
+                let r = PassReport {
+                    db: db.to_string(),
+                    location: loc,
+                    catalog_files: catalog.len(),
+                    level_lag_ms: level_lag(&catalog, now),
+                    contiguity: contiguity(&self.cfg, &catalog),
+                    plan,
+                    requests: bucket.requests(),
+                    ..Default::default()
+                };
+                out.failed = !self.reported(opts, &r);
+                out
+            }
+            Decision::Due => {
+                let (busy, ok) = self.pass_due(opts, &bucket, db, now).await;
+                out.lease_busy = busy;
+                out.failed = !ok;
+                out
+            }
+        }
+    }
+
+    /// A database with something due: lease, pass (which lists it again
+    /// under the lease), release. Returns (lease busy, healthy).
+    async fn pass_due(
+        &self,
+        opts: &RunOptions,
+        bucket: &crate::store::Bucket,
+        db: &str,
+        now: i64,
+    ) -> (bool, bool) {
         let loc = bucket.location(db);
         let dry_run = self.opts.dry_run;
         let lease = if dry_run {
             Lease::dry_run()
         } else {
-            match Lease::acquire(&bucket, db, &opts.holder, opts.lease_ttl_ms).await {
+            match Lease::acquire(bucket, db, &opts.holder, opts.lease_ttl_ms).await {
                 Ok(Some(l)) => l,
                 Ok(None) => {
                     info!(db = loc, "lease held by another compactor: skipped");
                     self.metrics().lease_busy();
-                    return true;
+                    return (true, true);
                 }
                 Err(e) => {
                     error!(db = loc, "{e:#}");
                     self.metrics().failure();
-                    return false;
+                    return (false, false);
                 }
             }
         };
-        let now = opts.now_ms.unwrap_or_else(now_ms);
-        let res = self.pass_on(&bucket, db, now, &lease).await;
+        let res = self.pass_on(bucket, db, now, &lease).await;
         if !dry_run {
             if let Err(e) = lease.release().await {
                 warn!(db = loc, "{e:#}");
             }
         }
         match res {
-            Ok(r) => {
-                if let Some(f) = &opts.on_pass {
-                    f(&r);
-                }
-                log_report(&r);
-                if let Some(why) = &r.refused {
-                    error!(db = r.location, "refused: {why}");
-                    self.metrics().failure();
-                    return false;
-                }
-                self.metrics().pass(&r);
-                r.contiguity.is_empty()
+            Ok(mut r) => {
+                r.requests = bucket.requests();
+                (false, self.reported(opts, &r))
             }
             Err(e) => {
                 error!(db = loc, "pass failed: {e:#}");
                 self.metrics().failure();
-                false
+                (false, false)
             }
         }
+    }
+
+    /// Hands a pass report on, logs and counts it; whether it is healthy
+    /// (not refused, contiguous).
+    fn reported(&self, opts: &RunOptions, r: &PassReport) -> bool {
+        if let Some(f) = &opts.on_pass {
+            f(r);
+        }
+        log_report(r);
+        if let Some(why) = &r.refused {
+            error!(db = r.location, "refused: {why}");
+            self.metrics().failure();
+            return false;
+        }
+        self.metrics().pass(r);
+        r.contiguity.is_empty()
     }
 }
 
@@ -210,6 +457,7 @@ fn log_report(r: &PassReport) {
         bytes_written = r.bytes_written,
         bytes_read = r.bytes_read,
         abandoned = r.abandoned,
-        "pass done"
+        "pass done: {} requests",
+        r.requests
     );
 }

@@ -106,6 +106,18 @@ impl Error {
         matches!(self.root(), Error::LeaseLost { .. })
     }
 
+    /// Whether the root is a store's `NotFound` (an object listed and
+    /// gone since: another compactor's deletion, say).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self.root(),
+            Error::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }
+        )
+    }
+
     pub(crate) fn invalid(msg: impl Into<String>) -> Error {
         Error::Invalid(msg.into())
     }

@@ -88,6 +88,11 @@ pub struct FaultConfig {
     pub shuffle_listings: bool,
     /// % of listed objects returned twice.
     pub duplicate_pct: f64,
+    /// % of listing pages after the first (each further
+    /// [`crate::counting::LIST_PAGE`] entries) that fail: the listing
+    /// yields a transient error there and ends, as a long listing whose
+    /// next page request fails part-way.
+    pub page_fail_pct: f64,
     /// % of `put_opts` / multipart `complete` calls that perform the write
     /// and then return an error.
     pub fail_after_write_pct: f64,
@@ -419,6 +424,7 @@ impl FaultStore {
             if let Some(e) = err {
                 return stream::iter(vec![Err(e)]).boxed();
             }
+            let inner = fail_pages(Arc::clone(&shared), d.seed, op, inner);
             if !shared.cfg.shuffle_listings && shared.cfg.duplicate_pct <= 0.0 {
                 return inner;
             }
@@ -446,6 +452,48 @@ impl FaultStore {
         .flatten()
         .boxed()
     }
+}
+
+/// A listing whose pages after the first fail with
+/// [`FaultConfig::page_fail_pct`] (the stream ends with the error).
+fn fail_pages(
+    shared: Arc<Shared>,
+    seed: u64,
+    op: &'static str,
+    inner: BoxStream<'static, Result<ObjectMeta>>,
+) -> BoxStream<'static, Result<ObjectMeta>> {
+    let pct = shared.cfg.page_fail_pct;
+    if pct <= 0.0 {
+        return inner;
+    }
+    let rng = SplitMix::new(seed ^ 0x9e37_79b9_7f4a_7c15);
+    stream::unfold(
+        (inner, rng, 0u64, false),
+        move |(mut s, mut rng, seen, done)| {
+            let shared = Arc::clone(&shared);
+            async move {
+                if done {
+                    return None;
+                }
+                let item = s.next().await?;
+                let page = crate::counting::LIST_PAGE;
+                if item.is_ok() && seen > 0 && seen.is_multiple_of(page) && rng.chance(pct) {
+                    bump(&shared.n.transient);
+                    let e = object_store::Error::Generic {
+                        store: STORE_NAME,
+                        source: Box::new(InjectedFault {
+                            kind: FaultKind::Transient,
+                            op,
+                        }),
+                    };
+                    return Some((Err(e), (s, rng, seen, true)));
+                }
+                let seen = seen + u64::from(item.is_ok());
+                Some((item, (s, rng, seen, false)))
+            }
+        },
+    )
+    .boxed()
 }
 
 impl fmt::Display for FaultStore {

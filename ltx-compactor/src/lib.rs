@@ -4,7 +4,9 @@
 //! storage. The policy modules are pure (no I/O, no clock): [`catalog`]
 //! (the listing model), [`policy::plan_pass`] (what to compact and delete)
 //! and [`restore::plan_restore`] (which files rebuild a database at a TXID
-//! or a time). The I/O modules wrap them: [`store`] (object_store access),
+//! or a time), [`fleet`] (many databases under one root: shards, the
+//! root's catalogue from one listing, what changed between rounds). The
+//! I/O modules wrap them: [`store`] (object_store access),
 //! [`lease`] (one writer per database), [`compact`] (a pass) and
 //! [`fetch`] (restoring a database file), [`pages`] (pages of a database at a
 //! TXID without restoring it). `simulate` (feature) runs the policy with
@@ -13,7 +15,8 @@
 //!
 //! [`Compactor`] is the one entry point for compaction: [`Compactor::pass`]
 //! runs one pass over one database under a lease the caller holds,
-//! [`Compactor::run`] is the whole job ([`daemon`]). Errors are an
+//! [`Compactor::run`] is the whole job ([`daemon`]): rounds over a root
+//! that cost the root listing and what changed. Errors are an
 //! [`Error`] whose variant tells a lost lease from a store failure or a
 //! damaged file ([`error`]).
 //!
@@ -76,6 +79,7 @@ pub mod error;
 pub mod faults;
 #[cfg(feature = "io")]
 pub mod fetch;
+pub mod fleet;
 #[cfg(feature = "io")]
 pub mod lease;
 pub mod lease_decision;

@@ -80,11 +80,19 @@ enum Cmd {
     },
     /// Print the default configuration as JSON.
     DefaultConfig,
-    /// Compact one database, or every database under a root (discovered by
-    /// their `ltx/<level>/` or `%04x` level directories).
+    /// Compact one database, or every database under a root (found by one
+    /// listing of the root: keys `<db>/ltx/<level>/…` or `<db>/<%04x>/…`).
     Run {
         /// s3://bucket/prefix, gs://…, az://…, file:///dir, a path, memory://name.
         url: String,
+        /// Take only the databases of one shard: `K/N` (shard K of N,
+        /// 0 <= K < N), or `N` alone to take K from $JOB_COMPLETION_INDEX
+        /// (a Kubernetes Indexed Job). A database's shard is a stable hash
+        /// of its prefix (FNV-1a, jump consistent hash): N workers given
+        /// 0/N … N-1/N split a root with no coordinator; leases still guard
+        /// each database if shards overlap.
+        #[arg(long)]
+        shard: Option<String>,
         /// One pass over every database, then exit (cron, Kubernetes CronJob).
         #[arg(long)]
         once: bool,
@@ -150,6 +158,7 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Run {
             url,
+            shard,
             once,
             dry_run,
             config,
@@ -175,6 +184,13 @@ fn main() -> Result<()> {
                 )
                 .init();
             let cfg = load_config(config)?;
+            let shard = shard
+                .map(|s| {
+                    let index = std::env::var(ltx_compactor::fleet::JOB_COMPLETION_INDEX).ok();
+                    ltx_compactor::fleet::Shard::parse(&s, index.as_deref())
+                        .map_err(anyhow::Error::msg)
+                })
+                .transpose()?;
             let lease_ttl_ms = ltx_compactor::policy::duration_serde::parse(&lease_ttl)
                 .filter(|&t| t >= 1000)
                 .ok_or_else(|| {
@@ -204,7 +220,9 @@ fn main() -> Result<()> {
                     holder,
                     lease_ttl_ms,
                     now_ms,
+                    shard,
                     on_pass: None,
+                    on_round: None,
                 },
             };
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -6,10 +6,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::compact::PassReport;
+use crate::counting::{RequestCounter, RequestCounts};
+use crate::daemon::RoundReport;
 
 /// Counters, shared by the passes of one process.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Every request of the compactor's bucket (live).
+    requests: Option<RequestCounter>,
+    rounds: AtomicU64,
+    idle: AtomicU64,
+    /// The last round finished.
+    last_round: Mutex<Option<RoundReport>>,
     passes: AtomicU64,
     failures: AtomicU64,
     lease_busy: AtomicU64,
@@ -22,7 +30,58 @@ pub struct Metrics {
     lag: Mutex<BTreeMap<String, BTreeMap<u8, i64>>>,
 }
 
+/// The request kinds, with their names (as in [`RequestCounts`]' JSON).
+fn kinds(n: &RequestCounts) -> [(&'static str, u64); 8] {
+    [
+        ("list", n.list),
+        ("get", n.get),
+        ("get_range", n.get_range),
+        ("head", n.head),
+        ("put", n.put),
+        ("multipart_part", n.multipart_part),
+        ("copy", n.copy),
+        ("delete", n.delete),
+    ]
+}
+
 impl Metrics {
+    /// Metrics that also report the requests `counter` counts (a bucket's:
+    /// [`crate::store::Bucket::counter`]), live.
+    pub fn counting(counter: RequestCounter) -> Metrics {
+        Metrics {
+            requests: Some(counter),
+            ..Default::default()
+        }
+    }
+
+    /// Records a finished round.
+    pub fn round(&self, r: &RoundReport) {
+        self.rounds.fetch_add(1, Ordering::Relaxed);
+        *self.last_round.lock().unwrap_or_else(|e| e.into_inner()) = Some(r.clone());
+    }
+
+    /// Records an idle database (nothing listed changed, nothing due) and
+    /// its lag per level now.
+    pub fn idle(&self, db: &str, lag: BTreeMap<u8, i64>) {
+        self.idle.fetch_add(1, Ordering::Relaxed);
+        let mut m = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get_mut(db) {
+            Some(l) => *l = lag,
+            None => {
+                m.insert(db.to_string(), lag);
+            }
+        }
+    }
+
+    /// Forgets the lag of databases `keep` says no to (gone, or another
+    /// shard's).
+    pub fn keep_databases(&self, keep: impl Fn(&str) -> bool) {
+        self.lag
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|db, _| keep(db));
+    }
+
     /// Records a finished pass.
     pub fn pass(&self, r: &PassReport) {
         self.passes.fetch_add(1, Ordering::Relaxed);
@@ -54,7 +113,12 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition (format 0.0.4). Lag per level is the
-    /// maximum over databases.
+    /// maximum over databases. Requests by kind: every request so far
+    /// (`ltx_compactor_requests_total{kind=…}`), and those of the last round
+    /// (`ltx_compactor_last_round_requests{kind=…}`, with the root
+    /// listing's own in `ltx_compactor_last_round_listing_requests`); per
+    /// database they are in the logs and `--json` reports (a label per
+    /// database would make one series per tenant).
     ///
     /// ```
     /// let m = ltx_compactor::metrics::Metrics::default();
@@ -64,7 +128,21 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut s = String::new();
         let counters = [
-            ("passes_total", "Compaction passes finished.", &self.passes),
+            (
+                "rounds_total",
+                "Rounds over the root finished.",
+                &self.rounds,
+            ),
+            (
+                "idle_total",
+                "Databases left alone in a round: listing unchanged, nothing due, no request.",
+                &self.idle,
+            ),
+            (
+                "passes_total",
+                "Database passes finished (listing changed or something due).",
+                &self.passes,
+            ),
             (
                 "pass_failures_total",
                 "Compaction passes that failed.",
@@ -105,6 +183,67 @@ impl Metrics {
             let _ = writeln!(s, "# HELP ltx_compactor_{name} {help}");
             let _ = writeln!(s, "# TYPE ltx_compactor_{name} counter");
             let _ = writeln!(s, "ltx_compactor_{name} {}", v.load(Ordering::Relaxed));
+        }
+        if let Some(c) = &self.requests {
+            let _ = writeln!(
+                s,
+                "# HELP ltx_compactor_requests_total Store requests by kind (list: pages of up to 1,000 keys)."
+            );
+            let _ = writeln!(s, "# TYPE ltx_compactor_requests_total counter");
+            for (k, v) in kinds(&c.snapshot()) {
+                let _ = writeln!(s, "ltx_compactor_requests_total{{kind=\"{k}\"}} {v}");
+            }
+        }
+        if let Some(r) = &*self.last_round.lock().unwrap_or_else(|e| e.into_inner()) {
+            for (name, help, n) in [
+                (
+                    "last_round_requests",
+                    "Store requests of the last round by kind, the root listing included.",
+                    &r.requests,
+                ),
+                (
+                    "last_round_listing_requests",
+                    "Store requests of the last round's root listing by kind.",
+                    &r.listing,
+                ),
+            ] {
+                let _ = writeln!(s, "# HELP ltx_compactor_{name} {help}");
+                let _ = writeln!(s, "# TYPE ltx_compactor_{name} gauge");
+                for (k, v) in kinds(n) {
+                    let _ = writeln!(s, "ltx_compactor_{name}{{kind=\"{k}\"}} {v}");
+                }
+            }
+            let _ = writeln!(
+                s,
+                "# HELP ltx_compactor_last_round_databases This shard's databases in the last round, by what they needed."
+            );
+            let _ = writeln!(s, "# TYPE ltx_compactor_last_round_databases gauge");
+            for (k, v) in [
+                ("all", r.databases),
+                ("idle", r.idle),
+                ("changed", r.changed),
+                ("due", r.due),
+                ("lease_busy", r.lease_busy),
+                ("failed", r.failed),
+            ] {
+                let _ = writeln!(s, "ltx_compactor_last_round_databases{{state=\"{k}\"}} {v}");
+            }
+            let _ = writeln!(
+                s,
+                "# HELP ltx_compactor_last_round_keys Keys the last round's root listing returned."
+            );
+            let _ = writeln!(s, "# TYPE ltx_compactor_last_round_keys gauge");
+            let _ = writeln!(s, "ltx_compactor_last_round_keys {}", r.keys);
+            let _ = writeln!(
+                s,
+                "# HELP ltx_compactor_last_round_duration_seconds Wall time of the last round."
+            );
+            let _ = writeln!(s, "# TYPE ltx_compactor_last_round_duration_seconds gauge");
+            let _ = writeln!(
+                s,
+                "ltx_compactor_last_round_duration_seconds {:.3}",
+                r.elapsed_ms as f64 / 1000.0
+            );
         }
         let lag = self.lag.lock().unwrap_or_else(|e| e.into_inner());
         let mut max: BTreeMap<u8, i64> = BTreeMap::new();

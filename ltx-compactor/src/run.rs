@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use ltx_compactor::compact::{Compactor, PassOptions, PassReport};
-use ltx_compactor::daemon::RunOptions;
+use ltx_compactor::daemon::{RoundReport, RunOptions};
 use ltx_compactor::policy::Config;
 use ltx_compactor::store::Bucket;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,6 +35,11 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         on_pass: Some(Arc::new(move |r: &PassReport| {
             print_report(json, dry_run, r)
         })),
+        on_round: json.then(|| {
+            Arc::new(|r: &RoundReport| {
+                println!("{}", serde_json::to_string(r).expect("report serialises"))
+            }) as ltx_compactor::daemon::OnRound
+        }),
         ..args.run
     };
     Ok(c.run(&run, shutdown()).await)
@@ -78,7 +83,8 @@ async fn serve_metrics(addr: SocketAddr, c: Arc<Compactor>) -> Result<()> {
 }
 
 /// A pass report on stdout: one JSON line with `--json`, the plan in a dry
-/// run (the log has the rest).
+/// run (the log has the rest). With `--json` each round also ends with one
+/// line, its [`RoundReport`] (the line with a `round` field).
 fn print_report(json: bool, dry_run: bool, r: &PassReport) {
     if json {
         println!("{}", serde_json::to_string(r).expect("report serialises"));

@@ -1,6 +1,9 @@
-//! Object storage access (I/O): opening a bucket URL, discovering databases,
-//! listing one database's catalog by level prefix, and ranged reads of LTX
-//! metadata (header, tail, page index) and frames.
+//! Object storage access (I/O): opening a bucket URL, cataloguing a whole
+//! root with one listing ([`Bucket::scan`]), listing one database
+//! ([`Bucket::list_db`], one paginated listing of its prefix; or
+//! [`Bucket::catalog`], level prefix by level prefix, which restores use),
+//! discovering databases by directory ([`Bucket::discover`]), and ranged
+//! reads of LTX metadata (header, tail, page index) and frames.
 //!
 //! Everything goes through the [`object_store`] crate. URLs:
 //! `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`
@@ -32,6 +35,11 @@ use object_store::{
 use crate::catalog::{from_listing, parse_key, ListedObject, LtxObject, SNAPSHOT_LEVEL};
 use crate::counting::{CountingStore, RequestCounter, RequestCounts};
 use crate::error::{Context, Error, Result};
+use crate::fleet::{Scan, Shard};
+
+/// How many times [`Bucket::scan`] resumes a root listing that failed
+/// part-way (after the store's own retries) before giving up.
+pub const SCAN_RESUMES: usize = 3;
 
 /// Requests in flight at once for small reads (headers, tails, indexes).
 pub const READ_CONCURRENCY: usize = 32;
@@ -268,6 +276,11 @@ impl Bucket {
         self.counter.snapshot()
     }
 
+    /// The live counter behind [`Bucket::requests`] (for metrics).
+    pub fn counter(&self) -> RequestCounter {
+        self.counter.clone()
+    }
+
     /// The same bucket with a counter of its own, starting at zero: its
     /// requests are counted there and still in this bucket's counter (one
     /// pass, one restore, among others running on the same bucket).
@@ -413,6 +426,132 @@ impl Bucket {
         v.sort();
         v.dedup();
         Ok(v)
+    }
+
+    /// Catalogues the whole root (the URL's prefix) with one paginated
+    /// listing, no delimiter: `keys / 1000` list requests (pages of 1,000
+    /// keys on S3, GCS and Azure) whatever the number of databases or
+    /// levels. Keys are taken one at a time as the pages arrive
+    /// ([`Scan::add`]): the LTX files of `shard`'s databases (every
+    /// database without one) are kept as compact entries, foreign keys and
+    /// other shards' files only counted. Both layouts, at any depth.
+    ///
+    /// A listing that fails part-way (after the store's own retries) is
+    /// resumed after the last key seen (`list_with_offset`: start-after on
+    /// a whole key, never a TXID string as a prefix) when every key so far
+    /// came in key order, as S3, GCS and Azure list; otherwise (a local
+    /// directory lists in no order) it starts again. Up to
+    /// [`SCAN_RESUMES`] failures in a row.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use object_store::{ObjectStoreExt, PutPayload};
+    /// let b = ltx_compactor::store::Bucket::open("memory://scan-doc/root").unwrap();
+    /// for k in ["root/t1/ltx/0/0000000000000001-0000000000000001.ltx",
+    ///           "root/t2/0000/0000000000000001-0000000000000001.ltx", "root/t2/notes.txt"] {
+    ///     b.store().put(&k.into(), PutPayload::from("x")).await.unwrap();
+    /// }
+    /// let before = b.requests();
+    /// let scan = b.scan(None).await.unwrap();
+    /// assert_eq!(scan.dbs.keys().collect::<Vec<_>>(), ["root/t1", "root/t2"]);
+    /// assert_eq!((scan.keys, scan.foreign_keys), (3, 1));
+    /// assert_eq!(b.requests().since(&before).list, 1);
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    /// Listing errors (after the resumes).
+    pub async fn scan(&self, shard: Option<Shard>) -> Result<Scan> {
+        let root = (!self.prefix.is_empty()).then(|| Path::from(self.prefix.as_str()));
+        let mut scan = Scan::new(shard);
+        // The last key seen, while every key so far came in key order.
+        let mut last: Option<Path> = None;
+        let mut in_order = true;
+        let mut failures = 0;
+        loop {
+            let mut stream = match &last {
+                Some(k) if in_order => self.store.list_with_offset(root.as_ref(), k),
+                _ => {
+                    (scan, last, in_order) = (Scan::new(shard), None, true);
+                    self.store.list(root.as_ref())
+                }
+            };
+            let mut failed = None;
+            let mut got = false;
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(m) => {
+                        scan.add(
+                            m.location.as_ref(),
+                            m.size,
+                            m.last_modified.timestamp_millis(),
+                        );
+                        if in_order {
+                            in_order = last.as_ref().is_none_or(|l| *l < m.location);
+                            last = Some(m.location);
+                        }
+                        got = true;
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            let Some(e) = failed else { break };
+            // Failures in a row without progress (keys kept for a resume).
+            if got && in_order {
+                failures = 0;
+            }
+            failures += 1;
+            if failures > SCAN_RESUMES {
+                return Err(e).context_with(|| {
+                    format!(
+                        "{}: listing {:?} (after {} keys)",
+                        self.url, self.prefix, scan.keys
+                    )
+                });
+            }
+            let how = if in_order && last.is_some() {
+                "resuming after the last key"
+            } else {
+                "listing again"
+            };
+            tracing::warn!(
+                url = self.url,
+                keys = scan.keys,
+                "listing failed part-way, {how}: {e}"
+            );
+        }
+        scan.finish();
+        Ok(scan)
+    }
+
+    /// Lists one database's LTX objects with one paginated listing of its
+    /// prefix (no delimiter; one request for up to 1,000 keys), in both
+    /// layouts; drops foreign keys (leases, records, temporary uploads,
+    /// nested databases' files) and duplicates; sorts.
+    ///
+    /// # Errors
+    /// Listing errors.
+    pub async fn list_db(&self, db: &str) -> Result<Vec<LtxObject>> {
+        let path = (!db.is_empty()).then(|| Path::from(db));
+        let mut stream = self.store.list(path.as_ref());
+        let mut listed = Vec::new();
+        while let Some(m) = stream.next().await {
+            let m = m.context_with(|| format!("{}: listing {db:?}", self.url))?;
+            let key = m.location.as_ref();
+            if parse_key(key).is_some_and(|p| p.db == db) {
+                listed.push(ListedObject {
+                    key: key.to_string(),
+                    size: m.size,
+                    last_modified_ms: m.last_modified.timestamp_millis(),
+                });
+            }
+        }
+        let (mut cat, _) = from_listing(db, listed);
+        cat.dedup_by(|a, b| a.key == b.key);
+        Ok(cat)
     }
 
     /// Lists one database's LTX objects, level prefix by level prefix (never

@@ -346,10 +346,46 @@ async fn compaction_restore_verify_list_on_every_backend() {
                 .arg("--config")
                 .arg(&cfg)
                 .args(["--single-put-limit", &limit.to_string()]);
-            run_ok(c)
+            let lines: Vec<Value> = run_ok(c)
                 .lines()
                 .map(|l| serde_json::from_str(l).unwrap())
-                .collect()
+                .collect();
+            // One report for the database, then the round's (with `round`).
+            let (rounds, reports): (Vec<Value>, Vec<Value>) =
+                lines.into_iter().partition(|r| r.get("round").is_some());
+            assert_eq!((rounds.len(), reports.len()), (1, 1), "{n}: {rounds:?}");
+            let round = &rounds[0];
+            assert_eq!(round["ok"], true, "{n}: {round}");
+            assert_eq!(
+                (round["databases"].as_u64(), round["due"].as_u64()),
+                (Some(1), Some(1))
+            );
+            // Every request of the round is the root listing's or the
+            // database's (its lease, listing under the lease, reads, writes).
+            for k in [
+                "list",
+                "get",
+                "get_range",
+                "head",
+                "put",
+                "multipart_part",
+                "copy",
+                "delete",
+            ] {
+                let (all, listing, db) = (
+                    &round["requests"][k],
+                    &round["listing"][k],
+                    &reports[0]["requests"][k],
+                );
+                assert_eq!(
+                    all.as_u64(),
+                    Some(listing.as_u64().unwrap() + db.as_u64().unwrap()),
+                    "{n}: {k}: {round}"
+                );
+            }
+            assert_eq!(round["listing"]["list"], 1, "{n}: {round}");
+            assert_eq!(reports[0]["requests"]["list"], 1, "{n}: {round}");
+            reports
         } else {
             let lease = Lease::acquire(&b, &db, "t", 60_000).await.unwrap().unwrap();
             let c = Compactor::new(

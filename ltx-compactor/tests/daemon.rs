@@ -95,6 +95,26 @@ async fn daemon_serves_metrics_and_stops_on_sigterm() {
     );
     assert!(metric(&body, "ltx_compactor_bytes_compacted_total").unwrap() > 0.0);
     assert_eq!(metric(&body, "ltx_compactor_databases"), Some(1.0));
+    // Requests by kind, every one so far and the last round's.
+    assert!(
+        metric(&body, "ltx_compactor_requests_total{kind=\"list\"}").unwrap() >= 1.0,
+        "{body}"
+    );
+    assert!(metric(&body, "ltx_compactor_rounds_total").unwrap() >= 1.0);
+    assert_eq!(
+        metric(&body, "ltx_compactor_last_round_databases{state=\"all\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(
+        metric(
+            &body,
+            "ltx_compactor_last_round_listing_requests{kind=\"list\"}"
+        )
+        .unwrap()
+            >= 1.0,
+        "{body}"
+    );
     assert!(
         body.contains("ltx_compactor_level_lag_seconds{level=\"0\"}"),
         "{body}"
@@ -127,6 +147,88 @@ async fn daemon_serves_metrics_and_stops_on_sigterm() {
         .unwrap();
     assert!(status.success(), "exit {status:?}: {err}");
     assert!(err.contains("shutdown requested"), "{err}");
+    // Requests in the logs at info level: per database and per round.
+    assert!(
+        err.lines()
+            .any(|l| l.contains("INFO") && l.contains("pass done") && l.contains("requests")),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.contains("INFO") && l.contains("round done") && l.contains("list")),
+        "{err}"
+    );
+}
+
+/// `--shard K/N`, or `--shard N` with the index of a Kubernetes Indexed
+/// Job's pod: the round takes its shard's databases only; bad values are
+/// refused with a message saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_from_the_job_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let bucket = Bucket::open(dir.path().to_str().unwrap()).unwrap();
+    let t0 = now_ms() - 600_000;
+    let dbs = 12;
+    for d in 0..dbs {
+        let wd = work.path().join(d.to_string());
+        std::fs::create_dir_all(&wd).unwrap();
+        let mut w = Workload::new(&wd, d as u64 + 1);
+        for i in 0..3 {
+            let (txid, ltx) = w.step(t0 + i * 2_000);
+            put_l0(&bucket, &format!("t{d}/app.db"), Layout::LtxDir, txid, ltx).await;
+        }
+    }
+    let d = dir.path().to_str().unwrap();
+    let run = |shard: &str, index: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ltx-compactor"));
+        c.args(["run", d, "--once", "--dry-run", "--json", "--shard", shard]);
+        c.env_remove("JOB_COMPLETION_INDEX");
+        if let Some(i) = index {
+            c.env("JOB_COMPLETION_INDEX", i);
+        }
+        c.output().unwrap()
+    };
+    let mut total = 0;
+    let mut seen = Vec::new();
+    for k in 0..3 {
+        let o = run("3", Some(&k.to_string()));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let round = lines.iter().find(|l| l.get("round").is_some()).unwrap();
+        assert_eq!(round["shard"], format!("{k}/3"));
+        total += round["databases"].as_u64().unwrap();
+        seen.extend(
+            lines
+                .iter()
+                .filter_map(|l| l.get("db").and_then(|d| d.as_str()).map(String::from)),
+        );
+    }
+    assert_eq!(total, dbs as u64);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), dbs, "{seen:?}");
+    // K/N needs no environment, and wins over it.
+    let o = run("1/3", Some("2"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"shard\":\"1/3\""));
+    for (shard, index, want) in [
+        ("3", None, "JOB_COMPLETION_INDEX is not set"),
+        ("3", Some("3"), "not below the count"),
+        ("3/3", None, "not below the count"),
+        ("a/3", None, "not a whole number"),
+        ("0/0", None, "at least 1"),
+    ] {
+        let o = run(shard, index);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(want),
+            "{shard} {index:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }
 
 /// Runs `ltx-compactor run DIR --once --dry-run` under a pseudo-terminal

@@ -228,6 +228,9 @@ async fn everything_at_once() {
             shuffle_listings: true,
             duplicate_pct: 10.0,
             fail_after_write_pct: 5.0,
+            // Only listings longer than a page (1,000 keys) can fail
+            // part-way; tests/fleet.rs has those.
+            page_fail_pct: 5.0,
         },
     )
     .await;

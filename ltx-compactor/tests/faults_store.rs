@@ -204,6 +204,7 @@ async fn disabled_and_default_are_pass_through() {
         duplicate_pct: 50.0,
         fail_after_write_pct: 50.0,
         max_delay_ms: 1,
+        page_fail_pct: 50.0,
     };
     let off = FaultStore::new(inner.clone(), cfg);
     off.set_enabled(false);

@@ -1,0 +1,645 @@
+//! Many databases under one root, pure: which databases a worker takes
+//! ([`Shard`]), the catalogue of a root built from one listing
+//! ([`Scan`]), and what a round knows about each database between
+//! rounds ([`FileEntry`]: a listed file without its key string, with its
+//! header timestamp once read) so that it can tell an idle database
+//! ([`same_listing`]) and never reads a header twice
+//! ([`carry_timestamps`]). No I/O: the daemon ([`crate::daemon`]) lists,
+//! reads and writes around these.
+//!
+//! # Sharding
+//!
+//! A database belongs to shard [`shard_of`]`(db, n)`: the 64-bit FNV-1a
+//! hash of its prefix (the key prefix inside the store, as
+//! [`crate::catalog::parse_key`] returns it, e.g. `fleet/tenant-7/app.db`:
+//! UTF-8 bytes, no trailing slash), through MurmurHash3's 64-bit finaliser
+//! ([`fmix64`]), mapped to `0..n` by Lamping and Veach's jump consistent
+//! hash ([`jump_hash`]). The same on every machine and every release
+//! (tested against fixed values); growing `n` to `n + 1` moves only about
+//! one database in `n + 1` (to the new shard), so a resize disturbs few
+//! leases.
+//!
+//! ```
+//! use ltx_compactor::fleet::{shard_of, Shard};
+//! let s: Shard = "2/8".parse().unwrap();
+//! assert_eq!((s.index, s.count), (2, 8));
+//! let db = "fleet/tenant-7/app.db";
+//! assert_eq!(s.contains(db), shard_of(db, 8) == 2);
+//! // Exactly one shard of 8 holds each database.
+//! let holders = (0..8).filter(|&k| Shard { index: k, count: 8 }.contains(db)).count();
+//! assert_eq!(holders, 1);
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use ltx_core::{parse_filename, TxId};
+
+use crate::catalog::{
+    catalog_order, format_key, parse_key, parse_level_dir, Layout, LtxObject, SNAPSHOT_LEVEL,
+};
+
+/// The environment variable a Kubernetes Indexed Job sets to each pod's
+/// index (`0..completions`), read by [`Shard::parse`] when only the shard
+/// count is given.
+pub const JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
+
+/// The 64-bit FNV-1a hash of `bytes`.
+///
+/// ```
+/// use ltx_compactor::fleet::fnv1a64;
+/// assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
+/// assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
+/// ```
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Lamping and Veach's jump consistent hash ("A Fast, Minimal Memory,
+/// Consistent Hash Algorithm", 2014): a bucket in `0..buckets` (0 when
+/// `buckets` is 0).
+pub fn jump_hash(mut key: u64, buckets: u32) -> u32 {
+    let (mut b, mut j): (i64, i64) = (-1, 0);
+    while j < i64::from(buckets) {
+        b = j;
+        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        j = ((b + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
+    }
+    b.max(0) as u32
+}
+
+/// The shard (`0..n`) database prefix `db` belongs to (see the module
+/// docs); 0 when `n` is 0 or 1.
+pub fn shard_of(db: &str, n: u32) -> u32 {
+    jump_hash(fmix64(fnv1a64(db.as_bytes())), n)
+}
+
+/// MurmurHash3's 64-bit finaliser: spreads FNV-1a's output over every
+/// bit (prefixes that differ in their last characters only, as tenant
+/// names do, would otherwise share their high bits).
+pub fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    h
+}
+
+/// One worker's share of a root: shard `index` of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Shard {
+    /// This worker's shard, `0..count`.
+    pub index: u32,
+    /// How many shards the root is split into (at least 1).
+    pub count: u32,
+}
+
+impl Shard {
+    /// Whether database prefix `db` belongs to this shard.
+    pub fn contains(&self, db: &str) -> bool {
+        self.count <= 1 || shard_of(db, self.count) == self.index
+    }
+
+    /// Parses `K/N` (shard K of N, `0 <= K < N`), or `N` alone: shard
+    /// `job_index` of N, the index a Kubernetes Indexed Job gives each pod
+    /// in [`JOB_COMPLETION_INDEX`] (the caller reads the variable).
+    ///
+    /// ```
+    /// use ltx_compactor::fleet::Shard;
+    /// assert_eq!(Shard::parse("3/8", None).unwrap(), Shard { index: 3, count: 8 });
+    /// assert_eq!(Shard::parse("8", Some("5")).unwrap(), Shard { index: 5, count: 8 });
+    /// assert!(Shard::parse("8", None).unwrap_err().contains("JOB_COMPLETION_INDEX"));
+    /// assert!(Shard::parse("8/8", None).is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// Not a number, `N` of 0, `K` not below `N`, or `N` alone without an
+    /// index (or with one that is not below `N`): a message saying which.
+    pub fn parse(s: &str, job_index: Option<&str>) -> Result<Shard, String> {
+        let num = |what: &str, v: &str| {
+            v.trim().parse::<u32>().map_err(|_| {
+                format!("--shard {s:?}: {what} {v:?} is not a whole number (expected K/N or N)")
+            })
+        };
+        let (index, count) = match s.split_once('/') {
+            Some((k, n)) => (num("shard", k)?, num("count", n)?),
+            None => {
+                let n = num("count", s)?;
+                let Some(k) = job_index else {
+                    return Err(format!(
+                        "--shard {s:?}: only a count was given and {JOB_COMPLETION_INDEX} is not set \
+                         (give K/N, or run as a Kubernetes Indexed Job)"
+                    ));
+                };
+                let k = k.trim().parse::<u32>().map_err(|_| {
+                    format!("--shard {s:?}: {JOB_COMPLETION_INDEX}={k:?} is not a whole number")
+                })?;
+                (k, n)
+            }
+        };
+        if count == 0 {
+            return Err(format!("--shard {s:?}: the count must be at least 1"));
+        }
+        if index >= count {
+            return Err(format!(
+                "--shard {s:?}: shard {index} is not below the count {count} (shards are 0..{count})"
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl FromStr for Shard {
+    type Err = String;
+    /// `K/N` only (see [`Shard::parse`] for `N` with an index from the
+    /// environment).
+    fn from_str(s: &str) -> Result<Shard, String> {
+        if !s.contains('/') {
+            return Err(format!("{s:?}: expected K/N"));
+        }
+        Shard::parse(s, None)
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// One LTX file of a database as a round remembers it: what its key says
+/// (the key itself is rebuilt from the database prefix: [`FileEntry::key`]),
+/// what the listing said, and the header timestamp once read. About 50
+/// bytes, whatever the key's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileEntry {
+    /// 0..=9.
+    pub level: u8,
+    /// The key layout.
+    pub layout: Layout,
+    /// First TXID.
+    pub min_txid: TxId,
+    /// Last TXID.
+    pub max_txid: TxId,
+    /// Object size.
+    pub size: u64,
+    /// Last-modified time from the listing, ms.
+    pub created_ms: i64,
+    /// Header timestamp, ms, once known.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl FileEntry {
+    /// What identifies the file (its key, given the database): layout,
+    /// level, TXIDs. The order [`Scan`] sorts a database's files in.
+    pub fn ident(&self) -> (Layout, u8, TxId, TxId) {
+        (self.layout, self.level, self.min_txid, self.max_txid)
+    }
+
+    /// The object key in database `db`.
+    pub fn key(&self, db: &str) -> String {
+        format_key(db, self.layout, self.level, self.min_txid, self.max_txid)
+    }
+
+    /// As a catalog object of database `db`.
+    pub fn object(&self, db: &str) -> LtxObject {
+        LtxObject {
+            level: self.level,
+            min_txid: self.min_txid,
+            max_txid: self.max_txid,
+            size: self.size,
+            created_ms: self.created_ms,
+            timestamp_ms: self.timestamp_ms,
+            key: self.key(db),
+        }
+    }
+
+    /// The entry of a catalog object (`None` for a key in neither layout).
+    pub fn of(o: &LtxObject) -> Option<FileEntry> {
+        let p = parse_key(&o.key)?;
+        Some(FileEntry {
+            level: p.level,
+            layout: p.layout,
+            min_txid: p.min_txid,
+            max_txid: p.max_txid,
+            size: o.size,
+            created_ms: o.created_ms,
+            timestamp_ms: o.timestamp_ms,
+        })
+    }
+}
+
+/// Sorts files by [`FileEntry::ident`] and drops repeated entries (a key
+/// listed twice, e.g. by a listing resumed after an error).
+pub fn normalise(files: &mut Vec<FileEntry>) {
+    files.sort_by_key(FileEntry::ident);
+    files.dedup_by_key(|f| f.ident());
+}
+
+/// Entries of a catalog (keys in neither layout left out), normalised.
+pub fn entries_of(catalog: &[LtxObject]) -> Vec<FileEntry> {
+    let mut v: Vec<FileEntry> = catalog.iter().filter_map(FileEntry::of).collect();
+    normalise(&mut v);
+    v
+}
+
+/// The catalog of database `db` (canonical order, see
+/// [`crate::catalog::sort_catalog`]).
+pub fn catalog_of(db: &str, files: &[FileEntry]) -> Vec<LtxObject> {
+    let mut c: Vec<LtxObject> = files.iter().map(|f| f.object(db)).collect();
+    c.sort_by(catalog_order);
+    c
+}
+
+/// Copies header timestamps known in `prev` to the same files in `cur`
+/// (same key and size: keys are never overwritten, so a file's header
+/// never changes); both normalised. Returns how many files of `cur` still
+/// have none.
+pub fn carry_timestamps(prev: &[FileEntry], cur: &mut [FileEntry]) -> usize {
+    let mut missing = 0;
+    for f in cur.iter_mut() {
+        if f.timestamp_ms.is_none() {
+            if let Ok(i) = prev.binary_search_by_key(&f.ident(), FileEntry::ident) {
+                if prev[i].size == f.size {
+                    f.timestamp_ms = prev[i].timestamp_ms;
+                }
+            }
+        }
+        missing += usize::from(f.timestamp_ms.is_none());
+    }
+    missing
+}
+
+/// Whether a database's listing is what it was at the end of the last
+/// round (the same keys, the same sizes; both normalised). Times are not
+/// compared: after a pass the outputs' modification times are only known
+/// from the next listing.
+pub fn same_listing(prev: &[FileEntry], cur: &[FileEntry]) -> bool {
+    prev.len() == cur.len()
+        && prev
+            .iter()
+            .zip(cur)
+            .all(|(a, b)| a.ident() == b.ident() && a.size == b.size)
+}
+
+/// The catalogue of a root built from one listing, streamed: every key is
+/// looked at once ([`Scan::add`]); the LTX files of the databases of this
+/// worker's shard are kept as [`FileEntry`]s (no key strings), everything
+/// else only counted.
+#[derive(Debug, Default)]
+pub struct Scan {
+    shard: Option<Shard>,
+    /// Database prefix → its files (normalised by [`Scan::finish`]).
+    pub dbs: BTreeMap<String, Vec<FileEntry>>,
+    /// Keys listed.
+    pub keys: u64,
+    /// Keys that are no LTX file of any database (leases, records,
+    /// temporary uploads, other tools' files).
+    pub foreign_keys: u64,
+    /// LTX files of databases of other shards.
+    pub other_shard_keys: u64,
+    /// The database of the previous key and whether it is ours (keys of a
+    /// database mostly come together: one hash per run of keys).
+    recent: Option<(String, bool)>,
+}
+
+impl Scan {
+    /// An empty scan taking the databases of `shard` (all without one).
+    pub fn new(shard: Option<Shard>) -> Scan {
+        Scan {
+            shard,
+            ..Default::default()
+        }
+    }
+
+    /// Takes one listed key.
+    ///
+    /// ```
+    /// use ltx_compactor::fleet::{Scan, Shard};
+    /// let mut s = Scan::new(None);
+    /// s.add("t1/app.db/ltx/0/0000000000000002-0000000000000002.ltx", 10, 5);
+    /// s.add("t1/app.db/compactor.lease", 10, 5);
+    /// s.add("t2/0009/0000000000000001-0000000000000009.ltx", 10, 5);
+    /// s.finish();
+    /// assert_eq!((s.keys, s.foreign_keys, s.dbs.len()), (3, 1, 2));
+    /// assert_eq!(s.dbs["t1/app.db"][0].key("t1/app.db"),
+    ///            "t1/app.db/ltx/0/0000000000000002-0000000000000002.ltx");
+    /// ```
+    pub fn add(&mut self, key: &str, size: u64, last_modified_ms: i64) {
+        self.keys += 1;
+        let Some((db, f)) = parse_entry(key, size, last_modified_ms) else {
+            self.foreign_keys += 1;
+            return;
+        };
+        let ours = match &self.recent {
+            Some((d, ours)) if d == db => *ours,
+            _ => {
+                let ours = self.shard.is_none_or(|s| s.contains(db));
+                self.recent = Some((db.to_string(), ours));
+                ours
+            }
+        };
+        if !ours {
+            self.other_shard_keys += 1;
+            return;
+        }
+        match self.dbs.get_mut(db) {
+            Some(v) => v.push(f),
+            None => {
+                self.dbs.insert(db.to_string(), vec![f]);
+            }
+        }
+    }
+
+    /// Normalises every database's files (listing order is never trusted).
+    pub fn finish(&mut self) {
+        for v in self.dbs.values_mut() {
+            normalise(v);
+            v.shrink_to_fit();
+        }
+    }
+
+    /// LTX files kept (this shard's).
+    pub fn ltx_files(&self) -> u64 {
+        self.dbs.values().map(|v| v.len() as u64).sum()
+    }
+}
+
+/// Parses a key into its database prefix (borrowed from the key: no
+/// allocation) and entry; `None` for a foreign key. Exactly the keys
+/// [`parse_key`] accepts.
+fn parse_entry(key: &str, size: u64, last_modified_ms: i64) -> Option<(&str, FileEntry)> {
+    let (dir, name) = key.rsplit_once('/')?;
+    let (min, max) = parse_filename(name).ok()?;
+    if min.0 == 0 || min > max {
+        return None;
+    }
+    let (db, layout, level) = parse_level_dir(dir)?;
+    debug_assert!(level <= SNAPSHOT_LEVEL);
+    Some((
+        db,
+        FileEntry {
+            level,
+            layout,
+            min_txid: min,
+            max_txid: max,
+            size,
+            created_ms: last_modified_ms,
+            timestamp_ms: None,
+        },
+    ))
+}
+
+/// What a round does with one database, decided from the listing and the
+/// policy's plan (see [`decide`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Listing unchanged since the last round and nothing due: no request.
+    Idle,
+    /// Listing changed (or first seen) but nothing due: its new files'
+    /// headers were read, nothing else.
+    NothingDue,
+    /// Something to compact or delete: lease, list under it, pass.
+    Due,
+}
+
+/// The decision for a database whose listing is `changed` (see
+/// [`same_listing`]; a database seen for the first time is changed) and
+/// whose plan has `due` compactions or deletions.
+pub fn decide(changed: bool, due: bool) -> Decision {
+    match (changed, due) {
+        (_, true) => Decision::Due,
+        (true, false) => Decision::NothingDue,
+        (false, false) => Decision::Idle,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(level: u8, min: u64, max: u64) -> FileEntry {
+        FileEntry {
+            level,
+            layout: Layout::LtxDir,
+            min_txid: TxId(min),
+            max_txid: TxId(max),
+            size: 100,
+            created_ms: 1,
+            timestamp_ms: None,
+        }
+    }
+
+    #[test]
+    fn hashes_are_fixed() {
+        // FNV-1a test vectors (Fowler, Noll, Vo).
+        assert_eq!(fnv1a64(b"foobar"), 0x85944171f73967e8);
+        // Jump hash: fixed outputs, so that shard assignment never changes
+        // between releases or machines.
+        let got: Vec<u32> = ["a", "tenant-1/app.db", "fleet/t0042/db"]
+            .iter()
+            .map(|d| shard_of(d, 16))
+            .collect();
+        // (Also computed by an independent Python implementation.)
+        assert_eq!(got, vec![5, 7, 8]);
+        assert_eq!(jump_hash(0, 1), 0);
+        assert_eq!(jump_hash(12345, 0), 0);
+        for k in [0u64, 1, 0xdead_beef, u64::MAX] {
+            for n in 1..50 {
+                assert!(jump_hash(k, n) < n);
+            }
+        }
+    }
+
+    #[test]
+    fn shards_partition_and_balance() {
+        let dbs: Vec<String> = (0..10_000)
+            .map(|i| format!("fleet/tenant-{i:05}/app.db"))
+            .collect();
+        for n in [1u32, 2, 3, 8, 13] {
+            let mut sizes = vec![0usize; n as usize];
+            for db in &dbs {
+                let holders: Vec<u32> = (0..n)
+                    .filter(|&k| Shard { index: k, count: n }.contains(db))
+                    .collect();
+                assert_eq!(holders.len(), 1, "{db} in {holders:?} of {n}");
+                sizes[holders[0] as usize] += 1;
+            }
+            // Within 4 standard deviations of a uniform draw (√mean).
+            let mean = dbs.len() / n as usize;
+            let sd = (mean as f64).sqrt();
+            for s in &sizes {
+                assert!(
+                    (s.abs_diff(mean) as f64) < 4.0 * sd,
+                    "{n} shards: {sizes:?}"
+                );
+            }
+        }
+        // Growing 8 → 9 shards moves about a ninth, only to the new shard.
+        let moved: Vec<&String> = dbs
+            .iter()
+            .filter(|d| shard_of(d, 8) != shard_of(d, 9))
+            .collect();
+        assert!(moved.iter().all(|d| shard_of(d, 9) == 8));
+        let ninth = dbs.len() / 9;
+        assert!(
+            (moved.len().abs_diff(ninth) as f64) < 4.0 * (ninth as f64).sqrt(),
+            "{}",
+            moved.len()
+        );
+    }
+
+    #[test]
+    fn shard_parsing() {
+        assert_eq!(Shard::parse("0/1", None), Ok(Shard { index: 0, count: 1 }));
+        assert_eq!(
+            Shard::parse(" 2 / 4 ", None),
+            Ok(Shard { index: 2, count: 4 })
+        );
+        assert_eq!(
+            Shard::parse("4", Some("3")),
+            Ok(Shard { index: 3, count: 4 })
+        );
+        // K/N wins over the environment.
+        assert_eq!(
+            Shard::parse("1/4", Some("3")),
+            Ok(Shard { index: 1, count: 4 })
+        );
+        for (s, env, want) in [
+            ("4/4", None, "not below"),
+            ("0/0", None, "at least 1"),
+            ("x/4", None, "not a whole number"),
+            ("1/y", None, "not a whole number"),
+            ("-1/4", None, "not a whole number"),
+            ("4", None, "JOB_COMPLETION_INDEX is not set"),
+            ("4", Some("4"), "not below"),
+            ("4", Some("z"), "JOB_COMPLETION_INDEX=\"z\""),
+            ("", None, "not a whole number"),
+        ] {
+            let e = Shard::parse(s, env).unwrap_err();
+            assert!(e.contains(want), "{s:?} {env:?}: {e}");
+        }
+        assert!("4".parse::<Shard>().is_err());
+        assert_eq!("1/4".parse::<Shard>().unwrap().to_string(), "1/4");
+    }
+
+    #[test]
+    fn scan_matches_parse_key() {
+        let keys = [
+            "a/ltx/0/0000000000000001-0000000000000001.ltx",
+            "a/ltx/9/0000000000000001-0000000000000005.ltx",
+            "a/0001/0000000000000002-0000000000000003.ltx",
+            "a/b/0000/0000000000000002-0000000000000003.ltx",
+            "0009/0000000000000001-0000000000000003.ltx",
+            "ltx/3/0000000000000001-0000000000000003.ltx",
+            "a/ltx/10/0000000000000001-0000000000000001.ltx",
+            "a/000A/0000000000000001-0000000000000001.ltx",
+            "a/compactor.lease",
+            "a/ltx-compactor.json",
+            "a/.compactor.lock",
+            "a/ltx/0/0000000000000003-0000000000000001.ltx",
+            "a/0001/0000000000000002-0000000000000003.ltx.tmp",
+        ];
+        let mut s = Scan::new(None);
+        for k in keys {
+            s.add(k, 7, 9);
+            // The same classification as the catalog's, and the key rebuilt
+            // exactly.
+            match (parse_key(k), parse_entry(k, 7, 9)) {
+                (Some(p), Some((db, f))) => {
+                    assert_eq!(p.db, db);
+                    assert_eq!(f.key(db), k);
+                    assert_eq!(f.object(db).key, k);
+                }
+                (None, None) => {}
+                other => panic!("{k}: {other:?}"),
+            }
+        }
+        s.add(keys[0], 7, 9);
+        s.finish();
+        assert_eq!(s.keys, keys.len() as u64 + 1);
+        assert_eq!(s.foreign_keys, 7);
+        let dbs: Vec<&str> = s.dbs.keys().map(String::as_str).collect();
+        assert_eq!(dbs, vec!["", "a", "a/b"]);
+        // The key listed twice is kept once.
+        assert_eq!(s.dbs["a"].len(), 3);
+        assert_eq!(s.ltx_files(), 6);
+        let cat = catalog_of("a", &s.dbs["a"]);
+        assert_eq!(entries_of(&cat), s.dbs["a"]);
+    }
+
+    #[test]
+    fn scan_keeps_only_its_shard() {
+        let n = 4;
+        let mut all = 0;
+        let mut union = Vec::new();
+        for k in 0..n {
+            let mut s = Scan::new(Some(Shard { index: k, count: n }));
+            for i in 0..200 {
+                s.add(
+                    &format!("t{i}/0000/0000000000000001-0000000000000001.ltx"),
+                    1,
+                    1,
+                );
+                s.add(
+                    &format!("t{i}/0009/0000000000000001-0000000000000001.ltx"),
+                    1,
+                    1,
+                );
+            }
+            s.finish();
+            assert_eq!(s.ltx_files() + s.other_shard_keys, 400);
+            all += s.dbs.len();
+            union.extend(s.dbs.keys().cloned());
+        }
+        union.sort();
+        union.dedup();
+        assert_eq!((all, union.len()), (200, 200));
+    }
+
+    #[test]
+    fn timestamps_carry_over_and_listings_compare() {
+        let mut prev = vec![entry(0, 5, 5), entry(1, 1, 4), entry(9, 1, 3)];
+        prev[0].timestamp_ms = Some(50);
+        prev[1].timestamp_ms = Some(40);
+        normalise(&mut prev);
+        let mut cur = vec![
+            entry(9, 1, 3),
+            entry(0, 5, 5),
+            entry(1, 1, 4),
+            entry(0, 6, 6),
+        ];
+        normalise(&mut cur);
+        assert!(!same_listing(&prev, &cur));
+        // The snapshot's header was never read; the new L0 file is new.
+        assert_eq!(carry_timestamps(&prev, &mut cur), 2);
+        let ts: Vec<Option<i64>> = cur.iter().map(|f| f.timestamp_ms).collect();
+        assert_eq!(ts, vec![Some(50), None, Some(40), None]);
+        // A size change is a different file: nothing carried.
+        let mut changed = prev.clone();
+        changed[0].size += 1;
+        changed[0].timestamp_ms = None;
+        assert_eq!(carry_timestamps(&prev, &mut changed), 2);
+        assert!(!same_listing(&prev, &changed));
+        // Same keys and sizes, other times: the same listing.
+        let mut again = prev.clone();
+        again.iter_mut().for_each(|f| f.created_ms += 1000);
+        assert!(same_listing(&prev, &again));
+        assert!(!same_listing(&prev, &prev[..2]));
+    }
+
+    #[test]
+    fn decisions() {
+        assert_eq!(decide(false, false), Decision::Idle);
+        assert_eq!(decide(true, false), Decision::NothingDue);
+        assert_eq!(decide(false, true), Decision::Due);
+        assert_eq!(decide(true, true), Decision::Due);
+    }
+}
