@@ -101,26 +101,6 @@ impl<'a> Bytes<'a> {
     }
 }
 
-/// xorshift64*: split schedules derived from a hash of the input.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeded generator (a zero seed is replaced).
-    pub fn new(seed: u64) -> Self {
-        Rng(if seed == 0 {
-            0x9e37_79b9_7f4a_7c15
-        } else {
-            seed
-        })
-    }
-    /// Next value.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+/// Split schedules derived from a hash of the input: the workspace's one
+/// generator ([`ltx_core::rng::SplitMix64`]).
+pub type Rng = ltx_core::rng::SplitMix64;

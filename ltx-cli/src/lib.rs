@@ -8,7 +8,9 @@
 //! database images), [`remote`] (bucket URLs through `ltx-compactor`),
 //! [`check`] (streaming verification), [`chain`] (the chain rules of
 //! `ltx verify` for directories and buckets), [`encode`], [`convention`]
-//! (checksums for Litestream buckets) and [`args`] (value parsers).
+//! (checksums for Litestream buckets), [`args`] (value parsers), [`pitr`]
+//! (pages at a TXID without a restore) and [`vfs`] (a read-only SQLite VFS
+//! over those pages).
 //!
 //! ```no_run
 //! use clap::Parser;
@@ -32,11 +34,15 @@ pub mod cmd;
 pub mod convention;
 pub mod db;
 pub mod encode;
+#[cfg(unix)]
+pub mod follow;
 pub mod input;
 pub mod output;
+pub mod pitr;
 pub mod progress;
 pub mod remote;
 pub mod version;
+pub mod vfs;
 
 /// An outcome that is not an I/O or usage error: verification failed or
 /// differences were found (exit code 1). The message was already printed.

@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ltx_cli::cmd::{
-    apply, checksum, compact, diff, dump, encode_db, list, page, quickstart, restore, verify, wal,
+    apply, checksum, compact, diff, dump, encode_db, list, page, quickstart, restore, sql, verify,
+    wal,
 };
 use ltx_cli::{is_broken_pipe, Failed};
 
@@ -40,12 +41,14 @@ enum Command {
     EncodeDb(encode_db::Args),
     /// Rolling checksum of a SQLite database.
     Checksum(checksum::Args),
-    /// Extract one page via the page index.
+    /// One page, from an LTX file or as of a TXID from a bucket.
     Page(page::Args),
     /// Merge LTX files into one, copying compressed frames.
     Compact(compact::Args),
     /// Restore a database from a bucket at a TXID, a time or the latest state.
     Restore(restore::Args),
+    /// Run a read-only query against a bucket's database as of a TXID or time.
+    Sql(sql::Args),
     /// SQLite WAL files: dump one, or encode a database and its WAL as LTX files.
     Wal(wal::Args),
     /// Build a small database, write LTX files, verify, dump and apply them in a temp folder.
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Compact(a) => compact::run(a, &mut out),
         Command::Quickstart(a) => quickstart::run(a, &mut out),
         Command::Restore(a) => restore::run(a, &mut out),
+        Command::Sql(a) => sql::run(a, &mut out),
         Command::Wal(a) => wal::run(a, &mut out),
     };
     let r = r.and_then(|()| out.flush().map_err(anyhow::Error::from));

@@ -23,6 +23,7 @@ use ltx_compactor::fetch::{plan, restore_to_file, RestoreOptions};
 use ltx_compactor::restore::Target;
 use ltx_compactor::store::Bucket;
 use ltx_core::checksum::page_checksum;
+use ltx_core::rng::SplitMix64;
 use ltx_core::{Checksum, Encoder, Header, PageSize, TxId};
 
 const DB: &str = "bench/app.db";
@@ -114,16 +115,14 @@ fn build(db: &Path, bucket: &Path, n: u64) {
     )
     .unwrap();
     let mut wal_off = 32u64;
-    let mut rng = 0x9e3779b97f4a7c15u64;
+    let mut rng = SplitMix64::new(0x9e3779b97f4a7c15);
     let mut txid = 1u64;
     let mut i = 0u64;
     while txid < n + 1 {
         i += 1;
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let k = 1 + rng % 20;
-        let sql = match rng % 10 {
+        let r = rng.next_u64();
+        let k = 1 + r % 20;
+        let sql = match r % 10 {
             0..=6 => format!(
                 "INSERT INTO orders(customer_id, total, status, note, created)
                  SELECT abs(random()) % 1000 + 1, abs(random()) % 10000 / 100.0, 'new', hex(randomblob(30)), {i}

@@ -393,6 +393,80 @@ pub async fn restore_to_file(
     })
 }
 
+/// The pages of one step of a follower, fetched into a staging file by
+/// [`stage_pages`].
+#[derive(Debug, Clone)]
+pub struct StagedPages {
+    /// The merged header of the step's files: first min TXID, last max
+    /// TXID, commit, page size, timestamp.
+    pub header: ltx_core::Header,
+    /// The post-apply checksum of the last file (`None`: NoChecksum files).
+    pub post_apply: Option<Checksum>,
+    /// The first file's pre-apply checksum (`None`: NoChecksum, or a
+    /// snapshot).
+    pub pre_apply: Option<Checksum>,
+    /// The staged pages' numbers, ascending: every page the files hold up
+    /// to the commit.
+    pub pgnos: Vec<ltx_core::Pgno>,
+    /// XOR of the staged pages' [`page_checksum`]s (0 for NoChecksum files).
+    pub xor: u64,
+    /// Keys of the files, in apply order.
+    pub files: Vec<String>,
+    /// Bytes actually read.
+    pub bytes_read: u64,
+}
+
+/// Fetches the pages of `plan` (a follower's step: files in apply order,
+/// see [`crate::restore::plan_follow`]) into `staging`, each page at its
+/// place in the database (`(pgno - 1) * page_size`; the file is sized to
+/// the commit and sparse elsewhere), as [`restore_to_file`] does: the
+/// newest copy of each page, read as whole small files or as spans of the
+/// winning frames, decoded as they arrive; the files must chain (checksum
+/// links between adjacent files are checked). Unlike a restore the pages
+/// need not make a whole database: the caller overlays them on its own.
+///
+/// # Errors
+/// Store errors (a file deleted since the listing is
+/// [`Error::Store`] with `NotFound`); corrupt or inconsistent files; I/O
+/// errors on `staging`.
+pub async fn stage_pages(
+    bucket: &Bucket,
+    db: &str,
+    plan: &RestorePlan,
+    staging: &std::fs::File,
+    opts: &RestoreOptions,
+) -> Result<StagedPages> {
+    let files: Vec<(String, u64)> = plan.files.iter().map(|f| (f.key.clone(), f.size)).collect();
+    let opened: Vec<Opened> = reader::open_all(bucket, files, &opts.read).await?;
+    let (mp, no_checksum) = plan_chain(bucket, db, &opened)?;
+    let ps = mp.header.page_size;
+    let first = &opened.first().expect("plan has files").meta.header;
+    let pre_apply = (!no_checksum && !first.is_snapshot()).then_some(first.pre_apply_checksum);
+    staging
+        .set_len(u64::from(mp.header.commit) * ps.bytes() as u64)
+        .context("sizing the staging file")?;
+    let w = Arc::new(Writer {
+        keys: Arc::new(opened.iter().map(|o| o.meta.key.clone()).collect()),
+        ps,
+        file: Arc::new(staging.try_clone().context("opening the staging file")?),
+        checksums: !no_checksum,
+        done: AtomicU64::new(0),
+        total: mp.frames.iter().map(|f| f.entry.size).sum(),
+        progress: opts.progress.clone(),
+    });
+    let bytes_read: u64 = opened.iter().map(|o| o.bytes_read).sum();
+    let (xor, span_read) = write_pages(bucket, &w, &mp, opened, opts).await?;
+    Ok(StagedPages {
+        header: mp.header,
+        post_apply: (!no_checksum).then_some(mp.post_apply),
+        pre_apply,
+        pgnos: mp.frames.iter().map(|f| f.entry.pgno).collect(),
+        xor,
+        files: w.keys.to_vec(),
+        bytes_read: bytes_read + span_read,
+    })
+}
+
 /// Refuses an output that exists (without `force`) or has a WAL beside it.
 fn check_destination(out: &FsPath, force: bool) -> Result<()> {
     if !force && out.exists() {
@@ -415,7 +489,19 @@ fn check_destination(out: &FsPath, force: bool) -> Result<()> {
 /// each page), checked to chain (checksum links) and to hold every page up
 /// to the commit. Also whether the files track checksums (`false`: one of
 /// them is NoChecksum).
-fn plan_pages(bucket: &Bucket, db: &str, opened: &[Opened]) -> Result<(MergePlan, bool)> {
+pub(crate) fn plan_pages(
+    bucket: &Bucket,
+    db: &str,
+    opened: &[Opened],
+) -> Result<(MergePlan, bool)> {
+    let (mp, no_checksum) = plan_chain(bucket, db, opened)?;
+    check_every_page(&mp, &bucket.location(db), opened.len())?;
+    Ok((mp, no_checksum))
+}
+
+/// [`plan_pages`] without the check that every page is there (a
+/// follower's step holds only the pages it changes).
+fn plan_chain(bucket: &Bucket, db: &str, opened: &[Opened]) -> Result<(MergePlan, bool)> {
     let metas: Vec<&crate::store::ObjectMeta> = opened.iter().map(|o| &o.meta).collect();
     let no_checksum = metas.iter().any(|m| m.header.no_checksum());
     let inputs: Vec<_> = metas.iter().map(|m| m.merge_input()).collect();
@@ -453,7 +539,6 @@ fn plan_pages(bucket: &Bucket, db: &str, opened: &[Opened]) -> Result<(MergePlan
             )));
         }
     }
-    check_every_page(&mp, &bucket.location(db), metas.len())?;
     Ok((mp, no_checksum))
 }
 

@@ -8,7 +8,8 @@
 //! root's catalogue from one listing, what changed between rounds). The
 //! I/O modules wrap them: [`store`] (object_store access),
 //! [`lease`] (one writer per database), [`compact`] (a pass) and
-//! [`fetch`] (restoring a database file). `simulate` (feature) runs the policy with
+//! [`fetch`] (restoring a database file), [`pages`] (pages of a database at a
+//! TXID without restoring it). `simulate` (feature) runs the policy with
 //! a simulated clock over synthetic traffic to measure restore-plan sizes
 //! and bytes against Litestream's ladder.
 //!
@@ -85,6 +86,8 @@ pub mod lease_decision;
 #[cfg(feature = "io")]
 pub mod metrics;
 pub mod owner;
+#[cfg(feature = "io")]
+pub mod pages;
 pub mod policy;
 #[cfg(feature = "io")]
 pub mod reader;
@@ -102,4 +105,7 @@ pub use daemon::RunOptions;
 #[cfg(feature = "io")]
 pub use error::{Error, Result};
 pub use policy::{plan_pass, Compaction, CompactionKind, Config, PassPlan};
-pub use restore::{plan_restore, RestoreError, RestoreIndex, RestorePlan, Target};
+pub use restore::{
+    plan_follow, plan_restore, FollowGap, FollowPlan, RestoreError, RestoreIndex, RestorePlan,
+    Target,
+};

@@ -66,6 +66,11 @@ pub struct ReadOptions {
     /// A span longer than this is split (so large objects are read by
     /// several requests in parallel).
     pub span_max: u64,
+    /// The suffix read of a large object: this many bytes plus 1/256 of
+    /// the object (at most 8 MiB); see [`suffix_guess`]. Smaller values
+    /// read fewer bytes when only the index is wanted (`ltx sql`), at the
+    /// risk of a third request for a long index.
+    pub suffix_min: u64,
 }
 
 impl Default for ReadOptions {
@@ -76,6 +81,7 @@ impl Default for ReadOptions {
             concurrency: crate::store::READ_CONCURRENCY,
             span_gap: 256 << 10,
             span_max: 64 << 20,
+            suffix_min: 64 << 10,
         }
     }
 }
@@ -217,9 +223,14 @@ fn litestream_ms(r: &GetResult) -> Option<i64> {
 }
 
 /// Bytes of a suffix read that should hold the tail and index of an object
-/// of `size` bytes.
+/// of `size` bytes (with the default [`ReadOptions::suffix_min`]).
 pub fn suffix_guess(size: u64) -> u64 {
-    (64 * 1024 + size / 256).min(8 << 20).min(size)
+    suffix_guess_with(size, 64 << 10)
+}
+
+/// [`suffix_guess`] with `min` for [`ReadOptions::suffix_min`].
+pub fn suffix_guess_with(size: u64, min: u64) -> u64 {
+    min.saturating_add(size / 256).min(8 << 20).min(size)
 }
 
 /// GETs `key` (the whole object when `range` is `None`), checking that
@@ -303,7 +314,7 @@ pub async fn open(
             local: None,
         });
     }
-    let guess = suffix_guess(size);
+    let guess = suffix_guess_with(size, opts.suffix_min).max(TAIL_SIZE as u64);
     let at = size - guess;
     let local = open_local(bucket, key).await?;
     let read = |range: Range<u64>| {

@@ -157,10 +157,31 @@ impl<'a> RestoreIndex<'a> {
     /// Shortest paths from TXID `start - 1` (files starting at `start` are
     /// first steps; files starting before `start` are ignored).
     pub fn from_start(files: impl IntoIterator<Item = &'a LtxObject>, start: u64) -> Self {
+        Self::build(files, |f| f.min_txid.0 >= start, |f| f.min_txid.0 == start)
+    }
+
+    /// Shortest paths from the state at TXID `txid` (a database that
+    /// already holds it): files ending after `txid` count; those starting
+    /// at or before `txid + 1` are first steps (a file overlapping the
+    /// state rewrites pages that already hold those versions, or newer
+    /// ones it also holds: applying it gives the state at its end).
+    pub fn after(files: impl IntoIterator<Item = &'a LtxObject>, txid: TxId) -> Self {
+        Self::build(
+            files,
+            |f| f.max_txid > txid,
+            |f| f.min_txid.0 <= txid.0.saturating_add(1),
+        )
+    }
+
+    fn build(
+        files: impl IntoIterator<Item = &'a LtxObject>,
+        keep: impl Fn(&LtxObject) -> bool,
+        first: impl Fn(&LtxObject) -> bool,
+    ) -> Self {
         let mut tagged: Vec<(usize, &LtxObject)> = files
             .into_iter()
             .enumerate()
-            .filter(|(_, f)| f.min_txid.0 >= start)
+            .filter(|(_, f)| keep(f))
             .collect();
         tagged.sort_by(|(_, a), (_, b)| {
             (a.max_txid, a.min_txid, a.level, &a.key)
@@ -191,7 +212,7 @@ impl<'a> RestoreIndex<'a> {
                     (false, true) => t,
                     _ => (cur.0.min(t.0), cur.1),
                 };
-                let cand = if f.min_txid.0 == start {
+                let cand = if first(f) {
                     Some(((1, f.size), None))
                 } else {
                     let lo = ends.partition_point(|&e| e < f.min_txid.0 - 1);
@@ -381,6 +402,112 @@ pub fn plan_restore(catalog: &[LtxObject], target: Target) -> Result<RestorePlan
     RestoreIndex::new(catalog).plan(target)
 }
 
+/// What a follower holding the state at some TXID can do next
+/// ([`plan_follow`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowPlan {
+    /// No file ends after the follower's TXID.
+    UpToDate,
+    /// `plan.files` take the follower's state to `plan.txid`, the latest
+    /// state reachable from it; `gap` when the bucket holds later
+    /// transactions that no chain reaches.
+    Step {
+        /// The files, in apply order (the first may start before the
+        /// follower's TXID + 1).
+        plan: RestorePlan,
+        /// What cannot be reached after `plan.txid`.
+        gap: Option<FollowGap>,
+    },
+    /// Files end after the follower's TXID but none can be reached from it.
+    Gap(FollowGap),
+}
+
+/// Transactions a follower cannot reach: nothing in the bucket starts at
+/// or before `reached + 1` and ends after `reached`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FollowGap {
+    /// The latest TXID the follower can reach.
+    #[serde(with = "txid_serde")]
+    pub reached: TxId,
+    /// The earliest start of the files ending after it.
+    #[serde(with = "txid_serde")]
+    pub next_min: TxId,
+    /// The newest TXID in the bucket.
+    #[serde(with = "txid_serde")]
+    pub newest: TxId,
+}
+
+impl fmt::Display for FollowGap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "TXIDs {} to {} are in no file: the bucket holds transactions up to {}, but nothing reaches past {} (the next file starts at {})",
+            TxId(self.reached.0 + 1),
+            TxId(self.next_min.0 - 1),
+            self.newest,
+            self.reached,
+            self.next_min
+        )
+    }
+}
+
+/// Plans the next step of a follower whose database holds the state at
+/// `from`: the latest reproducible TXID after it, by the fewest files
+/// (then bytes) over every level. A snapshot (a file from TXID 1, which
+/// rewrites every page) is used only when the other files do not reach
+/// as far. Pure; see [`RestoreIndex::after`].
+///
+/// ```
+/// use ltx_compactor::catalog::LtxObject;
+/// use ltx_compactor::restore::{plan_follow, FollowPlan};
+/// use ltx_core::TxId;
+/// let f = |level, a, b| LtxObject { level, min_txid: TxId(a), max_txid: TxId(b), size: 1,
+///     created_ms: 0, timestamp_ms: None, key: format!("{level}/{a}-{b}") };
+/// // The L0 files 11 and 12 were compacted into 9-12; the follower is at 10.
+/// let cat = vec![f(9, 1, 8), f(1, 9, 12), f(0, 13, 13), f(0, 16, 16)];
+/// let FollowPlan::Step { plan, gap } = plan_follow(&cat, TxId(10)) else { panic!() };
+/// assert_eq!(plan.files.len(), 2);
+/// assert_eq!(plan.txid, TxId(13));
+/// assert_eq!(gap.unwrap().next_min, TxId(16));
+/// assert!(matches!(plan_follow(&cat, TxId(13)), FollowPlan::Gap(_)));
+/// assert_eq!(plan_follow(&cat, TxId(16)), FollowPlan::UpToDate);
+/// ```
+pub fn plan_follow(catalog: &[LtxObject], from: TxId) -> FollowPlan {
+    let Some(newest) = catalog.iter().map(|f| f.max_txid).max() else {
+        return FollowPlan::UpToDate;
+    };
+    if newest <= from {
+        return FollowPlan::UpToDate;
+    }
+    let gap_after = |reached: TxId| FollowGap {
+        reached,
+        next_min: catalog
+            .iter()
+            .filter(|f| f.max_txid > reached)
+            .map(|f| f.min_txid)
+            .min()
+            .unwrap_or(newest),
+        newest,
+    };
+    let all = RestoreIndex::after(catalog, from);
+    let Some(target) = all.latest() else {
+        return FollowPlan::Gap(gap_after(from));
+    };
+    let incremental = RestoreIndex::after(catalog.iter().filter(|f| f.min_txid.0 > 1), from);
+    let idx = if incremental.reachable(target) {
+        &incremental
+    } else {
+        &all
+    };
+    let plan = idx
+        .plan(Target::Txid(target))
+        .expect("the latest reachable end has a plan");
+    FollowPlan::Step {
+        plan,
+        gap: (target < newest).then(|| gap_after(target)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,6 +590,70 @@ mod tests {
             }
             let latest = (1..=20u64).filter(|&t| brute(&cat, t).is_some()).max();
             prop_assert_eq!(idx.latest().map(|t| t.0), latest);
+        }
+    }
+
+    /// Every path from the state at `from` to `t` (first file: starts at or
+    /// before `from + 1`, ends after `from`): the minimum (files, bytes).
+    fn brute_from(cat: &[LtxObject], from: u64, t: u64) -> Option<(u32, u64)> {
+        fn go(cat: &[LtxObject], cur: u64, t: u64, n: u32, b: u64, best: &mut Option<(u32, u64)>) {
+            if cur == t && n > 0 {
+                if best.is_none_or(|x| (n, b) < x) {
+                    *best = Some((n, b));
+                }
+                return;
+            }
+            for f in cat {
+                if f.min_txid.0 <= cur + 1 && f.max_txid.0 > cur && f.max_txid.0 <= t {
+                    go(cat, f.max_txid.0, t, n + 1, b + f.size, best);
+                }
+            }
+        }
+        let mut best = None;
+        go(cat, from, t, 0, 0, &mut best);
+        best
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn follow_plans_match_brute_force(
+            raw in prop::collection::vec((0u8..10, 1u64..16, 0u64..5, 1u64..50), 0..12),
+            from in 1u64..18,
+        ) {
+            let cat: Vec<LtxObject> = raw.iter().map(|&(l, a, len, s)| obj(l, a, a + len, s)).collect();
+            let newest = cat.iter().map(|f| f.max_txid.0).max().unwrap_or(0);
+            let reach = (from + 1..=newest).filter(|&t| brute_from(&cat, from, t).is_some()).max();
+            let incremental: Vec<LtxObject> = cat.iter().filter(|f| f.min_txid.0 > 1).cloned().collect();
+            match plan_follow(&cat, TxId(from)) {
+                FollowPlan::UpToDate => prop_assert!(newest <= from),
+                FollowPlan::Gap(g) => {
+                    prop_assert!(newest > from);
+                    prop_assert_eq!(reach, None);
+                    prop_assert_eq!(g.reached, TxId(from));
+                    prop_assert_eq!(g.newest, TxId(newest));
+                    prop_assert!(g.next_min.0 > from + 1);
+                }
+                FollowPlan::Step { plan, gap } => {
+                    prop_assert_eq!(Some(plan.txid.0), reach);
+                    let t = plan.txid.0;
+                    // A valid chain from `from` to `t`.
+                    let mut cur = from;
+                    for f in &plan.files {
+                        prop_assert!(f.min_txid.0 <= cur + 1 && f.max_txid.0 > cur);
+                        cur = f.max_txid.0;
+                    }
+                    prop_assert_eq!(cur, t);
+                    // The fewest files without snapshots when they reach, else with.
+                    let want = brute_from(&incremental, from, t).or_else(|| brute_from(&cat, from, t));
+                    prop_assert_eq!(Some((plan.files.len() as u32, plan.bytes)), want);
+                    prop_assert_eq!(gap.is_some(), t < newest);
+                    if let Some(g) = gap {
+                        prop_assert_eq!(g.reached.0, t);
+                        prop_assert!(g.next_min.0 > t + 1);
+                    }
+                }
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ltx_core::checksum::{database_checksum, DbChecksum};
 use ltx_core::merge::{merge_files, MergeOptions};
+use ltx_core::rng::SplitMix64;
 use ltx_core::{Checksum, Decoded, Decoder, Encoder, Header, LtxFile, PageSize, TxId};
 
 const PAGES: u32 = 4096; // 16 MiB of 4 KiB pages
@@ -13,18 +14,15 @@ const PAGES: u32 = 4096; // 16 MiB of 4 KiB pages
 /// and integers, compressing roughly 2-3x.
 fn database(pages: u32) -> Vec<u8> {
     let mut db = vec![0u8; pages as usize * 4096];
-    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let mut x = SplitMix64::new(0x9e3779b97f4a7c15);
     for (i, page) in db.chunks_mut(4096).enumerate() {
         page[0] = 13;
         for (j, b) in page.iter_mut().enumerate().skip(8) {
             if j % 4096 < 1800 {
                 continue;
             }
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
             *b = if j % 3 == 0 {
-                b'a' + (x % 26) as u8
+                b'a' + (x.next_u64() % 26) as u8
             } else {
                 (i + j / 64) as u8
             };

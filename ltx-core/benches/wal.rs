@@ -9,6 +9,7 @@ use std::convert::Infallible;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ltx_core::checksum::database_checksum;
+use ltx_core::rng::SplitMix64;
 use ltx_core::wal::{self, ByteOrder, LtxChain, WalBuilder};
 use ltx_core::{PageSize, TxId};
 
@@ -18,15 +19,12 @@ const TXN_FRAMES: u32 = 32;
 
 /// A page like a half-full b-tree page (compresses about 2-3x).
 fn fill(page: &mut [u8], seed: u64) {
-    let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+    let mut x = SplitMix64::new(seed);
     page[..1800].fill(0);
     page[0] = 13;
     for (j, b) in page.iter_mut().enumerate().skip(1800) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
         *b = if j % 3 == 0 {
-            b'a' + (x % 26) as u8
+            b'a' + (x.next_u64() % 26) as u8
         } else {
             (seed as usize + j / 64) as u8
         };

@@ -5,6 +5,7 @@ use ltx_core::checksum::DbChecksum;
 use ltx_core::error::MergeError;
 use ltx_core::header::HEADER_FLAG_NO_CHECKSUM;
 use ltx_core::merge::{merge_files, MergeOptions};
+use ltx_core::rng::SplitMix64;
 use ltx_core::{Checksum, Decoded, Decoder, Encoder, ErrorKind, Header, LtxFile, PageSize, TxId};
 use proptest::prelude::*;
 
@@ -17,17 +18,14 @@ struct Spec {
 }
 
 fn page_content(seed: u64, size: usize, kind: u8) -> Vec<u8> {
-    let mut x = seed | 1;
+    let mut x = SplitMix64::new(seed);
     let mut v = vec![0u8; size];
     match kind % 3 {
         0 => {} // zeros: compresses to almost nothing
         1 => {
             // random: incompressible
             for b in v.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                *b = x as u8;
+                *b = x.next_u64() as u8;
             }
         }
         _ => {

@@ -343,7 +343,7 @@ fn shm_header_from_sqlite() {
         let scan = wal::scan(&w);
         let h = scan.header.unwrap();
         let s = shm(&db);
-        assert_eq!(s.page_size.get(), ps);
+        assert_eq!(s.page_size.unwrap().get(), ps);
         assert_eq!((s.salt1, s.salt2), (h.salt1, h.salt2));
         let frames = (scan.end.valid_end - 32) / h.frame_size() as u64;
         assert_eq!(u64::from(s.max_frame), frames);
@@ -362,4 +362,185 @@ fn shm_header_from_sqlite() {
         assert_ne!((s3.salt1, s3.salt2), (s.salt1, s.salt2));
         assert_eq!(s3.backfilled, 0);
     }
+}
+
+fn shm_bytes(db: &Db) -> Vec<u8> {
+    let mut p = db.path.as_os_str().to_owned();
+    p.push("-shm");
+    std::fs::read(PathBuf::from(p)).unwrap()
+}
+
+/// Every valid frame of `w` up to the last commit: (frame number, page,
+/// the frame's checksum).
+fn committed_frames(w: &[u8]) -> Vec<(u32, u32, [u32; 2])> {
+    let scan = wal::scan(w);
+    let h = scan.header.unwrap();
+    let fs = h.frame_size() as u64;
+    let end = scan.transactions.last().map_or(32, |t| t.end());
+    let be = |at: usize| u32::from_be_bytes(w[at..at + 4].try_into().unwrap());
+    (0..(end - 32) / fs)
+        .map(|i| {
+            let at = (32 + i * fs) as usize;
+            (i as u32 + 1, be(at), [be(at + 16), be(at + 20)])
+        })
+        .collect()
+}
+
+/// The wal-index SQLite builds for a WAL of thousands of frames (three
+/// 32 KiB wal-index pages, so the first page's shorter page list and the
+/// page boundaries are crossed) is byte for byte what `index_append`
+/// builds from the WAL's frames: from nothing, and appended one
+/// transaction at a time onto SQLite's own wal-index, including after a
+/// WAL restart, where the older generation's entries are still in the
+/// file. The header `ShmHeader::to_bytes` writes for the new state is
+/// SQLite's, and `index_lookup` finds each page's newest frame.
+#[test]
+fn shm_hash_tables_from_sqlite() {
+    let db = Db::open(512, false);
+    let ops = [
+        Op::Insert {
+            rows: 2500,
+            size: 1500,
+        },
+        Op::Update {
+            every: 3,
+            size: 900,
+        },
+        Op::Insert {
+            rows: 1500,
+            size: 2500,
+        },
+        Op::DeleteEvery(2),
+    ];
+    let mut before = shm_bytes(&db);
+    for (k, op) in ops.iter().enumerate() {
+        let prev = wal::ShmHeader::parse(&before).unwrap();
+        db.run(op);
+        let after = shm_bytes(&db);
+        let w = db.wal_bytes();
+        let frames = committed_frames(&w);
+        let s = wal::ShmHeader::parse(&after).unwrap();
+        assert_eq!(s.max_frame as usize, frames.len());
+        // Appended onto SQLite's wal-index as it was before.
+        let mut mine = before.clone();
+        mine.resize(wal::shm_size_for(s.max_frame).max(mine.len()), 0);
+        for &(f, pgno, _) in frames.iter().filter(|f| f.0 > prev.max_frame) {
+            wal::index_append(&mut mine[..], prev.max_frame, f, pgno).unwrap();
+        }
+        assert_eq!(mine.len(), after.len(), "op {k}: wal-index size");
+        assert!(
+            mine[wal::SHM_HEADER_SIZE..] == after[wal::SHM_HEADER_SIZE..],
+            "op {k}: hash tables differ from SQLite's"
+        );
+        // The header a writer publishes for the transaction.
+        let want = wal::ShmHeader {
+            change: prev.change.wrapping_add(1),
+            max_frame: frames.len() as u32,
+            db_pages: wal::scan(&w).transactions.last().unwrap().commit,
+            frame_checksum: frames.last().unwrap().2,
+            backfilled: s.backfilled,
+            ..prev
+        };
+        assert_eq!(s, want, "op {k}");
+        assert_eq!(want.to_bytes()[..], after[..48], "op {k}: header bytes");
+        before = after;
+    }
+    let after = shm_bytes(&db);
+    let frames = committed_frames(&db.wal_bytes());
+    assert!(frames.len() > 2 * 4096, "{} frames", frames.len());
+    // From nothing.
+    let mut fresh = vec![0u8; wal::shm_size_for(frames.len() as u32)];
+    for &(f, pgno, _) in &frames {
+        wal::index_append(&mut fresh[..], 0, f, pgno).unwrap();
+    }
+    assert!(fresh[wal::SHM_HEADER_SIZE..] == after[wal::SHM_HEADER_SIZE..]);
+    let mx = frames.len() as u32;
+    let mut newest = std::collections::HashMap::new();
+    for &(f, pgno, _) in &frames {
+        newest.insert(pgno, f);
+        assert_eq!(wal::index_frame_pgno(&after[..], f).unwrap(), pgno);
+    }
+    for (&pgno, &f) in &newest {
+        assert_eq!(wal::index_lookup(&after[..], pgno, 1, mx).unwrap(), Some(f));
+    }
+    assert_eq!(
+        wal::index_lookup(&after[..], 0x7fff_fff0, 1, mx).unwrap(),
+        None
+    );
+
+    // A restart: the next transaction starts again at frame 1 with the
+    // older generation's entries still in the file.
+    let (log, done) = db.checkpoint("PASSIVE");
+    assert_eq!(log, done);
+    let before = shm_bytes(&db);
+    db.run(&Op::Update {
+        every: 7,
+        size: 300,
+    });
+    let after = shm_bytes(&db);
+    let frames = committed_frames(&db.wal_bytes());
+    let mut mine = before.clone();
+    for &(f, pgno, _) in &frames {
+        wal::index_append(&mut mine[..], 0, f, pgno).unwrap();
+    }
+    assert!(mine[wal::SHM_HEADER_SIZE..] == after[wal::SHM_HEADER_SIZE..]);
+}
+
+/// An interrupted writer's entries past the committed last frame are
+/// removed before new ones go in (SQLite's `walCleanupHash`).
+#[test]
+fn index_append_cleans_up_an_interrupted_writer() {
+    let mut a = vec![0u8; wal::shm_size_for(20)];
+    for f in 1..=10 {
+        wal::index_append(&mut a[..], 0, f, f * 3).unwrap();
+    }
+    let committed = a.clone();
+    // Frames 11..=14 written but never committed.
+    for f in 11..=14 {
+        wal::index_append(&mut a[..], 10, f, 1000 + f).unwrap();
+    }
+    assert_eq!(wal::index_lookup(&a[..], 1011, 1, 14).unwrap(), Some(11));
+    // The next writer starts again at 11.
+    wal::index_append(&mut a[..], 10, 11, 5).unwrap();
+    let mut b = committed;
+    wal::index_append(&mut b[..], 10, 11, 5).unwrap();
+    assert!(a == b);
+    assert_eq!(wal::index_lookup(&a[..], 1012, 1, 20).unwrap(), None);
+    assert_eq!(
+        wal::index_append(&mut a[..], 11, 11, 5),
+        Err(wal::IndexProblem::BadFrame {
+            frame: 11,
+            max_frame: 11
+        })
+    );
+}
+
+/// A wal-index SQLite rebuilds from an empty WAL (the first connection
+/// after every other one closed) has no page size yet: no frame has said
+/// it. The first transaction's frames do.
+#[test]
+fn shm_header_of_an_empty_wal() {
+    let db = Db::open(4096, false);
+    db.run(&Op::Insert { rows: 3, size: 10 });
+    let path = db.path.clone();
+    let dir = db._dir;
+    drop(db.conn);
+    let c = Connection::open(&path).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 3);
+    let mut p = path.as_os_str().to_owned();
+    p.push("-shm");
+    let s = wal::ShmHeader::parse(&std::fs::read(PathBuf::from(&p)).unwrap()).unwrap();
+    assert_eq!(
+        (s.page_size, s.max_frame, s.salt1, s.salt2),
+        (None, 0, 0, 0)
+    );
+    c.execute("INSERT INTO t(v) VALUES (x'00')", []).unwrap();
+    let s = wal::ShmHeader::parse(&std::fs::read(PathBuf::from(&p)).unwrap()).unwrap();
+    assert_eq!(s.page_size, PageSize::new(4096));
+    assert!(s.max_frame > 0);
+    drop(c);
+    drop(dir);
 }

@@ -10,5 +10,6 @@ pub mod list;
 pub mod page;
 pub mod quickstart;
 pub mod restore;
+pub mod sql;
 pub mod verify;
 pub mod wal;

@@ -1,12 +1,15 @@
 //! `ltx page`: one page, found through the page index and decoded without
-//! reading the rest of the file.
+//! reading the rest of the file; or, from a bucket or replica directory,
+//! one page as of a TXID or time without building the database
+//! ([`ltx_compactor::pages::find_page`]: the newest planned file holding
+//! the page, one frame read).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ltx_core::checksum::{crc64, page_checksum};
-use ltx_core::{LtxFile, PageInfo, Pgno};
+use ltx_core::{LtxFile, PageInfo, Pgno, TxId};
 use serde::Serialize;
 
 use crate::check::{Event, Streamer};
@@ -22,16 +25,35 @@ its frame is decompressed. If the index is damaged, the frames are scanned
 from the start instead (a warning says so). From standard input (`-`) the
 frames are decoded in order until the page is found.
 
+From a bucket (s3://bucket/prefix, gs://, az://, file:///dir) or a replica
+directory: the page as of --txid, --timestamp (the latest transaction at or
+before that time) or the latest state, from the newest file at or before the
+target that holds it, found by walking the restore plan's files newest first
+(headers and page indexes by ranged reads) and reading that one frame; no
+database is built. A page beyond the database size at the target, page 0 and
+the lock page are errors (exit 2). With --json, `path` is the object's location
+and `key`, `level`, `txid`, `timestamp`, `commit` and `bytes_read` are added.
+
 Examples:
   ltx page FILE.ltx 1                    # hexdump of page 1
   ltx page FILE.ltx 1 -o page1.bin       # raw bytes to a file
   ltx page FILE.ltx 1 --raw | sqlite3-page-decoder
-  ltx page --json FILE.ltx 7")]
+  ltx page --json FILE.ltx 7
+  ltx page s3://backups/app.db 1 --txid 000000000000002a
+  ltx page /backups/app.db 5 --timestamp 2026-11-22T14:05:00Z -o page5.bin")]
 pub struct Args {
-    /// LTX file (`-` reads standard input).
+    /// LTX file (`-` reads standard input), or a bucket URL or replica directory.
     pub file: PathBuf,
     /// Page number.
     pub pgno: Pgno,
+    /// From a bucket: the page as of exactly this transaction (16 hex
+    /// digits, 0x-prefixed hex, or decimal).
+    #[arg(long, conflicts_with = "timestamp", value_parser = crate::args::parse_txid)]
+    pub txid: Option<TxId>,
+    /// From a bucket: the page as of the latest transaction at or before
+    /// this time (RFC 3339).
+    #[arg(long, value_parser = crate::args::parse_time)]
+    pub timestamp: Option<i64>,
     /// Write the raw page bytes to this file.
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
@@ -50,12 +72,33 @@ struct Found {
     info: PageInfo,
     data: Vec<u8>,
     page_size: u32,
+    /// From a bucket: where and as of when.
+    remote: Option<RemoteJson>,
+}
+
+/// The fields `ltx page URL --json` adds.
+#[derive(Serialize)]
+struct RemoteJson {
+    key: String,
+    level: u8,
+    txid: String,
+    timestamp: String,
+    commit: u32,
+    bytes_read: u64,
 }
 
 /// Runs the command.
 pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
-    let name = args.file.display().to_string();
-    let found = if input::is_stdin(&args.file) {
+    let mut name = args.file.display().to_string();
+    let found = if crate::pitr::is_bucket(&args.file) {
+        let (location, f) = find_remote(&args)?;
+        name = location;
+        f
+    } else if args.txid.is_some() || args.timestamp.is_some() {
+        anyhow::bail!(
+            "{name}: --txid and --timestamp need a bucket URL or replica directory, not an LTX file"
+        );
+    } else if input::is_stdin(&args.file) {
         find_streaming(None, &name, args.pgno)?
     } else {
         let bytes = input::open(&args.file)?;
@@ -73,6 +116,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         info,
         data,
         page_size,
+        remote,
     } = found;
 
     if let Some(path) = &args.output {
@@ -100,6 +144,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
                 page_checksum: page_checksum(info.pgno, &data).to_string(),
                 first_bytes_hex: output::hex(&data[..data.len().min(16)]),
                 output: args.output.as_ref().map(|p| p.display().to_string()),
+                remote,
             },
         )?;
     } else if args.raw {
@@ -125,6 +170,46 @@ struct PageJson {
     page_checksum: String,
     first_bytes_hex: String,
     output: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    remote: Option<RemoteJson>,
+}
+
+/// The page from a bucket: its file's location (for `path`) and the page.
+fn find_remote(args: &Args) -> Result<(String, Found)> {
+    let url = args.file.display().to_string();
+    let rt = crate::remote::runtime()?;
+    let target = crate::pitr::target(args.txid, args.timestamp);
+    let p = crate::pitr::plan(&rt, &url, target)?;
+    let opts = crate::pitr::query_read_options();
+    let f = match rt.block_on(ltx_compactor::pages::find_page(
+        &p.bucket, &p.plan, args.pgno, &opts,
+    )) {
+        Ok(f) => f,
+        Err(e) if matches!(e.root(), ltx_compactor::Error::Usage(_)) => return Err(e.into()),
+        Err(e) => {
+            eprintln!("ltx: error: {e:#}");
+            return Err(crate::Failed.into());
+        }
+    };
+    let found = Found {
+        info: PageInfo {
+            pgno: f.pgno,
+            flags: f.flags,
+            offset: f.entry.offset,
+            frame_len: f.entry.size,
+        },
+        page_size: f.page_size.get(),
+        remote: Some(RemoteJson {
+            key: f.key.clone(),
+            level: f.level,
+            txid: p.plan.txid.to_string(),
+            timestamp: ltx_compactor::fetch::rfc3339(f.timestamp_ms),
+            commit: f.commit,
+            bytes_read: f.bytes_read,
+        }),
+        data: f.data,
+    };
+    Ok((p.bucket.location(&f.key), found))
 }
 
 /// Writes the page to `path`, or to `out` for `-o -`.
@@ -166,6 +251,7 @@ fn find_indexed(f: &LtxFile<'_>, name: &str, pgno: Pgno) -> Result<Found> {
         },
         data,
         page_size: ps.get(),
+        remote: None,
     })
 }
 
@@ -187,6 +273,7 @@ fn find_streaming(bytes: Option<&[u8]>, name: &str, pgno: Pgno) -> Result<Found>
                         info,
                         data: data.to_vec(),
                         page_size,
+                        remote: None,
                     });
                     anyhow::bail!(STOP);
                 }

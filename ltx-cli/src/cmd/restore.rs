@@ -61,6 +61,17 @@ SQLite's PRAGMA integrity_check (or quick_check) on it; only then is it
 fsynced and renamed over OUT. On any failure OUT is untouched. A temporary file left by a killed
 restore (.OUT.ltx-restore-PID.tmp) is removed by the next restore of OUT.
 
+--follow then keeps OUT current: at every --interval it lists the bucket,
+plans the fewest files from the TXID OUT holds (any level: it continues from
+the levels when L0 files were compacted away), fetches only their winning
+frames and writes them into OUT's WAL as one SQLite transaction under
+SQLite's own locks, so readers see each step wholly or not at all (OUT must
+be a WAL-mode database; see README.md, \"How readers stay consistent\").
+The TXID OUT holds is recorded in OUT.ltx-follow; a restart continues from
+there. A gap no file bridges is reported on standard error (\"ltx: gap:\")
+and retried; a checksum mismatch or a corrupt file stops it with exit 1 and
+OUT at the last good state. One line per step (--json: one object per line).
+
 Exit codes: 0 restored; 1 the restore failed (no plan for the target, a
 corrupt or missing file, a checksum or integrity check mismatch: the message
 names the file or TXID); 2 usage errors (bad TXID or time, OUT exists without
@@ -70,7 +81,8 @@ Examples:
   ltx restore s3://backups/tenant-1/app.db -o app.db
   ltx restore /backups/app.db --txid 000000000000002a -o app.db --integrity-check
   ltx restore s3://backups/app.db --timestamp 2026-11-22T14:05:00Z -o app.db --force
-  ltx restore s3://backups/app.db --dry-run --json")]
+  ltx restore s3://backups/app.db --dry-run --json
+  ltx restore s3://backups/app.db -o replica.db --follow --interval 1s")]
 pub struct Args {
     /// The database's URL or directory.
     pub url: String,
@@ -121,6 +133,29 @@ pub struct Args {
     /// Streamed ranged reads of frames in flight at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub concurrency: u64,
+    /// After the restore, keep OUT current: list the bucket at every
+    /// --interval and apply each new step through OUT's WAL, under
+    /// SQLite's locks (readers see whole steps). Runs until killed;
+    /// restarts continue from OUT.ltx-follow.
+    #[arg(
+        long,
+        requires = "output",
+        conflicts_with_all = ["txid", "timestamp", "dry_run", "if_db_not_exists"]
+    )]
+    pub follow: bool,
+    /// Time between listings with --follow (e.g. 500ms, 1s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval, requires = "follow")]
+    pub interval: std::time::Duration,
+}
+
+/// Parses `--interval`.
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    match ltx_compactor::policy::duration_serde::parse(s) {
+        Some(ms) if ms > 0 => Ok(std::time::Duration::from_millis(ms as u64)),
+        _ => Err(format!(
+            "{s:?} is not a positive duration (e.g. 500ms, 1s, 1m)"
+        )),
+    }
 }
 
 /// How the restored database is checked with SQLite before it replaces OUT.
@@ -147,6 +182,26 @@ impl IntegrityCheck {
 
 /// Runs the command.
 pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
+    #[cfg(not(unix))]
+    if args.follow {
+        bail!("--follow needs a Unix system (SQLite's POSIX locks)");
+    }
+    #[cfg(unix)]
+    if args.follow {
+        return crate::follow::run(
+            crate::follow::Options {
+                url: args.url,
+                out: args.output.expect("--follow requires -o"),
+                interval: args.interval,
+                force: args.force,
+                json: args.json,
+                concurrency: args.concurrency as usize,
+                integrity: args.integrity_check,
+                if_replica_exists: args.if_replica_exists,
+            },
+            out,
+        );
+    }
     let target = match (args.txid, args.timestamp) {
         (Some(t), _) => Target::Txid(t),
         (None, Some(ms)) => Target::Time(ms),
@@ -237,7 +292,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     }
 
     let outp = args.output.clone().expect("required without --dry-run");
-    let removed = remove_stale_temps(&outp);
+    let removed = remove_stale_temps(&outp, "restore");
     for r in &removed {
         eprintln!(
             "ltx: removed {} (left by an interrupted restore)",
@@ -463,14 +518,15 @@ fn check_output(o: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-/// Removes `.NAME.ltx-restore-PID.tmp` files beside `out` whose process is gone
-/// (left by a killed restore). Files of live processes are left alone.
-fn remove_stale_temps(out: &Path) -> Vec<PathBuf> {
+/// Removes `.NAME.ltx-TAG-PID.tmp` files beside `out` whose process is gone
+/// (left by a killed restore, TAG `restore`, or follower, TAG `follow`).
+/// Files of live processes are left alone.
+pub fn remove_stale_temps(out: &Path, tag: &str) -> Vec<PathBuf> {
     let Some(name) = out.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return Vec::new();
     };
     let dir = crate::db::parent_dir(out);
-    let prefix = format!(".{name}.ltx-restore-");
+    let prefix = format!(".{name}.ltx-{tag}-");
     let Ok(rd) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };

@@ -331,13 +331,8 @@ impl Site {
     /// The mixed workload: inserts, updates, deletes, a blob over a page, a
     /// schema change, a VACUUM and checkpoints, `n` steps from `seed`.
     pub fn workload(&mut self, n: usize, seed: u64) {
-        let mut r = seed | 1;
-        let mut rand = move || {
-            r ^= r << 13;
-            r ^= r >> 7;
-            r ^= r << 17;
-            r
-        };
+        let mut r = ltx_core::rng::SplitMix64::new(seed);
+        let mut rand = move || r.next_u64();
         for _ in 0..n {
             let i = self.steps;
             self.steps += 1;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use ltx_compactor::catalog::{format_key, Layout};
 use ltx_compactor::store::Bucket;
 use ltx_core::checksum::database_checksum;
+use ltx_core::rng::SplitMix64;
 use ltx_core::{Checksum, Encoder, Header, PageSize, TxId};
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -20,7 +21,7 @@ pub struct Workload {
     conn: Connection,
     prev: Vec<u8>,
     pub txid: u64,
-    rng: u64,
+    rng: SplitMix64,
     /// Bytes of random payload per inserted row (updates write 3/4 of it).
     row: usize,
     /// (txid, timestamp ms, database bytes) after each commit.
@@ -50,17 +51,14 @@ impl Workload {
             conn,
             prev: Vec::new(),
             txid: 0,
-            rng: seed | 1,
+            rng: SplitMix64::new(seed),
             row,
             states: Vec::new(),
         }
     }
 
     fn rand(&mut self) -> u64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
+        self.rng.next_u64()
     }
 
     /// Runs one transaction; returns its L0 file (TXID, bytes).

@@ -43,7 +43,9 @@
 //!   checksum updated from the pages the transaction replaces.
 //! - [`WalBuilder`]: writes WAL bytes, for tests and tools.
 //! - [`ShmHeader`]: the wal-index (`-shm`) header: the WAL generation in
-//!   use and how many frames a checkpoint already copied into the database.
+//!   use and how many frames a checkpoint already copied into the database;
+//!   [`index_append`] and [`index_lookup`]: its hash tables (which frame
+//!   holds a page), as SQLite writes and reads them.
 //!
 //! ## Example: a WAL of two transactions, as LTX files
 //!
@@ -103,7 +105,11 @@ pub use ltx::{
 pub use reader::{
     scan, Transaction, TxnPage, WalEnd, WalEndReason, WalEvent, WalFrame, WalReader, WalScan,
 };
-pub use shm::{ShmHeader, ShmProblem, SHM_HEADER_SIZE};
+pub use shm::{
+    frame_page, index_append, index_frame_pgno, index_lookup, shm_size_for, IndexProblem,
+    ShmHeader, ShmMemory, ShmProblem, FIRST_PAGE_FRAMES, SHM_BACKFILL_OFFSET, SHM_COPY_SIZE,
+    SHM_HEADER_SIZE, SHM_PAGE_SIZE,
+};
 
 use std::fmt;
 

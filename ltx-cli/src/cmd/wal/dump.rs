@@ -6,17 +6,18 @@
 //! restarted WAL keeps the older generation's frames behind the new ones,
 //! and seeing them is often the point of dumping a WAL. The WAL is read
 //! twice from its memory map: once to find its transactions and end, once
-//! to print frames as they stream by (JSON included), so memory does not
-//! grow with the WAL.
+//! to print frames as they stream by (JSON included), both times in 1 MiB
+//! reads, so memory does not grow with the WAL.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use anyhow::Result;
 use ltx_core::wal::{self, WalEnd, WalEvent, WalFrame, WalReader, WalScan, WAL_HEADER_SIZE};
 use serde::Serialize;
 
-use crate::input;
+use super::{scan_file, stream};
 use crate::output;
 
 /// Arguments of `ltx wal dump`.
@@ -121,25 +122,26 @@ struct DumpJson<'a> {
 
 /// Frames produced while serialising.
 struct LazyFrames<'a> {
-    wal: &'a [u8],
+    wal: &'a Path,
     scan: &'a WalScan,
 }
 
 impl Serialize for LazyFrames<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
+        use serde::ser::{Error, SerializeSeq};
         let mut seq = s.serialize_seq(None)?;
         let mut err = None;
         for_each_frame(self.wal, self.scan, |f| {
-            if err.is_none() {
-                if let Err(e) = seq.serialize_element(&f) {
-                    err = Some(e);
-                }
+            if let Err(e) = seq.serialize_element(&f) {
+                err = Some(e);
+                anyhow::bail!("stopped");
             }
-        });
-        if let Some(e) = err {
-            return Err(e);
-        }
+            Ok(())
+        })
+        .map_err(|e| match err.take() {
+            Some(se) => se,
+            None => S::Error::custom(format!("{e:#}")),
+        })?;
         seq.end()
     }
 }
@@ -155,18 +157,18 @@ fn state(frame: &WalFrame, tail: bool, end: &WalEnd) -> &'static str {
     }
 }
 
-/// Calls `f` for every frame of `wal`, valid or after the end.
-fn for_each_frame(wal: &[u8], scan: &WalScan, mut f: impl FnMut(FrameJson)) {
-    let mut r = WalReader::new().scan_tail();
-    let mut input = wal;
+/// Calls `f` for every frame of the WAL at `wal`, valid or after the end.
+fn for_each_frame(
+    wal: &Path,
+    scan: &WalScan,
+    mut f: impl FnMut(FrameJson) -> Result<()>,
+) -> Result<()> {
     let mut txn = 0usize;
-    while let Ok((n, ev)) = r.read(input) {
-        input = &input[n..];
+    stream(wal, false, WalReader::new().scan_tail(), |ev| {
         let (frame, tail) = match ev {
-            WalEvent::NeedMore => break,
             WalEvent::Frame { frame, .. } => (frame, false),
             WalEvent::TailFrame { frame, .. } => (frame, true),
-            _ => continue,
+            _ => return Ok(()),
         };
         let st = state(&frame, tail, &scan.end);
         while txn < scan.transactions.len() && scan.transactions[txn].end() <= frame.offset {
@@ -186,18 +188,35 @@ fn for_each_frame(wal: &[u8], scan: &WalScan, mut f: impl FnMut(FrameJson)) {
             salt_ok: frame.salt_ok,
             state: st,
             transaction: (st == "committed").then_some(txn as u64),
-        });
-    }
+        })
+    })?;
+    Ok(())
 }
 
 fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn header_json(wal: &[u8], scan: &WalScan) -> Option<HeaderJson> {
-    if wal.len() < WAL_HEADER_SIZE {
-        return None;
+/// The first 32 bytes, if the file has them.
+fn read_header(path: &Path) -> Result<Option<[u8; WAL_HEADER_SIZE]>> {
+    let mut b = [0u8; WAL_HEADER_SIZE];
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut n = 0;
+    while n < b.len() {
+        let k = f
+            .read(&mut b[n..])
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        if k == 0 {
+            return Ok(None);
+        }
+        n += k;
     }
+    Ok(Some(b))
+}
+
+fn header_json(wal: Option<&[u8; WAL_HEADER_SIZE]>, scan: &WalScan) -> Option<HeaderJson> {
+    let wal: &[u8] = wal?;
     let magic = be32(wal, 0);
     let problem = match scan.end.reason {
         wal::WalEndReason::Header(p) => Some(p.to_string()),
@@ -253,28 +272,32 @@ fn txn_json(t: &wal::Transaction) -> TxnJson {
 
 /// Runs the command.
 pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
-    let data = input::open(&args.wal)?;
-    let wal: &[u8] = &data;
-    let scan = wal::scan(wal);
+    let size = std::fs::metadata(&args.wal)
+        .with_context(|| format!("{}: cannot open", args.wal.display()))?
+        .len();
+    let raw_header = read_header(&args.wal)?;
+    let scan = scan_file(&args.wal, false)?;
     if args.json {
         let v = DumpJson {
             end: end_json(&scan.end),
             file: args.wal.display().to_string(),
-            frames: (!args.summary).then_some(LazyFrames { wal, scan: &scan }),
-            header: header_json(wal, &scan),
-            size: wal.len() as u64,
+            frames: (!args.summary).then_some(LazyFrames {
+                wal: &args.wal,
+                scan: &scan,
+            }),
+            header: header_json(raw_header.as_ref(), &scan),
+            size,
             transactions: scan.transactions.iter().map(txn_json).collect(),
         };
         serde_json::to_writer_pretty(&mut *out, &v)?;
         writeln!(out)?;
         return Ok(());
     }
-    writeln!(out, "WAL {} ({} bytes)", args.wal.display(), wal.len())?;
-    match header_json(wal, &scan) {
+    writeln!(out, "WAL {} ({size} bytes)", args.wal.display())?;
+    match header_json(raw_header.as_ref(), &scan) {
         None => writeln!(
             out,
-            "header: {} bytes, shorter than the 32-byte WAL header",
-            wal.len()
+            "header: {size} bytes, shorter than the 32-byte WAL header"
         )?,
         Some(h) => {
             writeln!(out, "header:")?;
@@ -309,16 +332,12 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
             "  {:>8}  {:>12}  {:>8}  {:>8}  {:<17}  {:<4}  {:<8}  STATE",
             "FRAME", "OFFSET", "PGNO", "COMMIT", "SALTS", "SALT", "CHECKSUM"
         )?;
-        let mut res = Ok(());
-        for_each_frame(wal, &scan, |f| {
-            if res.is_err() {
-                return;
-            }
+        for_each_frame(&args.wal, &scan, |f| {
             let st = match f.transaction {
                 Some(t) => format!("{} (txn {t})", f.state),
                 None => f.state.to_string(),
             };
-            res = writeln!(
+            writeln!(
                 out,
                 "  {:>8}  {:>12}  {:>8}  {:>8}  {:08x} {:08x}  {:<4}  {:<8}  {st}",
                 f.index,
@@ -329,9 +348,9 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
                 f.salt2,
                 if f.salt_ok { "ok" } else { "bad" },
                 if f.checksum_ok { "ok" } else { "bad" },
-            );
-        });
-        res?;
+            )?;
+            Ok(())
+        })?;
     }
     writeln!(out, "transactions:")?;
     writeln!(

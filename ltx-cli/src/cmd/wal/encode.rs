@@ -21,6 +21,7 @@
 //! Memory: one transaction's compressed file and its page list.
 
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -30,7 +31,6 @@ use serde::Serialize;
 
 use crate::db::{self, DbImage};
 use crate::encode::{self, LtxOptions};
-use crate::input;
 use crate::output;
 
 /// Arguments of `ltx wal encode`.
@@ -121,6 +121,34 @@ impl Drop for Staging {
     }
 }
 
+/// fsyncs `paths`, many at once: concurrent fsyncs share the file
+/// system's journal commits (2,000 small files: 0.4 s instead of 2.5 s one
+/// after the other on ext4).
+fn sync_all(paths: &[PathBuf]) -> Result<()> {
+    const THREADS: usize = 16;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..THREADS.min(paths.len()))
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(p) = paths.get(i) else {
+                            return Ok(());
+                        };
+                        std::fs::File::open(p)
+                            .and_then(|f| f.sync_all())
+                            .with_context(|| format!("{}: cannot fsync", p.display()))?;
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().expect("an fsync worker panicked"))
+    })
+}
+
 /// The wal-index to check against, if any: `Ok(None)` when there is none
 /// or it cannot be trusted (said on standard error).
 fn read_shm(args: &Args, wal_path: &Path) -> Result<Option<ShmHeader>> {
@@ -159,15 +187,14 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
         .unwrap_or_else(|| db::side_file(&args.db, "-wal"));
     let (db_before, wal_before) = (stamp(&args.db), stamp(&wal_path));
     let image = DbImage::open(&args.db, false)?;
-    let wal_data = match std::fs::metadata(&wal_path) {
-        Ok(_) => input::open(&wal_path)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.wal.is_none() => {
-            input::Source::Bytes(Vec::new())
-        }
+    // A missing default WAL means no transactions; a missing --wal is an error.
+    let missing_ok = args.wal.is_none();
+    let scan = super::scan_file(&wal_path, missing_ok)?;
+    let wal_file = match std::fs::File::open(&wal_path) {
+        Ok(f) => Some(f),
+        Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("{}: cannot open", wal_path.display())),
     };
-    let wal: &[u8] = &wal_data;
-    let scan = wal::scan(wal);
     let shm = read_shm(&args, &wal_path)?;
 
     // What belongs together.
@@ -188,11 +215,11 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     };
     let mut skip_until = 0u64;
     if let (Some(s), Some(h)) = (shm, scan.header) {
-        if s.page_size != page_size {
+        if s.page_size.is_some_and(|p| p != page_size) {
             bail!(
                 "{}: the wal-index says page size {}, the database and WAL {}: they do not belong together",
                 args.db.display(),
-                s.page_size,
+                s.page_size.map_or(0, |p| p.get()),
                 page_size
             );
         }
@@ -280,7 +307,8 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
             no_checksum,
         };
         let (tmp, w) = encode::snapshot_db(&image, &dest, &opts)?;
-        tmp.commit(&dest)?;
+        std::fs::rename(tmp.path(), &dest)
+            .with_context(|| format!("{}: cannot write", dest.display()))?;
         record(name, &w.header, w.pages, w.bytes);
         let sum = (!no_checksum).then_some(w.trailer.post_apply_checksum);
         (image.page_count(), sum, args.start_txid.0 + 1)
@@ -307,32 +335,21 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
     let db_bytes: &[u8] = &image.data;
     let mut buf = Vec::new();
     let pb = output::progress(true, Some(scan.end.valid_end), "encoding WAL");
-    let mut reader = WalReader::new();
-    let mut input = wal;
-    loop {
-        let (n, ev) = reader
-            .read(input)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", wal_path.display()))?;
-        input = &input[n..];
-        let txn = match ev {
-            WalEvent::Commit(t) => t,
-            WalEvent::NeedMore | WalEvent::End(_) => break,
-            _ => continue,
+    super::stream(&wal_path, missing_ok, WalReader::new(), |ev| {
+        let WalEvent::Commit(txn) = ev else {
+            return Ok(());
         };
         pb.set_position(txn.end());
         if txn.end() <= skip_until {
-            continue;
+            return Ok(());
         }
+        let wal_file = wal_file.as_ref().expect("a transaction was read from it");
         buf.clear();
         let done = chain
             .encode(
                 txn,
                 timestamp,
-                |off, b: &mut [u8]| {
-                    let off = off as usize;
-                    b.copy_from_slice(&wal[off..off + b.len()]);
-                    Ok::<(), std::convert::Infallible>(())
-                },
+                |off, b: &mut [u8]| wal_file.read_exact_at(b, off),
                 |pgno: Pgno, b: &mut [u8]| {
                     let off = (pgno as usize - 1) * psz;
                     b.copy_from_slice(&db_bytes[off..off + psz]);
@@ -350,16 +367,14 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
             })?;
         let name = format_filename(done.header.min_txid, done.header.max_txid);
         let dest = staging.0.join(&name);
-        let tmp = db::TempFile::beside(&dest, "write")?;
-        tmp.file()
-            .write_all(&buf)
-            .with_context(|| format!("{}: cannot write", tmp.path().display()))?;
-        tmp.commit(&dest)?;
+        std::fs::write(&dest, &buf).with_context(|| format!("{}: cannot write", dest.display()))?;
         record(name, &done.header, u64::from(done.pages), buf.len() as u64);
-    }
+        Ok(())
+    })?;
     pb.finish_and_clear();
 
-    // Nothing changed under us: then move the files into place.
+    // Nothing changed under us: then make the files durable and move them
+    // into place.
     if stamp(&args.db) != db_before || stamp(&wal_path) != wal_before {
         bail!(
             "{} or {} changed while being encoded; nothing was written (copy both files first, or stop the writers)",
@@ -367,6 +382,8 @@ pub fn run(args: Args, out: &mut dyn Write) -> Result<()> {
             wal_path.display()
         );
     }
+    let staged: Vec<PathBuf> = files.iter().map(|f| staging.0.join(&f.name)).collect();
+    sync_all(&staged)?;
     for f in &files {
         std::fs::rename(staging.0.join(&f.name), dir.join(&f.name))
             .with_context(|| format!("{}: cannot move into place", dir.join(&f.name).display()))?;
