@@ -176,8 +176,8 @@ impl fmt::Display for Shard {
 
 /// One LTX file of a database as a round remembers it: what its key says
 /// (the key itself is rebuilt from the database prefix: [`FileEntry::key`]),
-/// what the listing said, and the header timestamp once read. About 50
-/// bytes, whatever the key's length.
+/// what the listing said, and the header timestamp once read. 56 bytes,
+/// whatever the key's length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileEntry {
     /// 0..=9.
@@ -633,6 +633,11 @@ mod tests {
         again.iter_mut().for_each(|f| f.created_ms += 1000);
         assert!(same_listing(&prev, &again));
         assert!(!same_listing(&prev, &prev[..2]));
+    }
+
+    #[test]
+    fn entries_are_small() {
+        assert_eq!(std::mem::size_of::<FileEntry>(), 56);
     }
 
     #[test]
