@@ -356,12 +356,29 @@ impl Compactor {
                 out
             }
             Decision::NothingDue => {
+                let contiguity = contiguity(&self.cfg, &catalog);
+                if !contiguity.is_empty() {
+                    // A level file that follows nothing: a hole, or another
+                    // compactor's files (Litestream's own compaction left
+                    // on). The leased path lists again under the lease and
+                    // checks who owns the levels, so that the refusal says
+                    // why.
+                    info!(
+                        db = loc,
+                        "contiguity problems without a plan: passing under the lease"
+                    );
+                    out.due = true;
+                    let (busy, ok) = self.pass_due(opts, &bucket, db, now).await;
+                    out.lease_busy = busy;
+                    out.failed = !ok;
+                    return out;
+                }
                 let r = PassReport {
                     db: db.to_string(),
                     location: loc,
                     catalog_files: catalog.len(),
                     level_lag_ms: level_lag(&catalog, now),
-                    contiguity: contiguity(&self.cfg, &catalog),
+                    contiguity,
                     plan,
                     requests: bucket.requests(),
                     ..Default::default()
