@@ -16,7 +16,9 @@
 //!    read (one ranged GET each); the policy plans from that, without I/O.
 //!    - *idle* (same listing, nothing due): no request at all;
 //!    - *nothing due* (listing changed, or first seen, but nothing to
-//!      compact or delete): only the new files' header reads;
+//!      compact or delete): only the new files' header reads (unless its
+//!      levels have contiguity problems: then the leased path, whose
+//!      owner check names another compactor's files);
 //!    - *due*: the lease, one listing of the database under it (the plan
 //!      that runs is made from a listing taken under the lease), the owner
 //!      record, the compaction, the release.
@@ -24,9 +26,10 @@
 //! So a steady-state round over N databases and K keys makes about
 //! `K/1000 + (databases with something due)` list requests, and an idle
 //! database costs only its share of the root listing. A database whose
-//! plan is empty is never leased: another compactor's level files
-//! ([`crate::owner`]) are found (and the pass refused) by the first pass
-//! that has something to write.
+//! plan is empty and whose levels are contiguous is never leased: another
+//! compactor's level files ([`crate::owner`]) are found (and the pass
+//! refused) by the first pass that has something to write or finds a
+//! level broken.
 //!
 //! [`Bucket::scan`]: crate::store::Bucket::scan
 //!
