@@ -6,11 +6,11 @@
 //! (never the pages). `verify` streams every object completely through
 //! ltx-core's streaming decoder (bounded memory: one read buffer and the
 //! decoder's state per object in flight, several objects at once), then
-//! checks each database's catalog: contiguity of every level (bridged by
-//! coarser levels, as the compactor lays them out), the pre-apply checksum
-//! of every file against the post-apply checksum of every file ending just
-//! before it, names against headers, and that a restore plan to the latest
-//! TXID exists.
+//! checks each database's chains with the same checker as `ltx verify DIR`
+//! ([`crate::chain::Checker`], each level a sequence: gaps, overlaps, page
+//! sizes, checksum links, missing pages, names against headers; coarser
+//! levels bridge cumulative windows, as the compactor lays them out) and
+//! that a restore plan to the latest TXID exists.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use ltx_compactor::catalog::LtxObject;
 use ltx_compactor::store::Bucket;
-use ltx_core::{Header, Summary};
+use ltx_core::{Header, Pgno, Summary};
 use object_store::path::Path as ObjPath;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
@@ -288,6 +288,8 @@ struct Checked {
     read: u64,
     header: Option<Header>,
     summary: Option<Summary>,
+    /// Page numbers decoded, ascending (for the missing-pages rule).
+    pgnos: Vec<Pgno>,
     /// (message, byte offset) of the first problem.
     error: Option<(String, Option<u64>)>,
 }
@@ -429,12 +431,14 @@ async fn verify_object(bucket: &Bucket, obj: LtxObject, tick: &(dyn Fn(u64) + Sy
         read: 0,
         header: None,
         summary: None,
+        pgnos: Vec::new(),
         error: None,
     };
     let key = c.obj.key.clone();
     let url = bucket.url();
     let mut st = Streamer::new();
     let mut header = None;
+    let mut pgnos = Vec::new();
     let r: Result<()> = async {
         let mut body = bucket
             .store()
@@ -446,8 +450,9 @@ async fn verify_object(bucket: &Bucket, obj: LtxObject, tick: &(dyn Fn(u64) + Sy
             let chunk =
                 chunk.with_context(|| format!("{url}: {key}: reading at offset {}", st.fed()))?;
             st.feed(&chunk, &mut |e| {
-                if let Event::Header(h) = e {
-                    header = Some(h);
+                match e {
+                    Event::Header(h) => header = Some(h),
+                    Event::Page(info, _) => pgnos.push(info.pgno),
                 }
                 Ok(())
             })?;
@@ -466,6 +471,8 @@ async fn verify_object(bucket: &Bucket, obj: LtxObject, tick: &(dyn Fn(u64) + Sy
     .await;
     c.read = st.fed();
     c.header = header;
+    pgnos.sort_unstable();
+    c.pgnos = pgnos;
     match r {
         Err(e) => c.error = Some((format!("{e:#}"), None)),
         Ok(()) => match st.finish() {
@@ -485,10 +492,33 @@ async fn verify_object(bucket: &Bucket, obj: LtxObject, tick: &(dyn Fn(u64) + Sy
     c
 }
 
-/// Chain checks over one database's verified objects; returns the problems
-/// and the latest restorable TXID.
+/// Chain checks over one database's verified objects, by the one chain
+/// checker ([`crate::chain::Checker`], each level a sequence); returns the
+/// problems and the latest restorable TXID.
 fn check_catalog(checked: &[Checked]) -> (Vec<Problem>, Option<String>) {
-    let mut problems = Vec::new();
+    let links: Vec<crate::chain::Link> = checked
+        .iter()
+        .map(|c| crate::chain::Link {
+            name: c.obj.key.clone(),
+            short: c.obj.key.clone(),
+            db: 0,
+            seq: Some(usize::from(c.obj.level)),
+            level: Some(u32::from(c.obj.level)),
+            named: Some((c.obj.min_txid, c.obj.max_txid)),
+            header: c.header,
+            trailer: c.summary.map(|s| s.trailer),
+            pgnos: (c.header.is_some() && c.error.is_none()).then_some(c.pgnos.as_slice()),
+        })
+        .collect();
+    let mut problems: Vec<Problem> = crate::chain::Checker::new(&links)
+        .check()
+        .into_iter()
+        .map(|f| Problem {
+            kind: f.kind,
+            key: Some(links[f.next].name.clone()),
+            message: f.message,
+        })
+        .collect();
     let mut push = |kind, key: Option<&str>, message: String| {
         problems.push(Problem {
             kind,
@@ -496,53 +526,13 @@ fn check_catalog(checked: &[Checked]) -> (Vec<Problem>, Option<String>) {
             message,
         })
     };
-    // Names against headers.
-    for c in checked {
-        if let Some(h) = &c.header {
-            let named = (c.obj.min_txid, c.obj.max_txid);
-            if let Some(m) = crate::chain::name_mismatch(&c.obj.key, named, h) {
-                push("name-mismatch", Some(&c.obj.key), m);
-            }
-        }
-    }
-    // Contiguity of every level (coarser levels bridge cumulative windows).
-    let catalog: Vec<LtxObject> = checked.iter().map(|c| c.obj.clone()).collect();
-    // A bucket in either shape the compactor writes is healthy: cumulative
-    // windows (holes a coarser file bridges) or the ladder (every level one
-    // chain, as Litestream writes it). Gaps are reported when neither holds.
-    if !ltx_compactor::policy::check_ladder(&catalog).is_empty() {
-        for p in ltx_compactor::policy::check_contiguity(&catalog) {
-            push("gap", None, p);
-        }
-    }
-    // Checksum links: a file's pre-apply checksum equals the post-apply
-    // checksum of every verified file that ends just before it (same level
-    // or another).
-    let mut by_end: BTreeMap<u64, Vec<&Checked>> = BTreeMap::new();
-    for c in checked.iter().filter(|c| c.summary.is_some()) {
-        by_end.entry(c.obj.max_txid.0).or_default().push(c);
-    }
-    for c in checked {
-        let Some(h) = &c.header else { continue };
-        if c.error.is_some() || h.is_snapshot() || h.no_checksum() {
-            continue;
-        }
-        for p in by_end.get(&(h.min_txid.0 - 1)).into_iter().flatten() {
-            let (ph, ps) = (p.header.expect("verified"), p.summary.expect("verified"));
-            if let Some(m) =
-                crate::chain::checksum_link(&p.obj.key, &ph, &ps.trailer, &c.obj.key, h)
-            {
-                push("checksum-link", Some(&c.obj.key), m);
-            }
-        }
-    }
     // A restore to the latest TXID is possible from the files that verified.
     let good: Vec<LtxObject> = checked
         .iter()
         .filter(|c| c.error.is_none())
         .map(|c| c.obj.clone())
         .collect();
-    let latest_listed = catalog.iter().map(|o| o.max_txid).max();
+    let latest_listed = checked.iter().map(|c| c.obj.max_txid).max();
     let latest = match ltx_compactor::plan_restore(&good, ltx_compactor::Target::Latest) {
         Ok(p) => {
             if latest_listed.is_some_and(|l| l > p.txid) {

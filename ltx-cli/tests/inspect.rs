@@ -1078,3 +1078,131 @@ fn closed_pipe_exits_zero_quietly() {
     assert!(status.success(), "exit {status:?}, stderr: {err}");
     assert_eq!(err, "", "stderr on a closed pipe");
 }
+
+/// One chain checker: the same replica, damaged in several ways, verified
+/// as a directory (`ltx verify DIR`) and as a `file://` bucket (`ltx verify
+/// URL`), reports the same problems (kind and file) both ways.
+#[test]
+fn verify_reports_the_same_chain_problems_for_a_directory_and_a_bucket() {
+    // (kind, file name) of every chain problem, sorted; `restore` (a URL's
+    // own check, no directory has it) left out.
+    fn dir_problems(v: &Value) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = v["chain_problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["kind"].as_str().unwrap().to_string(), base(&p["next"])))
+            .collect();
+        out.sort();
+        out
+    }
+    fn url_problems(v: &Value) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = v["databases"][0]["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["kind"] != "restore")
+            .map(|p| (p["kind"].as_str().unwrap().to_string(), base(&p["key"])))
+            .collect();
+        out.sort();
+        out
+    }
+    fn base(v: &Value) -> String {
+        v.as_str().unwrap().rsplit('/').next().unwrap().to_string()
+    }
+    let name = |a: u64, b: u64| ltx_core::format_filename(ltx_core::TxId(a), ltx_core::TxId(b));
+    // Each case: how to damage the replica, the problems it must show.
+    type Damage = fn(&Path);
+    type Case = (&'static str, Damage, Vec<(&'static str, String)>);
+    let cases: Vec<Case> = vec![
+        ("healthy", |_| {}, vec![]),
+        (
+            // L0 files 2..=10 compacted away: level 1 bridges the hole.
+            "compacted",
+            |l0| {
+                for t in 2..=10u64 {
+                    std::fs::remove_file(l0.join(ltx_core::format_filename(
+                        ltx_core::TxId(t),
+                        ltx_core::TxId(t),
+                    )))
+                    .unwrap();
+                }
+            },
+            vec![],
+        ),
+        (
+            "gap",
+            |l0| std::fs::remove_file(l0.join("000000000000000c-000000000000000c.ltx")).unwrap(),
+            vec![("gap", name(0xd, 0xd))],
+        ),
+        (
+            // An old file copied under a newer name: it overlaps the file
+            // it copies.
+            "copied",
+            |l0| {
+                std::fs::copy(
+                    l0.join("000000000000000c-000000000000000c.ltx"),
+                    l0.join("000000000000001f-000000000000001f.ltx"),
+                )
+                .unwrap();
+            },
+            vec![
+                ("name-mismatch", name(0x1f, 0x1f)),
+                ("overlap", name(0x1f, 0x1f)),
+            ],
+        ),
+        (
+            // The same with a file inside level 1's range: redundant, only
+            // its name is wrong.
+            "copied-inside-level-1",
+            |l0| {
+                std::fs::copy(
+                    l0.join("0000000000000003-0000000000000003.ltx"),
+                    l0.join("000000000000001f-000000000000001f.ltx"),
+                )
+                .unwrap();
+            },
+            vec![("name-mismatch", name(0x1f, 0x1f))],
+        ),
+        (
+            // A pre-apply checksum that follows neither file ending before
+            // it (L0 0x0a and L1 2-10): two checksum links (the file itself
+            // fails its file checksum).
+            "pre-apply",
+            |l0| {
+                let p = l0.join("000000000000000b-000000000000000b.ltx");
+                let mut b = std::fs::read(&p).unwrap();
+                b[47] ^= 1; // the low byte of the pre-apply checksum
+                std::fs::write(&p, b).unwrap();
+            },
+            vec![
+                ("checksum-link", name(0xb, 0xb)),
+                ("checksum-link", name(0xb, 0xb)),
+            ],
+        ),
+    ];
+    for (what, damage, want) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("app.db/ltx");
+        let l0 = db.join("0");
+        copy_chain("chain-4k-checksums", &l0);
+        std::fs::create_dir_all(db.join("1")).unwrap();
+        let compacted = root().join("compacted/compact-4k-2-10").join(name(2, 10));
+        std::fs::copy(&compacted, db.join("1").join(name(2, 10))).unwrap();
+        damage(&l0);
+        let want: Vec<(String, String)> = want.into_iter().map(|(k, f)| (k.into(), f)).collect();
+
+        let r = run(&["verify", "--json", s(tmp.path())]);
+        let dir = dir_problems(&json_of(&r));
+        assert_eq!(dir, want, "{what}: directory: {}", r.stdout);
+        let url = format!("file://{}", tmp.path().display());
+        let r = run(&["verify", "--json", &url]);
+        assert_eq!(
+            url_problems(&json_of(&r)),
+            want,
+            "{what}: bucket: {}",
+            r.stdout
+        );
+        assert_eq!(r.code, if want.is_empty() { 0 } else { 1 }, "{what}");
+    }
+}

@@ -17,7 +17,7 @@ use crate::chain;
 use crate::check::{self, Streamer};
 use crate::db;
 use crate::input::{self, LtxPath};
-use crate::output::{self, hex16};
+use crate::output;
 use crate::version::{self, VersionArg};
 use ltx_core::FormatVersion;
 
@@ -67,12 +67,14 @@ summary line. Exit code 1 if anything failed.
 A URL (s3://bucket/prefix, gs://, az://, file:///dir, memory://) verifies
 every database under it: each object is streamed (GET, bounded memory,
 several at once) through the streaming decoder and verified completely (a
-failure names the key and byte offset); then per database: every level is
-contiguous (gaps bridged by a coarser level or a snapshot are fine, as the
-compactor's cumulative windows leave them), every file's pre-apply checksum
-equals the post-apply checksum of each file ending just before it
-(checksum-link), names match headers, and a restore plan to the latest TXID
-exists from the files that verified. Credentials and endpoints come from the
+failure names the key and byte offset); then per database, the chain rules
+above with each level as a sequence (a file's pre-apply checksum is also
+compared with the post-apply checksum of each verified file of another level
+ending just before it, as in a replica directory), and a restore plan to the
+latest TXID must exist from the files that verified. A database whose levels
+form the ladder Litestream writes (each level one chain, its first file
+applying on a reproducible state) has no gap before a level's first file,
+in a bucket and in a replica directory alike. Credentials and endpoints come from the
 environment (AWS_ENDPOINT, AWS_REGION, ...).")]
 pub struct Args {
     /// LTX files and directories, or bucket URLs; `-` verifies standard input (streaming).
@@ -629,252 +631,64 @@ fn file_json(r: &FileResult) -> FileJson {
     }
 }
 
-/// Chain checks over the files that came from directories, grouped by
-/// their parent directory (one level of a replica), in TXID order: the
-/// problems found, and each chain (a snapshot and the files after it, or
-/// the files before a directory's first snapshot) with its replay verdict.
+/// Chain checks over the files that came from directories, by the one
+/// chain checker ([`chain::Checker`]): each parent directory (one level of
+/// a replica) is a sequence, each replica (the directory above the level
+/// directories) a database. Returns the problems found, and each chain (a
+/// snapshot and the files after it, or the files before a directory's
+/// first snapshot) with its replay verdict.
 fn check_chains(results: &[FileResult]) -> (Vec<ChainProblem>, Vec<Chain>) {
-    let mut problems = name_mismatches(results);
-    let mut chains = Vec::new();
-    let replica = Replica::of(results);
-    let mut groups: BTreeMap<PathBuf, Vec<&FileResult>> = BTreeMap::new();
-    for r in results.iter().filter(|r| r.in_dir && r.header.is_some()) {
-        groups.entry(parent(&r.path.path)).or_default().push(r);
-    }
-    for (dir, mut files) in groups {
-        files.sort_by_key(|r| {
-            let h = r.header.as_ref().expect("filtered");
-            (h.min_txid, h.max_txid, r.path.path.clone())
-        });
-        check_first(&dir, files[0], &replica, &mut problems);
-        for w in files.windows(2) {
-            check_pair(&dir, w[0], w[1], &replica, &mut problems);
+    let dirs: BTreeMap<PathBuf, usize> = results
+        .iter()
+        .filter(|r| r.in_dir)
+        .map(|r| (parent(&r.path.path), 0))
+        .collect();
+    let dirs: BTreeMap<PathBuf, usize> = dirs.into_keys().zip(0..).collect();
+    let mut dbs: std::collections::HashMap<PathBuf, usize> = std::collections::HashMap::new();
+    let links: Vec<chain::Link> = results
+        .iter()
+        .map(|r| {
+            let root = parent(&parent(&r.path.path));
+            let n = dbs.len();
+            chain::Link {
+                name: r.path.name(),
+                short: file_name(&r.path.path),
+                db: *dbs.entry(root).or_insert(n),
+                seq: r.in_dir.then(|| dirs[&parent(&r.path.path)]),
+                level: r.path.level,
+                named: r.path.txids,
+                header: r.header,
+                trailer: r.summary.map(|s| s.trailer),
+                pgnos: r.pgnos.as_deref(),
+            }
+        })
+        .collect();
+    let checker = chain::Checker::new(&links);
+    let problem = |f: chain::Finding| {
+        let r = &results[f.next];
+        ChainProblem {
+            kind: f.kind,
+            dir: parent(&r.path.path),
+            level: r.path.level,
+            prev: f.prev.map(|i| links[i].name.clone()),
+            next: links[f.next].name.clone(),
+            message: f.message,
         }
-        replay_dir(&dir, &files, &mut problems, &mut chains);
+    };
+    let mut problems: Vec<ChainProblem> =
+        checker.name_mismatches().into_iter().map(problem).collect();
+    let mut chains = Vec::new();
+    for seq in checker.sequences() {
+        problems.extend(checker.check_sequence(&seq).into_iter().map(problem));
+        let files: Vec<&FileResult> = seq.iter().map(|&i| &results[i]).collect();
+        replay_dir(
+            &parent(&files[0].path.path),
+            &files,
+            &mut problems,
+            &mut chains,
+        );
     }
     (problems, chains)
-}
-
-/// File names that disagree with headers (any file).
-fn name_mismatches(results: &[FileResult]) -> Vec<ChainProblem> {
-    let mut problems = Vec::new();
-    for r in results {
-        let (Some(h), Some(named)) = (&r.header, r.path.txids) else {
-            continue;
-        };
-        if let Some(message) = chain::name_mismatch(&r.path.name(), named, h) {
-            problems.push(ChainProblem {
-                kind: "name-mismatch",
-                dir: parent(&r.path.path),
-                level: r.path.level,
-                prev: None,
-                next: r.path.name(),
-                message,
-            });
-        }
-    }
-    problems
-}
-
-/// The replica-layout files of every database (the directory above the
-/// level directories), for the rules across levels.
-struct Replica<'a> {
-    /// By database and the TXID they end at.
-    ends: std::collections::HashMap<(PathBuf, u64), Vec<&'a FileResult>>,
-    /// By database.
-    by_root: std::collections::HashMap<PathBuf, Vec<&'a FileResult>>,
-}
-
-impl<'a> Replica<'a> {
-    fn of(results: &'a [FileResult]) -> Replica<'a> {
-        let mut ends: std::collections::HashMap<(PathBuf, u64), Vec<&FileResult>> =
-            std::collections::HashMap::new();
-        let mut by_root: std::collections::HashMap<PathBuf, Vec<&FileResult>> =
-            std::collections::HashMap::new();
-        for r in results
-            .iter()
-            .filter(|r| r.in_dir && r.path.level.is_some())
-        {
-            if let Some(h) = &r.header {
-                let root = parent(&parent(&r.path.path));
-                ends.entry((root.clone(), h.max_txid.0))
-                    .or_default()
-                    .push(r);
-                by_root.entry(root).or_default().push(r);
-            }
-        }
-        Replica { ends, by_root }
-    }
-
-    /// A level's file that starts just after a file of a coarser level (or
-    /// a snapshot) follows that file, as the compactor's cumulative windows
-    /// do (level k's window starts where its parent's does, so level k
-    /// alone overlaps itself and has holes its parent bridges): the files
-    /// `b` follows that way. No coarser file ends there: the files of finer
-    /// levels that do, since a restore path runs through them (a gap is a
-    /// TXID no combination of files reaches; the compactor's check has the
-    /// same rule).
-    fn bridges(&self, b: &FileResult) -> Vec<&'a FileResult> {
-        let (Some(h), Some(level)) = (b.header, b.path.level) else {
-            return Vec::new();
-        };
-        let key = (parent(&parent(&b.path.path)), h.min_txid.0.wrapping_sub(1));
-        let all: Vec<&FileResult> = self.ends.get(&key).into_iter().flatten().copied().collect();
-        let coarser: Vec<&FileResult> = all.iter().copied().filter(|&r| rank(r) > level).collect();
-        if coarser.is_empty() {
-            all.into_iter().filter(|&r| rank(r) < level).collect()
-        } else {
-            coarser
-        }
-    }
-
-    /// Whether `b`'s whole range lies inside a file of a coarser level (or
-    /// a snapshot) of the same database: redundant, never a gap or an
-    /// overlap. Litestream keeps L0 files for `l0-retention` after
-    /// compacting them, and the newest L0 file stays for its replica
-    /// position (the compactor's `check_contiguity` has the same rule).
-    fn covered(&self, b: &FileResult) -> bool {
-        let (Some(h), Some(level)) = (b.header, b.path.level) else {
-            return false;
-        };
-        self.by_root
-            .get(&parent(&parent(&b.path.path)))
-            .into_iter()
-            .flatten()
-            .any(|&r| {
-                let hr = r.header.expect("filtered");
-                rank(r) > level && hr.min_txid <= h.min_txid && hr.max_txid >= h.max_txid
-            })
-    }
-}
-
-/// A file's rank among levels: snapshots above every level.
-fn rank(r: &FileResult) -> u32 {
-    match (r.header, r.path.level) {
-        (Some(h), _) if h.is_snapshot() => u32::MAX,
-        (_, l) => l.unwrap_or(0),
-    }
-}
-
-/// In a replica layout, a level's first file must apply on a state some
-/// file of the database ends at (or lie inside a coarser file).
-fn check_first(
-    dir: &Path,
-    first: &FileResult,
-    replica: &Replica<'_>,
-    problems: &mut Vec<ChainProblem>,
-) {
-    let h = first.header.expect("filtered");
-    if first.path.level.is_some()
-        && !h.is_snapshot()
-        && replica.bridges(first).is_empty()
-        && !replica.covered(first)
-    {
-        problems.push(ChainProblem {
-            kind: "gap",
-            dir: dir.to_path_buf(),
-            level: first.path.level,
-            prev: None,
-            next: first.path.name(),
-            message: format!(
-                "{} starts at TXID {} but no file of this database ends at {}",
-                file_name(&first.path.path),
-                h.min_txid,
-                hex16(h.min_txid.0 - 1)
-            ),
-        });
-    }
-}
-
-/// Checks `b` against `a`, the file before it in its directory (or against
-/// the coarser files it follows): page size, gap, overlap, checksum link,
-/// missing pages.
-fn check_pair(
-    dir: &Path,
-    a: &FileResult,
-    b: &FileResult,
-    replica: &Replica<'_>,
-    problems: &mut Vec<ChainProblem>,
-) {
-    let (ha, hb) = (a.header.unwrap(), b.header.unwrap());
-    let mut push = |kind: &'static str, prev: &FileResult, message: String| {
-        problems.push(ChainProblem {
-            kind,
-            dir: dir.to_path_buf(),
-            level: b.path.level,
-            prev: Some(prev.path.name()),
-            next: b.path.name(),
-            message,
-        })
-    };
-    let (an, bn) = (file_name(&a.path.path), file_name(&b.path.path));
-    if hb.is_snapshot() {
-        return; // a snapshot starts a new chain
-    }
-    let contiguous = hb.min_txid.0 == ha.max_txid.0.saturating_add(1);
-    if !contiguous && hb.max_txid > ha.max_txid {
-        let coarser = replica.bridges(b);
-        if !coarser.is_empty() {
-            for c in coarser {
-                let hc = c.header.expect("has a header");
-                if hb.page_size != hc.page_size {
-                    let cn = file_name(&c.path.path);
-                    push(
-                        "page-size",
-                        c,
-                        format!(
-                            "{bn} has page size {}, {cn} before it has {}",
-                            hb.page_size, hc.page_size
-                        ),
-                    );
-                }
-                for (kind, message) in link_problems(c, b) {
-                    push(kind, c, message);
-                }
-            }
-            return;
-        }
-    }
-    if !contiguous && replica.covered(b) {
-        return;
-    }
-    if hb.page_size != ha.page_size {
-        push(
-            "page-size",
-            a,
-            format!(
-                "{bn} has page size {}, {an} before it has {}",
-                hb.page_size, ha.page_size
-            ),
-        );
-    }
-    if hb.min_txid.0 > ha.max_txid.0.saturating_add(1) {
-        push(
-            "gap",
-            a,
-            format!(
-                "TXIDs {}..={} are missing between {an} and {bn}",
-                hex16(ha.max_txid.0 + 1),
-                hex16(hb.min_txid.0 - 1)
-            ),
-        );
-        return;
-    }
-    if hb.min_txid <= ha.max_txid {
-        push(
-            "overlap",
-            a,
-            format!(
-                "{bn} (TXIDs {}-{}) overlaps {an} (TXIDs {}-{})",
-                hb.min_txid, hb.max_txid, ha.min_txid, ha.max_txid
-            ),
-        );
-        return;
-    }
-    // Contiguous.
-    for (kind, message) in link_problems(a, b) {
-        push(kind, a, message);
-    }
 }
 
 /// Splits a directory's files (in TXID order) at every snapshot and
@@ -917,43 +731,6 @@ fn replay_dir(
         }
         start = end;
     }
-}
-
-/// What is wrong between `a` and `b` when `b` starts just after `a` ends
-/// (page sizes are compared by the caller): the checksum link (both
-/// tracking checksums) and pages missing where `b` grows the database.
-fn link_problems(a: &FileResult, b: &FileResult) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    let (Some(ha), Some(hb)) = (a.header, b.header) else {
-        return out;
-    };
-    let (an, bn) = (file_name(&a.path.path), file_name(&b.path.path));
-    if let Some(sa) = &a.summary {
-        if let Some(m) = chain::checksum_link(&an, &ha, &sa.trailer, &bn, &hb) {
-            out.push(("checksum-link", m));
-        }
-    }
-    if hb.commit > ha.commit {
-        if let Some(pgnos) = &b.pgnos {
-            let lock = hb.lock_pgno();
-            let missing: Vec<Pgno> = (ha.commit + 1..=hb.commit)
-                .filter(|&p| p != lock && pgnos.binary_search(&p).is_err())
-                .collect();
-            if !missing.is_empty() {
-                out.push((
-                    "missing-pages",
-                    format!(
-                        "{bn} grows the database from {} to {} pages but lacks {} of the new pages: {}",
-                        ha.commit,
-                        hb.commit,
-                        missing.len(),
-                        output::ranges(&missing, 8)
-                    ),
-                ));
-            }
-        }
-    }
-    out
 }
 
 /// One chain of a directory and what replaying its database checksum found.
