@@ -566,4 +566,31 @@ mod tests {
         ];
         assert_eq!(found(&files), vec![("gap", "1/41-50".to_string())]);
     }
+
+    /// A bucket seen after a real pass beside Litestream (the compactor's
+    /// `check_contiguity` test): level 2's last window starts after the L0
+    /// file 14, through which the restore path runs. Without that file,
+    /// 15-17 follows nothing (level 1's 15-16 lies inside it: redundant).
+    #[test]
+    fn finer_files_carry_a_chain() {
+        let files = [
+            link(0, 1, 1),
+            link(0, 14, 14),
+            link(0, 18, 18),
+            link(1, 1, 2),
+            link(1, 15, 16),
+            link(2, 3, 5),
+            link(2, 9, 11),
+            link(2, 15, 17),
+            link(3, 3, 8),
+            link(9, 1, 13),
+        ];
+        assert_eq!(found(&files), vec![]);
+        let without: Vec<Link> = files
+            .iter()
+            .filter(|l| l.name != "0/14-14")
+            .cloned()
+            .collect();
+        assert_eq!(found(&without), vec![("gap", "2/15-17".to_string())]);
+    }
 }
