@@ -14,8 +14,6 @@
 use std::path::Path;
 
 use ltx_compactor::catalog::Layout;
-use ltx_compactor::compact::{Compactor, PassOptions};
-use ltx_compactor::lease::Lease;
 use ltx_compactor::policy::Config;
 use ltx_compactor::store::Bucket;
 use rusqlite::types::ValueRef;
@@ -40,26 +38,7 @@ fn config() -> Config {
 /// `transactions` commits of `w` into `db` of `url`, with a compaction pass
 /// every third commit.
 fn populate(url: &str, db: &str, layout: Layout, w: &mut Workload, transactions: usize) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let bucket = Bucket::open(url).unwrap();
-        let db = ltx_compactor::store::join(bucket.prefix(), db);
-        let c = Compactor::new(bucket.clone(), config(), PassOptions::default());
-        let lease = Lease::acquire(&bucket, &db, "test", 600_000)
-            .await
-            .unwrap()
-            .expect("lease free");
-        let mut now = T0;
-        for i in 0..transactions {
-            now += 3_000;
-            let (txid, bytes) = w.step(now);
-            put_l0(&bucket, &db, layout, txid, bytes).await;
-            if i % 3 == 2 {
-                c.pass(&db, now + 1_500, &lease).await.unwrap();
-            }
-        }
-        lease.release().await.unwrap();
-    });
+    common::populate(url, db, layout, w, transactions, &config(), T0, 0);
 }
 
 /// The rows of `sql` on the database file `path` as the sqlite3 shell

@@ -16,8 +16,6 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use ltx_compactor::catalog::Layout;
-use ltx_compactor::compact::{Compactor, PassOptions};
-use ltx_compactor::lease::Lease;
 use ltx_compactor::policy::Config;
 use ltx_compactor::store::Bucket;
 use serde_json::Value;
@@ -46,30 +44,8 @@ fn small_config() -> Config {
 /// Runs `transactions` commits into `db` of the bucket at `url`, with a
 /// compaction pass every third commit and a drain at the end.
 fn populate(url: &str, db: &str, layout: Layout, w: &mut Workload, transactions: usize) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let bucket = Bucket::open(url).unwrap();
-        let db = ltx_compactor::store::join(bucket.prefix(), db);
-        let c = Compactor::new(bucket.clone(), small_config(), PassOptions::default());
-        let lease = Lease::acquire(&bucket, &db, "test", 600_000)
-            .await
-            .unwrap()
-            .expect("lease free");
-        let mut now = T0 + w.txid as i64 * 3_000;
-        for i in 0..transactions {
-            now += 3_000;
-            let (txid, ltx) = w.step(now);
-            put_l0(&bucket, &db, layout, txid, ltx).await;
-            if i % 3 == 2 {
-                let r = c.pass(&db, now + 1_500, &lease).await.unwrap();
-                assert!(r.contiguity.is_empty(), "{:?}", r.contiguity);
-            }
-        }
-        for k in 1..=3 {
-            c.pass(&db, now + k * 60_000, &lease).await.unwrap();
-        }
-        lease.release().await.unwrap();
-    });
+    let start = T0 + w.txid as i64 * 3_000;
+    common::populate(url, db, layout, w, transactions, &small_config(), start, 3);
 }
 
 /// The time `ltx restore` prints, from chrono (an independent

@@ -145,6 +145,50 @@ pub async fn put_l0(bucket: &Bucket, db: &str, layout: Layout, txid: u64, bytes:
         .unwrap();
 }
 
+/// Commits `transactions` steps of `w` into database `db` of the bucket
+/// at `url`, one L0 file every 3 s of policy time after `start_ms`, with a
+/// compaction pass by `cfg` under one lease after every third commit (each
+/// pass must find the levels contiguous), then `drain` more passes a
+/// minute apart. Returns the policy time of the last commit.
+pub fn populate(
+    url: &str,
+    db: &str,
+    layout: Layout,
+    w: &mut Workload,
+    transactions: usize,
+    cfg: &ltx_compactor::Config,
+    start_ms: i64,
+    drain: i64,
+) -> i64 {
+    use ltx_compactor::compact::{Compactor, PassOptions};
+    use ltx_compactor::lease::Lease;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let bucket = Bucket::open(url).unwrap();
+        let db = ltx_compactor::store::join(bucket.prefix(), db);
+        let c = Compactor::new(bucket.clone(), cfg.clone(), PassOptions::default());
+        let lease = Lease::acquire(&bucket, &db, "test", 600_000)
+            .await
+            .unwrap()
+            .expect("lease free");
+        let mut now = start_ms;
+        for i in 0..transactions {
+            now += 3_000;
+            let (txid, ltx) = w.step(now);
+            put_l0(&bucket, &db, layout, txid, ltx).await;
+            if i % 3 == 2 {
+                let r = c.pass(&db, now + 1_500, &lease).await.unwrap();
+                assert!(r.contiguity.is_empty(), "{:?}", r.contiguity);
+            }
+        }
+        for k in 1..=drain {
+            c.pass(&db, now + k * 60_000, &lease).await.unwrap();
+        }
+        lease.release().await.unwrap();
+        now
+    })
+}
+
 /// A fresh prefix `s3://BUCKET/TAG-…` on the S3 server of the environment
 /// (`AWS_ENDPOINT`; the bucket from `LTX_TEST_S3_BUCKET`, default
 /// `ltx-test`). Without a server: `None` after saying the S3 part is
