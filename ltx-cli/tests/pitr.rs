@@ -38,7 +38,12 @@ fn config() -> Config {
 /// `transactions` commits of `w` into `db` of `url`, with a compaction pass
 /// every third commit.
 fn populate(url: &str, db: &str, layout: Layout, w: &mut Workload, transactions: usize) {
-    common::populate(url, db, layout, w, transactions, &config(), T0, 0);
+    let s = common::Schedule {
+        cfg: &config(),
+        start_ms: T0,
+        drain: 0,
+    };
+    common::populate(url, db, layout, w, transactions, &s);
 }
 
 /// The rows of `sql` on the database file `path` as the sqlite3 shell

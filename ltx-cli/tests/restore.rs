@@ -44,8 +44,12 @@ fn small_config() -> Config {
 /// Runs `transactions` commits into `db` of the bucket at `url`, with a
 /// compaction pass every third commit and a drain at the end.
 fn populate(url: &str, db: &str, layout: Layout, w: &mut Workload, transactions: usize) {
-    let start = T0 + w.txid as i64 * 3_000;
-    common::populate(url, db, layout, w, transactions, &small_config(), start, 3);
+    let s = common::Schedule {
+        cfg: &small_config(),
+        start_ms: T0 + w.txid as i64 * 3_000,
+        drain: 3,
+    };
+    common::populate(url, db, layout, w, transactions, &s);
 }
 
 /// The time `ltx restore` prints, from chrono (an independent

@@ -145,20 +145,27 @@ pub async fn put_l0(bucket: &Bucket, db: &str, layout: Layout, txid: u64, bytes:
         .unwrap();
 }
 
+/// How [`populate`] compacts: the policy, the policy time before the first
+/// commit, and how many passes (a minute apart) drain the levels after the
+/// last commit.
+pub struct Schedule<'a> {
+    pub cfg: &'a ltx_compactor::Config,
+    pub start_ms: i64,
+    pub drain: i64,
+}
+
 /// Commits `transactions` steps of `w` into database `db` of the bucket
-/// at `url`, one L0 file every 3 s of policy time after `start_ms`, with a
-/// compaction pass by `cfg` under one lease after every third commit (each
-/// pass must find the levels contiguous), then `drain` more passes a
-/// minute apart. Returns the policy time of the last commit.
+/// at `url`, one L0 file every 3 s of policy time after `s.start_ms`, with
+/// a compaction pass by `s.cfg` under one lease after every third commit
+/// (each pass must find the levels contiguous), then `s.drain` more passes
+/// a minute apart. Returns the policy time of the last commit.
 pub fn populate(
     url: &str,
     db: &str,
     layout: Layout,
     w: &mut Workload,
     transactions: usize,
-    cfg: &ltx_compactor::Config,
-    start_ms: i64,
-    drain: i64,
+    s: &Schedule<'_>,
 ) -> i64 {
     use ltx_compactor::compact::{Compactor, PassOptions};
     use ltx_compactor::lease::Lease;
@@ -166,12 +173,12 @@ pub fn populate(
     rt.block_on(async {
         let bucket = Bucket::open(url).unwrap();
         let db = ltx_compactor::store::join(bucket.prefix(), db);
-        let c = Compactor::new(bucket.clone(), cfg.clone(), PassOptions::default());
+        let c = Compactor::new(bucket.clone(), s.cfg.clone(), PassOptions::default());
         let lease = Lease::acquire(&bucket, &db, "test", 600_000)
             .await
             .unwrap()
             .expect("lease free");
-        let mut now = start_ms;
+        let mut now = s.start_ms;
         for i in 0..transactions {
             now += 3_000;
             let (txid, ltx) = w.step(now);
@@ -181,7 +188,7 @@ pub fn populate(
                 assert!(r.contiguity.is_empty(), "{:?}", r.contiguity);
             }
         }
-        for k in 1..=drain {
+        for k in 1..=s.drain {
             c.pass(&db, now + k * 60_000, &lease).await.unwrap();
         }
         lease.release().await.unwrap();
