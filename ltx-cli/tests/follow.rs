@@ -288,6 +288,42 @@ impl Drop for Follower {
     }
 }
 
+/// A fresh `file://` bucket in `dir/bucket`: its URL.
+fn file_bucket(dir: &Path) -> String {
+    let root = dir.join("bucket");
+    std::fs::create_dir_all(&root).unwrap();
+    format!("file://{}", root.display())
+}
+
+/// Ships a writer's transactions as L0 files of `app.db` in a bucket.
+struct Shipper {
+    rt: tokio::runtime::Runtime,
+    bucket: Bucket,
+    /// The database prefix.
+    db: String,
+}
+
+impl Shipper {
+    fn new(url: &str) -> Shipper {
+        let bucket = Bucket::open(url).unwrap();
+        let db = ltx_compactor::store::join(bucket.prefix(), "app.db");
+        Shipper {
+            rt: tokio::runtime::Runtime::new().unwrap(),
+            bucket,
+            db,
+        }
+    }
+
+    /// Uploads L0 files `(TXID, bytes)` in the `ltx/0/` layout.
+    fn upload(&self, files: Vec<(u64, Vec<u8>)>) {
+        self.rt.block_on(async {
+            for (txid, bytes) in files {
+                put_l0(&self.bucket, &self.db, Layout::LtxDir, txid, bytes).await;
+            }
+        })
+    }
+}
+
 /// Waits until `OUT.ltx-follow` records `txid`, or panics naming what the
 /// follower said.
 fn wait_for(out: &Path, txid: u64, f: &Follower, within: Duration) {
@@ -471,17 +507,10 @@ fn config() -> Config {
 fn scenario(url: &str, tag: &str, secs: u64) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.db");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let bucket = Bucket::open(url).unwrap();
-    let db = ltx_compactor::store::join(bucket.prefix(), "app.db");
+    let ship = Shipper::new(url);
+    let (rt, bucket, db) = (&ship.rt, &ship.bucket, &ship.db);
     let (mut w, snapshot) = Writer::new(dir.path(), 0x5eed ^ secs);
-    let upload = |files: Vec<(u64, Vec<u8>)>| {
-        rt.block_on(async {
-            for (txid, bytes) in files {
-                put_l0(&bucket, &db, Layout::LtxDir, txid, bytes).await;
-            }
-        })
-    };
+    let upload = |files| ship.upload(files);
     upload(vec![(1, snapshot)]);
     let first = w.batch(5);
     upload(first);
@@ -815,21 +844,11 @@ fn tamper(ltx: &[u8]) -> Vec<u8> {
 #[test]
 fn gap_then_checksum_mismatch() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("bucket");
-    std::fs::create_dir_all(&root).unwrap();
-    let url = format!("file://{}", root.display());
+    let url = file_bucket(dir.path());
     let out = dir.path().join("out.db");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let bucket = Bucket::open(&url).unwrap();
-    let db = ltx_compactor::store::join(bucket.prefix(), "app.db");
+    let ship = Shipper::new(&url);
     let (mut w, snapshot) = Writer::new(dir.path(), 7);
-    let upload = |files: Vec<(u64, Vec<u8>)>| {
-        rt.block_on(async {
-            for (txid, bytes) in files {
-                put_l0(&bucket, &db, Layout::LtxDir, txid, bytes).await;
-            }
-        })
-    };
+    let upload = |files| ship.upload(files);
     upload(vec![(1, snapshot)]);
     let first = w.batch(5);
     upload(first);
@@ -1006,21 +1025,11 @@ fn crash_at_each_point_of_a_step() {
         for connected in [true, false] {
             let what = format!("{point}, reader connected: {connected}");
             let dir = tempfile::tempdir().unwrap();
-            let root = dir.path().join("bucket");
-            std::fs::create_dir_all(&root).unwrap();
-            let url = format!("file://{}", root.display());
+            let url = file_bucket(dir.path());
             let out = dir.path().join("out.db");
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            let bucket = Bucket::open(&url).unwrap();
-            let db = ltx_compactor::store::join(bucket.prefix(), "app.db");
+            let ship = Shipper::new(&url);
             let (mut w, snapshot) = Writer::new(dir.path(), 11);
-            let upload = |files: Vec<(u64, Vec<u8>)>| {
-                rt.block_on(async {
-                    for (txid, bytes) in files {
-                        put_l0(&bucket, &db, Layout::LtxDir, txid, bytes).await;
-                    }
-                })
-            };
+            let upload = |files| ship.upload(files);
             upload(vec![(1, snapshot)]);
             let first = w.batch(3);
             upload(first);
