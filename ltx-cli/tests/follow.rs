@@ -610,7 +610,7 @@ fn scenario(url: &str, tag: &str, secs: u64) {
             // Down until the L0 files after those TXIDs are compacted
             // away: the restarted follower must continue from the levels.
             let l0_next = rt
-                .block_on(bucket.catalog(&db))
+                .block_on(bucket.catalog(db))
                 .unwrap()
                 .0
                 .iter()
