@@ -33,6 +33,17 @@
 //!
 //! [`Bucket::scan`]: crate::store::Bucket::scan
 //!
+//! What the compactor remembers lives in the process; with
+//! [`RunOptions::state`] (`--state`) it is also written at the end of
+//! every round ([`crate::fleet::write_state`]: per database, its files and
+//! header timestamps) and read by the first round of the next process
+//! while the root is listed, if it is of the same root, shard and format
+//! version ([`crate::fleet::read_state`]); that first round is then like a
+//! daemon's later round (an idle database costs nothing, a changed one its
+//! new headers). A missing or unusable state is a first round (logged: info
+//! or a warning saying why), a failed write a warning: neither fails the
+//! round. The state's requests (its GET, its PUT) are the round's.
+//!
 //! Shutdown is a future the caller gives (`ltx-compactor run` resolves it
 //! on SIGTERM or Ctrl-C; a test may pass a channel's receiver or
 //! [`std::future::pending`]). When it resolves, running passes stop at
