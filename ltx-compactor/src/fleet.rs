@@ -4,8 +4,10 @@
 //! rounds ([`FileEntry`]: a listed file without its key string, with its
 //! header timestamp once read) so that it can tell an idle database
 //! ([`same_listing`]) and never reads a header twice
-//! ([`carry_timestamps`]). No I/O: the daemon ([`crate::daemon`]) lists,
-//! reads and writes around these.
+//! ([`carry_timestamps`]), and that knowledge as a state file kept between
+//! runs (`--state`: [`write_state`], [`read_state`], and whether a state
+//! is usable for a root and shard, [`StateHead::check`]). No I/O: the
+//! daemon ([`crate::daemon`]) lists, reads and writes around these.
 //!
 //! # Sharding
 //!
