@@ -5,7 +5,7 @@ steady-state round; and the same for another build (today's per-level
 listing, `--baseline`).
 
 usage: python3 ltx-compactor/benches/fleet.py [--dbs 10000] [--backends file,s3]
-           [--baseline BIN] [--work DIR] [--concurrency 16] [--json OUT]
+           [--baseline BIN] [--work DIR] [--concurrency 16] [--json OUT] [--once-state]
 
   --dbs N          databases in the root (default 10,000).
   --backends       file, s3 or both (default both; s3 needs AWS_ENDPOINT and the
@@ -18,6 +18,14 @@ usage: python3 ltx-compactor/benches/fleet.py [--dbs 10000] [--backends file,s3]
                    target/moto.log, where .ci/s3.sh writes it): an independent
                    count of each round's requests on S3.
   --json OUT       write the results there too.
+  --once-state     instead of the daemon, `--once` runs (a CronJob's), each a new
+                   process: a first run with `--state WORK/<backend>-state.json`,
+                   then a second run over the unchanged root without `--state`
+                   (every header read again) and one with it, then one with it
+                   after 1 % of the databases got one more L0 file. Per run:
+                   wall time, peak RSS (the process's ru_maxrss), requests by
+                   kind, and the state's size and load/save times (its log).
+                   Needs GNU time (/usr/bin/time) for the peak RSS.
 
 What it does, per backend and binary: builds a fresh root with
 `examples/fleet.rs` (N databases `t00000/app.db` …, each a 2-page snapshot and
@@ -261,6 +269,74 @@ def run_one(args, backend, tool, binary):
     return result
 
 
+def once(binary, url, now_ms, args, state, log):
+    """One `--once` run, a new process: (round line, pass lines, wall s,
+    peak RSS kB, state log fields)."""
+    cmd = [binary, "run", url, "--once", "--json", "--now-ms", str(now_ms),
+           "--concurrency", str(args.concurrency), "--holder", "bench"]
+    if state:
+        cmd += ["--state", state]
+    env = dict(os.environ, RUST_LOG="warn,ltx_compactor::daemon=info", NO_COLOR="1")
+    out_path, rss_path = log + ".out", log + ".rss"
+    # GNU time forks the run from its own small image: the child's
+    # ru_maxrss starts from there, not from this (large) Python process's.
+    cmd = ["/usr/bin/time", "-f", "%M", "-o", rss_path] + cmd
+    with open(out_path, "w") as out, open(log, "w") as err:
+        t = time.time()
+        status = subprocess.call(cmd, stdout=out, stderr=err, env=env)
+        wall = time.time() - t
+    if status != 0:
+        raise RuntimeError(f"{cmd} exited {status}: see {log}")
+    rss_kb = int(open(rss_path).read().split()[-1])
+    lines = [json.loads(l) for l in open(out_path) if l.strip()]
+    rounds = [l for l in lines if "round" in l]
+    passes = [l for l in lines if "round" not in l]
+    info = {}
+    for line in open(log):
+        for what in ("state loaded", "state written"):
+            if what in line:
+                fields = dict(re.findall(r"(\w+)=(\d+)", line))
+                info[what.replace(" ", "_")] = {k: int(v) for k, v in fields.items()}
+    return rounds[0], passes, wall, rss_kb, info
+
+
+def run_once_state(args, backend, binary):
+    """`--once` runs with and without `--state` over one root (see the usage)."""
+    stamp = time.strftime("%Y%m%d%H%M%S")
+    if backend == "file":
+        root = os.path.join(args.work, f"{backend}-once")
+        shutil.rmtree(root, ignore_errors=True)
+        os.makedirs(root)
+        url, layout = root, "ltx"
+        state = os.path.join(args.work, f"{backend}-state.json")
+        if os.path.exists(state):
+            os.remove(state)
+    else:
+        bucket = os.environ.get("LTX_TEST_S3_BUCKET", "ltx-test")
+        url, layout = f"s3://{bucket}/fleet-once-{stamp}", "hex"
+        state = f"s3://{bucket}/fleet-once-{stamp}-state/state.json"
+    now_ms = (int(time.time()) // 60 + 60) * 60_000
+    example = os.path.join(ROOT, "target/release/examples/fleet")
+    common = ["--dbs", str(args.dbs), "--now-ms", str(now_ms), "--layout", layout]
+    subprocess.check_output([example, "build", url] + common)
+    result = {"backend": backend, "tool": "once", "url": url, "dbs": args.dbs}
+    log = lambda name: os.path.join(args.work, f"{backend}-once-{name}.log")
+    for name, slug, st, touch in [("first (--state)", "first", state, False),
+                                  ("second, no --state", "second-no-state", None, False),
+                                  ("second, --state", "second-state", state, False),
+                                  ("steady (1 % changed), --state", "steady-state", state, True)]:
+        if touch:
+            result["touched"] = json.loads(subprocess.check_output(
+                [example, "touch", url] + common + ["--slice", "0"]))["objects"]
+        r, passes, wall, rss, info = once(binary, url, now_ms, args, st, log(slug))
+        x = summarize(backend, r, passes, wall, rss, args.dbs, None)
+        x["state"] = r.get("state")
+        x.update(info)
+        result[name] = x
+        print(f"[{backend}/once] {name}: {json.dumps(x)}", file=sys.stderr)
+    return result
+
+
 def summarize(backend, r, reports, wall_s, rss_kb, dbs, moto):
     out = {"wall_s": round(wall_s, 2), "peak_rss_mb": round(rss_kb / 1024, 1)}
     if r is not None:
@@ -290,7 +366,8 @@ def table(results):
     lines = ["| backend | build | round | wall s | peak RSS MB | list | get | get_range | head | put | copy | delete | total | $ / day at 30-s rounds |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        for which in ("first", "idle", "steady"):
+        for which in ("first", "idle", "steady", "first (--state)", "second, no --state",
+                      "second, --state", "steady (1 % changed), --state"):
             x = r.get(which)
             if not x:
                 continue
@@ -312,6 +389,7 @@ def main():
     ap.add_argument("--moto-log", default=os.path.join(ROOT, "target/moto.log"))
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/ltx-compactor"))
     ap.add_argument("--json")
+    ap.add_argument("--once-state", action="store_true")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     if not os.environ.get("SKIP_BUILD"):
@@ -326,7 +404,12 @@ def main():
             print("AWS_ENDPOINT not set: S3 skipped", file=sys.stderr)
             continue
         for tool, binary in tools:
-            results.append(run_one(args, backend, tool, binary))
+            if args.once_state:
+                if tool != "this":
+                    continue
+                results.append(run_once_state(args, backend, binary))
+            else:
+                results.append(run_one(args, backend, tool, binary))
             if args.json:
                 with open(args.json, "w") as f:
                     json.dump(results, f, indent=1)

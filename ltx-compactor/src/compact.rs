@@ -232,6 +232,23 @@ impl Compactor {
             .insert(db.to_string(), files);
     }
 
+    /// Remembers database `db`'s files unless something is known of it
+    /// already (a state loaded from an earlier run: what this process
+    /// learnt itself wins).
+    pub(crate) fn remember_loaded(&self, db: String, files: Vec<FileEntry>) {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(db)
+            .or_insert(files);
+    }
+
+    /// Calls `f` with everything remembered (database → files), under
+    /// the lock: `f` must not block on other work of the compactor.
+    pub(crate) fn with_known<R>(&self, f: impl FnOnce(&HashMap<String, Vec<FileEntry>>) -> R) -> R {
+        f(&self.known.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Forgets every database `keep` says no to (gone from the root, or
     /// another shard's).
     pub(crate) fn forget_unless(&self, keep: impl Fn(&str) -> bool) {

@@ -200,6 +200,12 @@ impl CountingStore {
         }
     }
 
+    /// Wraps `inner`, counting into an existing counter (another store's:
+    /// requests through either are counted together).
+    pub fn with_counter(inner: Arc<dyn ObjectStore>, counter: RequestCounter) -> CountingStore {
+        CountingStore { inner, n: counter }
+    }
+
     /// The counter (shared: clones see later requests too).
     pub fn counter(&self) -> RequestCounter {
         self.n.clone()

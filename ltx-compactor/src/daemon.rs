@@ -33,6 +33,17 @@
 //!
 //! [`Bucket::scan`]: crate::store::Bucket::scan
 //!
+//! What the compactor remembers lives in the process; with
+//! [`RunOptions::state`] (`--state`) it is also written at the end of
+//! every round ([`crate::fleet::write_state`]: per database, its files and
+//! header timestamps) and read by the first round of the next process
+//! while the root is listed, if it is of the same root, shard and format
+//! version ([`crate::fleet::read_state`]); that first round is then like a
+//! daemon's later round (an idle database costs nothing, a changed one its
+//! new headers). A missing or unusable state is a first round (logged: info
+//! or a warning saying why), a failed write a warning: neither fails the
+//! round. The state's requests (its GET, its PUT) are the round's.
+//!
 //! Shutdown is a future the caller gives (`ltx-compactor run` resolves it
 //! on SIGTERM or Ctrl-C; a test may pass a channel's receiver or
 //! [`std::future::pending`]). When it resolves, running passes stop at
@@ -53,11 +64,12 @@ use crate::catalog::DbLocation;
 use crate::compact::{contiguity, level_lag, Compactor, PassReport};
 use crate::counting::RequestCounts;
 use crate::fleet::{
-    carry_timestamps, catalog_of, decide, entries_of, same_listing, Decision, FileEntry, Shard,
+    carry_timestamps, catalog_of, decide, entries_of, read_state, same_listing, write_state,
+    Decision, FileEntry, Shard, STATE_MAX_BYTES,
 };
 use crate::lease::Lease;
 use crate::policy::plan_pass_at;
-use crate::store::now_ms;
+use crate::store::{now_ms, Bucket, StateLocation};
 
 /// What to do with each pass report (print it, …).
 pub type OnPass = Arc<dyn Fn(&PassReport) + Send + Sync>;
@@ -98,7 +110,9 @@ pub struct RoundReport {
     pub failed: u64,
     /// Requests of the root listing.
     pub listing: RequestCounts,
-    /// Every request of the round, the listing included.
+    /// Every request of the round, the listing included, and the state's
+    /// ([`RunOptions::state`]: its GET in the first round, its PUT in every
+    /// round, on an object store; none for a local file).
     pub requests: RequestCounts,
     /// Wall time of the round, ms.
     pub elapsed_ms: u64,
@@ -106,6 +120,22 @@ pub struct RoundReport {
     pub ok: bool,
     /// The listing failed: nothing else was done.
     pub error: Option<String>,
+    /// What the round started from ([`RunOptions::state`]; `None` without
+    /// one). The first round: `"loaded N databases"` (a state of this root
+    /// and shard: its idle databases cost no request), `"none"` (no state
+    /// at the location yet: a first round, every header read) or
+    /// `"ignored: LOCATION: why"` (unreadable, corrupt, of another format
+    /// version, root or shard: a first round, and a warning). Later rounds:
+    /// `"in memory"` (what the previous round left).
+    pub state: Option<String>,
+    /// Databases taken from the state loaded by this round (the first
+    /// round, when a state was loaded); `None` otherwise.
+    pub state_loaded_databases: Option<u64>,
+    /// Whether the state was written at the end of the round (`None`
+    /// without [`RunOptions::state`]; `false` after a write that failed,
+    /// which was logged as a warning, after a failed root listing, and in a
+    /// dry run, which writes nothing).
+    pub state_written: Option<bool>,
 }
 
 /// What one database's turn in a round came to.
@@ -138,6 +168,11 @@ pub struct RunOptions {
     /// Take only the databases of this shard ([`crate::fleet`]); `None`:
     /// every database.
     pub shard: Option<Shard>,
+    /// Where to keep what the rounds know (`--state`): read by the first
+    /// round of the compactor, written at the end of every round (see
+    /// [`Compactor::round`]). `None`: memory only (a new process starts
+    /// with a first round).
+    pub state: Option<StateLocation>,
     /// Called with every pass report.
     pub on_pass: Option<OnPass>,
     /// Called with every round report.
@@ -153,6 +188,7 @@ impl Default for RunOptions {
             lease_ttl_ms: 60_000,
             now_ms: None,
             shard: None,
+            state: None,
             on_pass: None,
             on_round: None,
         }
@@ -168,6 +204,7 @@ impl std::fmt::Debug for RunOptions {
             .field("lease_ttl_ms", &self.lease_ttl_ms)
             .field("now_ms", &self.now_ms)
             .field("shard", &self.shard)
+            .field("state", &self.state.as_ref().map(|s| s.to_string()))
             .field("on_pass", &self.on_pass.is_some())
             .field("on_round", &self.on_round.is_some())
             .finish()
@@ -241,7 +278,18 @@ impl Compactor {
             ..Default::default()
         };
         let lister = self.bucket.with_own_counter();
-        let scan = lister.scan(opts.shard).await;
+        // The first round loads the state (if any) while the root is listed.
+        let load = async {
+            match &opts.state {
+                Some(loc) if n == 1 => Some(self.load_state(loc, opts.shard).await),
+                Some(_) => Some(("in memory".to_string(), None)),
+                None => None,
+            }
+        };
+        let (scan, loaded) = tokio::join!(lister.scan(opts.shard), load);
+        if let Some((state, dbs)) = loaded {
+            (r.state, r.state_loaded_databases) = (Some(state), dbs);
+        }
         r.listing = lister.requests();
         match scan {
             Err(e) => {
@@ -274,7 +322,13 @@ impl Compactor {
                     r.failed += u64::from(o.failed);
                 }
                 r.ok = r.failed == 0;
+                if let Some(loc) = &opts.state {
+                    r.state_written = Some(self.save_state(loc, opts.shard).await);
+                }
             }
+        }
+        if opts.state.is_some() && r.state_written.is_none() {
+            r.state_written = Some(false);
         }
         r.requests = self.bucket.requests().since(&before);
         r.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -288,6 +342,7 @@ impl Compactor {
             due = r.due,
             failed = r.failed,
             keys = r.keys,
+            state = r.state.as_deref().unwrap_or("-"),
             elapsed_ms = r.elapsed_ms,
             "round done: {} requests ({} listing the root)",
             r.requests,
@@ -297,6 +352,103 @@ impl Compactor {
             f(&r);
         }
         r
+    }
+
+    /// Reads the state at `loc` and, if it is one of this root and
+    /// `shard`, remembers its databases' files (see [`RunOptions::state`]).
+    /// Returns the round report's `state` and `state_loaded_databases`.
+    /// Nothing here fails the round: a state that cannot be used is
+    /// logged (a warning naming the location and why) and ignored.
+    async fn load_state(&self, loc: &StateLocation, shard: Option<Shard>) -> (String, Option<u64>) {
+        let started = std::time::Instant::now();
+        let bytes = match loc.read(&self.bucket.counter(), STATE_MAX_BYTES).await {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                info!(
+                    state = %loc,
+                    "no state yet: a first round (every header of the shard read)"
+                );
+                return ("none".into(), None);
+            }
+            Err(e) => {
+                warn!(
+                    state = %loc,
+                    "ignoring the state: {e:#}; a first round (every header of the shard read)"
+                );
+                return (format!("ignored: {e:#}"), None);
+            }
+        };
+        let root = state_root(&self.bucket);
+        match read_state(&bytes, &root, shard) {
+            Ok(st) => {
+                let (dbs, files) = (st.dbs.len() as u64, st.files);
+                drop(bytes);
+                for (db, f) in st.dbs {
+                    self.remember_loaded(db, f);
+                }
+                info!(
+                    state = %loc,
+                    databases = dbs,
+                    files,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "state loaded"
+                );
+                (format!("loaded {dbs} databases"), Some(dbs))
+            }
+            Err(why) => {
+                warn!(
+                    state = %loc,
+                    "ignoring the state: {loc}: {why}; a first round (every header of the shard read)"
+                );
+                (format!("ignored: {loc}: {why}"), None)
+            }
+        }
+    }
+
+    /// Writes what the compactor knows to `loc` (see [`RunOptions::state`]);
+    /// whether it was written. A failure is a warning, not a failed round:
+    /// the next run is a first round.
+    async fn save_state(&self, loc: &StateLocation, shard: Option<Shard>) -> bool {
+        if self.opts.dry_run {
+            info!(state = %loc, "dry run: the state is not written");
+            return false;
+        }
+        let started = std::time::Instant::now();
+        let root = state_root(&self.bucket);
+        let mut counts = (0, 0);
+        let res = loc
+            .write(&self.bucket.counter(), |w| {
+                self.with_known(|known| {
+                    let mut dbs: Vec<(&str, &[FileEntry])> = known
+                        .iter()
+                        .map(|(db, f)| (db.as_str(), f.as_slice()))
+                        .collect();
+                    dbs.sort_unstable_by_key(|d| d.0);
+                    counts = write_state(w, &root, shard, dbs)?;
+                    Ok(())
+                })
+            })
+            .await;
+        match res {
+            Ok(bytes) => {
+                info!(
+                    state = %loc,
+                    databases = counts.0,
+                    files = counts.1,
+                    bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "state written"
+                );
+                true
+            }
+            Err(e) => {
+                warn!(
+                    state = %loc,
+                    "the state was not written: {e:#}; the next run starts with a first round"
+                );
+                false
+            }
+        }
     }
 
     /// One database's turn in a round (see the module docs).
@@ -403,7 +555,7 @@ impl Compactor {
     async fn pass_due(
         &self,
         opts: &RunOptions,
-        bucket: &crate::store::Bucket,
+        bucket: &Bucket,
         db: &str,
         now: i64,
     ) -> (bool, bool) {
@@ -459,6 +611,16 @@ impl Compactor {
         }
         self.metrics().pass(r);
         r.contiguity.is_empty()
+    }
+}
+
+/// The root a state is written for and checked against: the local
+/// directory (canonical) for a `file://` URL or a path, else the URL as
+/// given, without trailing slashes.
+fn state_root(bucket: &Bucket) -> String {
+    match bucket.local_root() {
+        Some(dir) => format!("file://{}", dir.display()),
+        None => bucket.url().trim_end_matches('/').to_string(),
     }
 }
 

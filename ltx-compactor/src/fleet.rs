@@ -4,8 +4,10 @@
 //! rounds ([`FileEntry`]: a listed file without its key string, with its
 //! header timestamp once read) so that it can tell an idle database
 //! ([`same_listing`]) and never reads a header twice
-//! ([`carry_timestamps`]). No I/O: the daemon ([`crate::daemon`]) lists,
-//! reads and writes around these.
+//! ([`carry_timestamps`]), and that knowledge as a state file kept between
+//! runs (`--state`: [`write_state`], [`read_state`], and whether a state
+//! is usable for a root and shard, [`StateHead::check`]). No I/O: the
+//! daemon ([`crate::daemon`]) lists, reads and writes around these.
 //!
 //! # Sharding
 //!
@@ -397,6 +399,247 @@ fn parse_entry(key: &str, size: u64, last_modified_ms: i64) -> Option<(&str, Fil
     ))
 }
 
+/// The `format` of a state file ([`write_state`]).
+pub const STATE_FORMAT: &str = "ltx-compactor-state";
+
+/// The format version of the state files this release writes and reads
+/// (any other is ignored: a first round).
+pub const STATE_VERSION: u64 = 1;
+
+/// The largest state file read (bytes): a larger one is refused before
+/// anything is allocated for it. About 50 bytes per LTX file: 256 MiB is
+/// some 5 million files, 500 times the 10,000-database fleet's.
+pub const STATE_MAX_BYTES: u64 = 256 << 20;
+
+/// What a state file is for: the root (see [`write_state`]) and the shard
+/// its databases are of. A state is used only by a run over the same root
+/// and shard ([`StateHead::check`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct StateHead {
+    /// [`STATE_FORMAT`].
+    pub format: String,
+    /// [`STATE_VERSION`] when written by this release.
+    pub version: u64,
+    /// The root the state was written for.
+    pub root: String,
+    /// Its shard (`K/N`), `None` for every database of the root.
+    pub shard: Option<String>,
+}
+
+impl StateHead {
+    /// Whether a state with this head may be used by a run over `root`
+    /// (the same string [`write_state`] was given) with `shard`: `Err`
+    /// says why not (another format version, another root, another shard).
+    ///
+    /// ```
+    /// use ltx_compactor::fleet::{Shard, StateHead, STATE_FORMAT, STATE_VERSION};
+    /// let head = StateHead {
+    ///     format: STATE_FORMAT.into(),
+    ///     version: STATE_VERSION,
+    ///     root: "s3://b/replicas".into(),
+    ///     shard: Some("1/4".into()),
+    /// };
+    /// assert!(head.check("s3://b/replicas", Some(Shard { index: 1, count: 4 })).is_ok());
+    /// assert!(head.check("s3://b/replicas", Some(Shard { index: 2, count: 4 })).unwrap_err().contains("shard 1/4"));
+    /// assert!(head.check("s3://b/other", Some(Shard { index: 1, count: 4 })).unwrap_err().contains("root"));
+    /// ```
+    pub fn check(&self, root: &str, shard: Option<Shard>) -> Result<(), String> {
+        if self.format != STATE_FORMAT {
+            return Err(format!(
+                "not an ltx-compactor state (format {:?}, expected {STATE_FORMAT:?})",
+                self.format
+            ));
+        }
+        if self.version != STATE_VERSION {
+            return Err(format!(
+                "format version {}, this release reads version {STATE_VERSION}",
+                self.version
+            ));
+        }
+        if self.root != root {
+            return Err(format!(
+                "written for root {:?}, this run's root is {root:?}",
+                self.root
+            ));
+        }
+        let ours = shard.map(|s| s.to_string());
+        if self.shard != ours {
+            let name = |s: &Option<String>| match s {
+                Some(s) => format!("shard {s}"),
+                None => "every database (no --shard)".to_string(),
+            };
+            return Err(format!(
+                "written for {}, this run takes {}",
+                name(&self.shard),
+                name(&ours)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A state read back ([`read_state`]): per database, its files as the
+/// last round of the run that wrote it knew them, header timestamps
+/// included (normalised).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadedState {
+    /// Database prefix → its files.
+    pub dbs: Vec<(String, Vec<FileEntry>)>,
+    /// Files in all.
+    pub files: u64,
+}
+
+/// How [`write_state`] names a layout.
+fn layout_name(l: Layout) -> &'static str {
+    match l {
+        Layout::LtxDir => "ltx",
+        Layout::HexLevel => "hex",
+    }
+}
+
+/// Writes a state file (compact JSON, streamed) to `w`: what a run over
+/// `root` (a string naming it, e.g. its URL) with `shard` knows of its
+/// databases `dbs` at the end of a round. Only files whose header
+/// timestamp is known are written (a database with some left out is
+/// "changed" when read back: its listing differs, and the missing headers
+/// are read). Returns (databases, files) written.
+///
+/// The format (version [`STATE_VERSION`]):
+///
+/// ```json
+/// {"format":"ltx-compactor-state","version":1,"root":"s3://b/replicas","shard":"0/4",
+///  "dbs":{"replicas/t1/app.db":[[0,"ltx",11,11,4152,1796590740000,1796590739000], …], …},
+///  "databases":2,"files":3}
+/// ```
+///
+/// Each file: level, layout (`ltx`: `<db>/ltx/<level>/`, `hex`:
+/// `<db>/<%04x>/`), first and last TXID, size, the listing's
+/// last-modified time (ms) and the header timestamp (ms).
+///
+/// # Errors
+/// Those of `w`.
+pub fn write_state<'a, W: std::io::Write + ?Sized>(
+    w: &mut W,
+    root: &str,
+    shard: Option<Shard>,
+    dbs: impl IntoIterator<Item = (&'a str, &'a [FileEntry])>,
+) -> std::io::Result<(u64, u64)> {
+    let json = |v: &str| serde_json::to_string(v).expect("a string serialises");
+    let shard = match shard {
+        Some(s) => json(&s.to_string()),
+        None => "null".into(),
+    };
+    write!(
+        w,
+        "{{\"format\":{},\"version\":{STATE_VERSION},\"root\":{},\"shard\":{shard},\"dbs\":{{",
+        json(STATE_FORMAT),
+        json(root)
+    )?;
+    let (mut n_dbs, mut n_files) = (0u64, 0u64);
+    for (db, files) in dbs {
+        if n_dbs > 0 {
+            w.write_all(b",")?;
+        }
+        n_dbs += 1;
+        write!(w, "{}:[", json(db))?;
+        let mut first = true;
+        for f in files {
+            let Some(ts) = f.timestamp_ms else { continue };
+            if !first {
+                w.write_all(b",")?;
+            }
+            first = false;
+            n_files += 1;
+            write!(
+                w,
+                "[{},\"{}\",{},{},{},{},{ts}]",
+                f.level,
+                layout_name(f.layout),
+                f.min_txid.0,
+                f.max_txid.0,
+                f.size,
+                f.created_ms
+            )?;
+        }
+        w.write_all(b"]")?;
+    }
+    writeln!(w, "}},\"databases\":{n_dbs},\"files\":{n_files}}}")?;
+    Ok((n_dbs, n_files))
+}
+
+/// A layout as [`write_state`] names it.
+#[derive(serde::Deserialize)]
+enum LayoutName {
+    #[serde(rename = "ltx")]
+    Ltx,
+    #[serde(rename = "hex")]
+    Hex,
+}
+
+/// One file as [`write_state`] writes it.
+type StateRow = (u8, LayoutName, u64, u64, u64, i64, i64);
+
+#[derive(serde::Deserialize)]
+struct StateBody {
+    dbs: BTreeMap<String, Vec<StateRow>>,
+}
+
+/// Why a JSON document could not be read as a state.
+fn json_problem(e: &serde_json::Error) -> String {
+    match e.classify() {
+        serde_json::error::Category::Eof => format!("truncated ({e})"),
+        serde_json::error::Category::Syntax => format!("not valid JSON ({e})"),
+        _ => format!("not an ltx-compactor state ({e})"),
+    }
+}
+
+/// Reads a state file written by [`write_state`] for a run over `root`
+/// with `shard` (see [`StateHead::check`]). Every file is checked: level
+/// 0..=9, TXIDs `1 <= min <= max`, and its key, rebuilt from the database
+/// prefix, one that a listing would give back as the same file.
+///
+/// # Errors
+/// Why the state cannot be used: truncated, not JSON, not a state,
+/// another format version, root or shard, an impossible file. The caller
+/// bounds `bytes` ([`STATE_MAX_BYTES`]).
+pub fn read_state(bytes: &[u8], root: &str, shard: Option<Shard>) -> Result<LoadedState, String> {
+    let head: StateHead = serde_json::from_slice(bytes).map_err(|e| json_problem(&e))?;
+    head.check(root, shard)?;
+    let body: StateBody = serde_json::from_slice(bytes).map_err(|e| json_problem(&e))?;
+    let mut out = LoadedState::default();
+    for (db, rows) in body.dbs {
+        let mut files = Vec::with_capacity(rows.len());
+        for (i, (level, layout, min, max, size, created_ms, ts)) in rows.into_iter().enumerate() {
+            let f = FileEntry {
+                level,
+                layout: match layout {
+                    LayoutName::Ltx => Layout::LtxDir,
+                    LayoutName::Hex => Layout::HexLevel,
+                },
+                min_txid: TxId(min),
+                max_txid: TxId(max),
+                size,
+                created_ms,
+                timestamp_ms: Some(ts),
+            };
+            let bad = || format!("database {db:?}, file {i}: level {level}, TXIDs {min}-{max}");
+            if level > SNAPSHOT_LEVEL || min == 0 || min > max {
+                return Err(format!("{} is impossible", bad()));
+            }
+            let key = f.key(&db);
+            match parse_entry(&key, size, created_ms) {
+                Some((d, g)) if d == db && g.ident() == f.ident() => {}
+                _ => return Err(format!("{}: its key {key:?} is not an LTX file's", bad())),
+            }
+            files.push(f);
+        }
+        normalise(&mut files);
+        out.files += files.len() as u64;
+        out.dbs.push((db, files));
+    }
+    Ok(out)
+}
+
 /// What a round does with one database, decided from the listing and the
 /// policy's plan (see [`decide`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -633,6 +876,127 @@ mod tests {
         again.iter_mut().for_each(|f| f.created_ms += 1000);
         assert!(same_listing(&prev, &again));
         assert!(!same_listing(&prev, &prev[..2]));
+    }
+
+    fn state_bytes(root: &str, shard: Option<Shard>, dbs: &[(&str, Vec<FileEntry>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let it = dbs.iter().map(|(d, f)| (*d, f.as_slice()));
+        write_state(&mut out, root, shard, it).unwrap();
+        out
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let mut a = vec![entry(9, 1, 10), entry(0, 11, 11), entry(1, 11, 12)];
+        a[0].timestamp_ms = Some(-5);
+        a[1].timestamp_ms = Some(1_800_000_000_000);
+        a[1].size = u64::MAX;
+        a[1].created_ms = i64::MIN;
+        // Never read: left out.
+        a[2].timestamp_ms = None;
+        let mut b = vec![entry(0, 3, u64::MAX)];
+        b[0].layout = Layout::HexLevel;
+        b[0].timestamp_ms = Some(7);
+        let dbs = [
+            ("t1/app.db", a.clone()),
+            ("\"odd\" é/db", b.clone()),
+            ("", vec![]),
+        ];
+        let shard = Some(Shard { index: 1, count: 3 });
+        let bytes = state_bytes("s3://b/r", shard, &dbs);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            (v["databases"].as_u64(), v["files"].as_u64()),
+            (Some(3), Some(3))
+        );
+        let got = read_state(&bytes, "s3://b/r", shard).unwrap();
+        assert_eq!(got.files, 3);
+        let mut want_a = a[..2].to_vec();
+        normalise(&mut want_a);
+        let want = vec![
+            ("".to_string(), vec![]),
+            ("\"odd\" é/db".to_string(), b),
+            ("t1/app.db".to_string(), want_a),
+        ];
+        assert_eq!(got.dbs, want);
+        // Nothing at all.
+        let empty = state_bytes("file:///r", None, &[]);
+        assert_eq!(
+            read_state(&empty, "file:///r", None).unwrap(),
+            LoadedState::default()
+        );
+    }
+
+    #[test]
+    fn unusable_states_say_why() {
+        let mut f = entry(0, 2, 2);
+        f.timestamp_ms = Some(1);
+        let shard = Some(Shard { index: 0, count: 2 });
+        let good = state_bytes("s3://b/r", shard, &[("db", vec![f])]);
+        let text = String::from_utf8(good.clone()).unwrap();
+        let check = |bytes: &[u8], root: &str, shard: Option<Shard>, want: &str| {
+            let e = read_state(bytes, root, shard).unwrap_err();
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        };
+        check(&good, "s3://b/other", shard, "root \"s3://b/r\"");
+        check(
+            &good,
+            "s3://b/r",
+            Some(Shard { index: 1, count: 2 }),
+            "shard 0/2",
+        );
+        check(
+            &good,
+            "s3://b/r",
+            Some(Shard { index: 0, count: 3 }),
+            "shard 0/3",
+        );
+        check(&good, "s3://b/r", None, "no --shard");
+        let unsharded = state_bytes("s3://b/r", None, &[]);
+        check(&unsharded, "s3://b/r", shard, "written for every database");
+        for cut in [1, good.len() / 2, good.len() - 3] {
+            check(&good[..cut], "s3://b/r", shard, "truncated");
+        }
+        check(b"\x00\x01garbage", "s3://b/r", shard, "not valid JSON");
+        check(b"{}", "s3://b/r", shard, "not an ltx-compactor state");
+        check(b"[1,2]", "s3://b/r", shard, "not an ltx-compactor state");
+        let edit = |from: &str, to: &str| text.replacen(from, to, 1).into_bytes();
+        check(
+            &edit("\"version\":1", "\"version\":2"),
+            "s3://b/r",
+            shard,
+            "format version 2",
+        );
+        // A future version is refused for its version, whatever its body.
+        let future = br#"{"format":"ltx-compactor-state","version":9,"root":"s3://b/r","shard":"0/2","dbs":[1]}"#;
+        check(future, "s3://b/r", shard, "format version 9");
+        check(
+            &edit("ltx-compactor-state", "other"),
+            "s3://b/r",
+            shard,
+            "not an ltx-compactor state",
+        );
+        // Impossible files.
+        let row = "[0,\"ltx\",2,2,100,1,1]";
+        assert!(text.contains(row), "{text}");
+        for (bad, want) in [
+            ("[12,\"ltx\",2,2,100,1,1]", "level 12"),
+            ("[0,\"ltx\",0,2,100,1,1]", "impossible"),
+            ("[0,\"ltx\",3,2,100,1,1]", "impossible"),
+            ("[0,\"zip\",2,2,100,1,1]", "not an ltx-compactor state"),
+            ("[0,\"ltx\",2,2,100,1,null]", "not an ltx-compactor state"),
+            ("[0,\"ltx\",2,2,-1,1,1]", "not an ltx-compactor state"),
+            ("[0,\"ltx\",2,2]", "not an ltx-compactor state"),
+        ] {
+            check(&edit(row, bad), "s3://b/r", shard, want);
+        }
+        // A database prefix no listing gives.
+        check(
+            &edit("\"db\":", "\"a//b\":"),
+            "s3://b/r",
+            shard,
+            "not an LTX file's",
+        );
     }
 
     #[test]

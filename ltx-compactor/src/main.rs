@@ -96,6 +96,19 @@ enum Cmd {
         /// One pass over every database, then exit (cron, Kubernetes CronJob).
         #[arg(long)]
         once: bool,
+        /// Keep what the rounds know (every database's files and header
+        /// timestamps) at LOCATION between runs: read at start (one GET),
+        /// written after every round (one PUT; a local file is replaced
+        /// atomically), so that the next run (a CronJob's `--once`, a
+        /// restarted daemon) costs what changed, not a first round. A local
+        /// path, file:///…, or an object URL (s3://bucket/key, gs://…,
+        /// az://…); one per worker: with --shard, give each shard its own
+        /// (e.g. s3://b/state/shard-$(JOB_COMPLETION_INDEX).json). A
+        /// missing, unreadable or foreign state (another root, shard or
+        /// format version) is a warning and a first round; a failed write
+        /// is a warning.
+        #[arg(long, value_name = "LOCATION")]
+        state: Option<String>,
         /// Print the plan; write and delete nothing.
         #[arg(long)]
         dry_run: bool,
@@ -160,6 +173,7 @@ fn main() -> Result<()> {
             url,
             shard,
             once,
+            state,
             dry_run,
             config,
             concurrency,
@@ -191,6 +205,9 @@ fn main() -> Result<()> {
                         .map_err(anyhow::Error::msg)
                 })
                 .transpose()?;
+            let state = state
+                .map(|s| ltx_compactor::store::StateLocation::open(&s))
+                .transpose()?;
             let lease_ttl_ms = ltx_compactor::policy::duration_serde::parse(&lease_ttl)
                 .filter(|&t| t >= 1000)
                 .ok_or_else(|| {
@@ -221,6 +238,7 @@ fn main() -> Result<()> {
                     lease_ttl_ms,
                     now_ms,
                     shard,
+                    state,
                     on_pass: None,
                     on_round: None,
                 },

@@ -116,7 +116,8 @@ impl Metrics {
     /// maximum over databases. Requests by kind: every request so far
     /// (`ltx_compactor_requests_total{kind=…}`), and those of the last round
     /// (`ltx_compactor_last_round_requests{kind=…}`, with the root
-    /// listing's own in `ltx_compactor_last_round_listing_requests`); per
+    /// listing's own in `ltx_compactor_last_round_listing_requests`; the
+    /// `--state` GET and PUT are in the first two, not the listing's); per
     /// database they are in the logs and `--json` reports (a label per
     /// database would make one series per tenant).
     ///

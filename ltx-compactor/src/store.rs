@@ -789,6 +789,212 @@ pub fn frame_batches(frames: &[PlannedFrame], limit: u64) -> Vec<std::ops::Range
     out
 }
 
+/// Where `ltx-compactor run --state` keeps what a run knows at the end of
+/// each round ([`crate::fleet::write_state`]), so that the next run (a
+/// CronJob's, a restarted daemon's) starts where it stopped.
+#[derive(Debug, Clone)]
+pub enum StateLocation {
+    /// A local file (a path, or a `file://` URL): written to a temporary
+    /// file beside it, fsynced, renamed over it, the directory fsynced
+    /// ([`crate::atomic::TempFile`]). Reading and writing it are no store
+    /// requests.
+    Local {
+        /// The location as given.
+        given: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// An object (`s3://bucket/key`, `gs://…`, `az://…`, `memory://…`):
+    /// read with one GET, written with one PUT (overwriting it).
+    Object {
+        /// The store, opened as [`Bucket::open`] opens a URL.
+        bucket: Bucket,
+        /// The object's key.
+        key: String,
+    },
+}
+
+impl std::fmt::Display for StateLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateLocation::Local { given, .. } => f.write_str(given),
+            StateLocation::Object { bucket, .. } => f.write_str(bucket.url()),
+        }
+    }
+}
+
+impl StateLocation {
+    /// Parses a location: a local path or `file://` URL, or an object URL
+    /// naming an object (not just a bucket). Nothing is read.
+    ///
+    /// ```
+    /// use ltx_compactor::store::StateLocation;
+    /// let s = StateLocation::open("memory://states/shard-0.json").unwrap();
+    /// assert_eq!(s.to_string(), "memory://states/shard-0.json");
+    /// assert!(matches!(StateLocation::open("file:///var/lib/c/state.json").unwrap(),
+    ///                  StateLocation::Local { .. }));
+    /// assert!(StateLocation::open("memory://states").is_err());
+    /// assert!(StateLocation::open("ftp://x/y").is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// An unknown scheme, a URL naming no object, a store that cannot be
+    /// configured (see [`Bucket::open`]).
+    pub fn open(loc: &str) -> Result<StateLocation> {
+        let local = |path: PathBuf| {
+            if path.file_name().is_none() {
+                return Err(Error::usage(format!("--state {loc}: names no file")));
+            }
+            Ok(StateLocation::Local {
+                given: loc.to_string(),
+                path,
+            })
+        };
+        let Some((scheme, rest)) = loc.split_once("://") else {
+            return local(PathBuf::from(loc));
+        };
+        if scheme.len() == 1 {
+            return local(PathBuf::from(loc));
+        }
+        if scheme == "file" {
+            let path = rest.split_once('/').map_or("", |(_, p)| p);
+            return local(PathBuf::from(format!("/{path}")));
+        }
+        let bucket = Bucket::open(loc).context_with(|| format!("--state {loc}"))?;
+        let key = bucket.prefix().to_string();
+        if key.is_empty() {
+            return Err(Error::usage(format!(
+                "--state {loc}: names a bucket, not an object (e.g. {}/state.json)",
+                loc.trim_end_matches('/')
+            )));
+        }
+        Ok(StateLocation::Object { bucket, key })
+    }
+
+    /// The store of an object location, its requests also counted in
+    /// `counter` (the compactor's: they belong to its round).
+    fn store(bucket: &Bucket, counter: &RequestCounter) -> CountingStore {
+        CountingStore::with_counter(bucket.store().clone(), counter.clone())
+    }
+
+    /// Reads the state: `None` if there is none. One GET for an object,
+    /// counted in `counter` too.
+    ///
+    /// # Errors
+    /// Read errors; a state larger than `limit` bytes, refused before its
+    /// body is read.
+    pub async fn read(&self, counter: &RequestCounter, limit: u64) -> Result<Option<Vec<u8>>> {
+        let too_big = |n: u64| {
+            Error::invalid(format!(
+                "{self}: {n} bytes, more than the {limit} a state may have"
+            ))
+        };
+        match self {
+            StateLocation::Local { path, .. } => {
+                use std::io::Read;
+                let f = match std::fs::File::open(path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e).context_with(|| format!("{self}: cannot open")),
+                };
+                let len = f
+                    .metadata()
+                    .context_with(|| format!("{self}: cannot stat"))?
+                    .len();
+                if len > limit {
+                    return Err(too_big(len));
+                }
+                let mut out = Vec::with_capacity(len as usize);
+                f.take(limit + 1)
+                    .read_to_end(&mut out)
+                    .context_with(|| format!("{self}: cannot read"))?;
+                if out.len() as u64 > limit {
+                    return Err(too_big(out.len() as u64));
+                }
+                Ok(Some(out))
+            }
+            StateLocation::Object { bucket, key } => {
+                let store = StateLocation::store(bucket, counter);
+                let r = match store.get(&Path::from(key.as_str())).await {
+                    Ok(r) => r,
+                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(e).context_with(|| format!("{self}: GET")),
+                };
+                if r.meta.size > limit {
+                    return Err(too_big(r.meta.size));
+                }
+                let b = r
+                    .bytes()
+                    .await
+                    .context_with(|| format!("{self}: reading"))?;
+                if b.len() as u64 > limit {
+                    return Err(too_big(b.len() as u64));
+                }
+                Ok(Some(b.to_vec()))
+            }
+        }
+    }
+
+    /// Writes the state, its body written by `fill` (streamed to a local
+    /// file; gathered, then one PUT, counted in `counter` too, for an
+    /// object). Returns the bytes written.
+    ///
+    /// # Errors
+    /// `fill`'s errors; write errors (a missing directory, a refused PUT).
+    /// A local file is left as it was.
+    pub async fn write(
+        &self,
+        counter: &RequestCounter,
+        fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<u64> {
+        match self {
+            StateLocation::Local { path, .. } => {
+                use std::io::Write;
+                let tmp = crate::atomic::TempFile::beside(path, "state")?;
+                let n = {
+                    let mut w = CountingWriter {
+                        inner: std::io::BufWriter::new(tmp.file()),
+                        n: 0,
+                    };
+                    fill(&mut w)
+                        .and_then(|()| w.flush())
+                        .context_with(|| format!("{}: writing", tmp.path().display()))?;
+                    w.n
+                };
+                tmp.commit(path)?;
+                Ok(n)
+            }
+            StateLocation::Object { bucket, key } => {
+                let mut body = Vec::new();
+                fill(&mut body).context_with(|| format!("{self}: serialising"))?;
+                let n = body.len() as u64;
+                StateLocation::store(bucket, counter)
+                    .put(&Path::from(key.as_str()), body.into())
+                    .await
+                    .context_with(|| format!("{self}: PUT"))?;
+                Ok(n)
+            }
+        }
+    }
+}
+
+/// A writer that counts the bytes written through it.
+struct CountingWriter<W> {
+    inner: W,
+    n: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// `a/b` joined without doubled or leading slashes.
 pub fn join(a: &str, b: &str) -> String {
     match (a.is_empty(), b.is_empty()) {

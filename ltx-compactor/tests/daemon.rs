@@ -293,3 +293,66 @@ async fn logs_are_plain_text_off_a_terminal() {
     let tty = on_a_terminal(d, Some("1"));
     assert!(tty.contains("INFO") && !tty.contains('\u{1b}'), "{tty:?}");
 }
+
+/// A daemon restarted with `--state` starts where it stopped: its first
+/// round loads the state its previous process wrote (after every round)
+/// and finds the database idle, without a request beyond the listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_daemon_starts_from_its_state() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let bucket = Bucket::open(dir.path().to_str().unwrap()).unwrap();
+    let mut w = Workload::new(work.path(), 5);
+    let now = now_ms();
+    for i in 0..20 {
+        let (txid, ltx) = w.step(now - 600_000 + i * 2_000);
+        put_l0(&bucket, "app.db", Layout::LtxDir, txid, ltx).await;
+    }
+    let state = work.path().join("state.json");
+    let first_round = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ltx-compactor"))
+            .args(["run", dir.path().to_str().unwrap(), "--json", "--now-ms"])
+            .arg(now.to_string())
+            .arg("--state")
+            .arg(&state)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let round: serde_json::Value = stdout
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(&l.unwrap()).unwrap())
+            .find(|v| v.get("round").is_some())
+            .expect("a round line");
+        let ok = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        assert!(child.wait().unwrap().success());
+        round
+    };
+    let r1 = first_round();
+    assert_eq!(
+        (
+            r1["state"].as_str(),
+            r1["due"].as_u64(),
+            &r1["state_written"]
+        ),
+        (Some("none"), Some(1), &serde_json::Value::Bool(true)),
+        "{r1}"
+    );
+    assert!(state.exists());
+    let r2 = first_round();
+    assert_eq!(r2["round"], 1, "{r2}");
+    assert_eq!(r2["state"], "loaded 1 databases", "{r2}");
+    assert_eq!(r2["state_loaded_databases"], 1, "{r2}");
+    assert_eq!(
+        (r2["idle"].as_u64(), r2["changed"].as_u64()),
+        (Some(1), Some(0)),
+        "{r2}"
+    );
+    assert_eq!(r2["requests"], r2["listing"], "{r2}");
+}

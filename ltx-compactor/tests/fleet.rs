@@ -31,10 +31,10 @@ use ltx_compactor::counting::RequestCounts;
 use ltx_compactor::daemon::{RoundReport, RunOptions};
 use ltx_compactor::faults::{FaultConfig, FaultStore};
 use ltx_compactor::fetch::{plan, restore_to_file, RestoreOptions};
-use ltx_compactor::fleet::Shard;
+use ltx_compactor::fleet::{read_state, Shard};
 use ltx_compactor::policy::Config;
 use ltx_compactor::restore::Target;
-use ltx_compactor::store::{join, Bucket};
+use ltx_compactor::store::{join, Bucket, StateLocation};
 use ltx_core::TxId;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjPath;
@@ -452,4 +452,642 @@ async fn a_failed_listing_page_is_resumed_after_the_last_key() {
     let b = Bucket::from_store(faulty, "faulty://all", "root");
     let e = b.scan(None).await.unwrap_err();
     assert!(format!("{e:#}").contains("listing"), "{e:#}");
+}
+
+// ---------------------------------------------------------------------------
+// `--state`: what a run knows, kept between runs (each run a new process,
+// or a new `Compactor` in this one for `memory://`, which lives only in a
+// process).
+
+/// How a run is started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    /// `ltx-compactor run ROOT --once --json …`, a new process.
+    Binary,
+    /// A new `Compactor` in this process, `Compactor::run` with `once`.
+    Library,
+}
+
+/// One `--once` run: its round line, its pass lines (JSON, as `--json`
+/// prints them), its logs (the binary's stderr) and whether it succeeded.
+struct Once {
+    round: serde_json::Value,
+    passes: Vec<serde_json::Value>,
+    stderr: String,
+    ok: bool,
+}
+
+impl Once {
+    fn requests(&self) -> RequestCounts {
+        serde_json::from_value(self.round["requests"].clone()).unwrap()
+    }
+    fn listing(&self) -> RequestCounts {
+        serde_json::from_value(self.round["listing"].clone()).unwrap()
+    }
+    fn n(&self, field: &str) -> u64 {
+        self.round[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{field}: {}", self.round))
+    }
+    fn state(&self) -> &str {
+        self.round["state"].as_str().unwrap_or("")
+    }
+    /// The requests of the passes (every database that was not idle).
+    fn pass_requests(&self) -> RequestCounts {
+        let mut t = RequestCounts::default();
+        for p in &self.passes {
+            let n: RequestCounts = serde_json::from_value(p["requests"].clone()).unwrap();
+            t = add(t, n);
+        }
+        t
+    }
+    fn passed(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .passes
+            .iter()
+            .map(|p| p["db"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn add(a: RequestCounts, b: RequestCounts) -> RequestCounts {
+    RequestCounts {
+        list: a.list + b.list,
+        get: a.get + b.get,
+        get_range: a.get_range + b.get_range,
+        head: a.head + b.head,
+        put: a.put + b.put,
+        multipart_part: a.multipart_part + b.multipart_part,
+        copy: a.copy + b.copy,
+        delete: a.delete + b.delete,
+    }
+}
+
+/// A `--once` run over `root` at policy time `now`, with `--state state`.
+async fn run_once(
+    via: Via,
+    root: &str,
+    state: Option<&str>,
+    shard: Option<Shard>,
+    now: i64,
+) -> Once {
+    match via {
+        Via::Binary => {
+            let mut args = vec![
+                "run".to_string(),
+                root.to_string(),
+                "--once".into(),
+                "--json".into(),
+                "--now-ms".into(),
+                now.to_string(),
+                "--concurrency".into(),
+                "8".into(),
+            ];
+            if let Some(s) = state {
+                args.extend(["--state".to_string(), s.to_string()]);
+            }
+            if let Some(s) = shard {
+                args.extend(["--shard".to_string(), s.to_string()]);
+            }
+            let out = tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_ltx-compactor"))
+                    .args(&args)
+                    .env("RUST_LOG", "warn,ltx_compactor::daemon=info")
+                    .env_remove("JOB_COMPLETION_INDEX")
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap();
+            let stdout = String::from_utf8(out.stdout).unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            let lines: Vec<serde_json::Value> = stdout
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                .collect();
+            let (rounds, passes): (Vec<_>, Vec<_>) =
+                lines.into_iter().partition(|v| v.get("round").is_some());
+            assert_eq!(rounds.len(), 1, "{root}: {stdout}\n{stderr}");
+            Once {
+                round: rounds.into_iter().next().unwrap(),
+                passes,
+                stderr,
+                ok: out.status.success(),
+            }
+        }
+        Via::Library => {
+            let bucket = Bucket::open(root).unwrap();
+            let job = Job::new(&bucket, shard, "library");
+            let rounds: Arc<Mutex<Vec<RoundReport>>> = Default::default();
+            let r2 = rounds.clone();
+            let opts = RunOptions {
+                state: state.map(|s| StateLocation::open(s).unwrap()),
+                now_ms: Some(now),
+                on_round: Some(Arc::new(move |r: &RoundReport| {
+                    r2.lock().unwrap().push(r.clone())
+                })),
+                ..job.opts.clone()
+            };
+            let ok = job.c.run(&opts, std::future::pending()).await;
+            let round = rounds.lock().unwrap().pop().unwrap();
+            let passes = std::mem::take(&mut *job.passes.lock().unwrap());
+            Once {
+                round: serde_json::to_value(&round).unwrap(),
+                passes: passes
+                    .iter()
+                    .map(|p| serde_json::to_value(p).unwrap())
+                    .collect(),
+                stderr: String::new(),
+                ok,
+            }
+        }
+    }
+}
+
+/// The requests of the state itself in a run (each run is a new process,
+/// whose first round reads it): one GET and one PUT on an object store,
+/// none for a local file.
+fn state_requests(state: &str) -> RequestCounts {
+    let object = ["s3://", "memory://", "gs://", "az://"]
+        .iter()
+        .any(|s| state.starts_with(s));
+    RequestCounts {
+        get: u64::from(object),
+        put: u64::from(object),
+        ..Default::default()
+    }
+}
+
+/// Run 1 is a first round (every header read), run 2 over unchanged
+/// databases costs the root listing and the state's own GET and PUT,
+/// run 3 after one database got a transaction reads that file's header
+/// only and passes that database, run 4 is idle again.
+async fn state_keeps_runs_cheap(via: Via, root: &str, state: &str) {
+    let bucket = Bucket::open(root).unwrap();
+    build(&bucket).await;
+    let own = state_requests(state);
+    let what = format!("{root} --state {state}");
+
+    let r1 = run_once(via, root, Some(state), None, NOW).await;
+    assert!(r1.ok, "{what}: {}\n{}", r1.round, r1.stderr);
+    assert_eq!(r1.state(), "none", "{what}: {}", r1.round);
+    assert!(r1.round["state_loaded_databases"].is_null(), "{what}");
+    assert_eq!(r1.round["state_written"], true, "{what}: {}", r1.stderr);
+    assert_eq!(
+        (r1.n("changed"), r1.n("due")),
+        (N as u64, N as u64),
+        "{what}"
+    );
+    assert_eq!(r1.requests().get_range, r1.n("ltx_files"), "{what}");
+    assert_eq!(
+        r1.requests(),
+        add(add(r1.listing(), r1.pass_requests()), own),
+        "{what}: the state's requests are the round's"
+    );
+    if via == Via::Binary {
+        assert!(r1.stderr.contains("no state yet"), "{what}: {}", r1.stderr);
+    }
+
+    // Nothing changed: the root listing and the state, nothing else.
+    let r2 = run_once(via, root, Some(state), None, NOW).await;
+    assert!(r2.ok, "{what}: {}", r2.stderr);
+    assert_eq!(r2.state(), format!("loaded {N} databases"), "{what}");
+    assert_eq!(r2.n("state_loaded_databases"), N as u64, "{what}");
+    assert_eq!(
+        (r2.n("idle"), r2.n("changed"), r2.n("due")),
+        (N as u64, 0, 0),
+        "{what}: {}",
+        r2.round
+    );
+    assert!(r2.passes.is_empty(), "{what}: {:?}", r2.passes);
+    let pages = pages(r2.n("keys"));
+    assert_eq!(
+        r2.requests(),
+        RequestCounts { list: pages, ..own },
+        "{what}: {}",
+        r2.round
+    );
+    assert_eq!(r2.round["state_written"], true, "{what}");
+
+    // One database gets a transaction: its new file's header is read, it
+    // is passed over; nothing else.
+    let i = TOUCHED[1];
+    let db = db_of(&bucket, i);
+    let key = format_key(&db, layout_of(i), 0, TxId(LAST + 1), TxId(LAST + 1));
+    put(&bucket, key, tiny_l0(LAST + 1, NOW - HOUR)).await;
+    let r3 = run_once(via, root, Some(state), None, NOW).await;
+    assert!(r3.ok, "{what}: {}", r3.stderr);
+    assert_eq!(
+        (r3.n("idle"), r3.n("changed"), r3.n("due")),
+        (N as u64 - 1, 1, 1),
+        "{what}: {}",
+        r3.round
+    );
+    assert_eq!(r3.passed(), vec![db.clone()], "{what}");
+    let p = r3.pass_requests();
+    // The new file's header (the others are in the state), the listing
+    // under the lease.
+    assert_eq!((p.get_range, p.list), (1, 1), "{what}: {p:?}");
+    assert_eq!(
+        r3.requests(),
+        add(add(r3.listing(), p), own),
+        "{what}: {}",
+        r3.round
+    );
+    restores_to(&bucket, &db, LAST + 1).await;
+
+    // What the pass left is in the state: idle again.
+    let r4 = run_once(via, root, Some(state), None, NOW).await;
+    assert_eq!(
+        (r4.n("idle"), r4.n("changed"), r4.n("due")),
+        (N as u64, 0, 0),
+        "{what}: {}",
+        r4.round
+    );
+    assert_eq!(r4.requests().since(&own), r4.listing(), "{what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_makes_the_next_run_cost_what_changed() {
+    // memory:// lives in this process: runs are new compactors.
+    let name = unique("state-mem");
+    state_keeps_runs_cheap(
+        Via::Library,
+        &format!("memory://{name}/fleet"),
+        &format!("memory://{name}/states/shard.json"),
+    )
+    .await;
+    // A directory, runs of the binary, the state in a local file and at a
+    // file:// URL.
+    for url_form in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let path = dir.path().join("state.json");
+        let state = if url_form {
+            format!("file://{}", path.display())
+        } else {
+            path.display().to_string()
+        };
+        state_keeps_runs_cheap(Via::Binary, root.to_str().unwrap(), &state).await;
+        // Written atomically: the state and nothing else beside it.
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let mut names = names;
+        names.sort();
+        assert_eq!(names, vec!["root", "state.json"]);
+        let st = read_state(
+            &std::fs::read(&path).unwrap(),
+            &format!("file://{}", root.canonicalize().unwrap().display()),
+            None,
+        )
+        .unwrap();
+        assert_eq!(st.dbs.len(), N);
+    }
+    if let Some(url) = s3_test_url("state") {
+        let state = format!("{}-states/shard-0.json", url);
+        state_keeps_runs_cheap(Via::Binary, &url, &state).await;
+    }
+}
+
+/// A state that cannot be used: a warning naming the location and why, a
+/// first round (every header read), exit 0, and a good state written.
+/// `only`: the cases to try (all when empty).
+async fn bad_state_is_ignored(
+    root: &str,
+    state: &str,
+    only: &[&str],
+    write: impl AsyncFn(&[u8]),
+    read: impl AsyncFn() -> Vec<u8>,
+) {
+    let bucket = Bucket::open(root).unwrap();
+    build(&bucket).await;
+    let r = run_once(Via::Binary, root, Some(state), None, NOW).await;
+    assert!(r.ok, "{root}: {}", r.stderr);
+    let good = read().await;
+    let text = String::from_utf8(good.clone()).unwrap();
+    let root_id = serde_json::from_slice::<serde_json::Value>(&good).unwrap()["root"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let edit = |from: &str, to: &str| {
+        assert!(text.contains(from), "{from} not in the state");
+        text.replacen(from, to, 1).into_bytes()
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("corrupt", b"\x00\x01 not json".to_vec(), "not valid JSON"),
+        ("truncated", good[..good.len() / 2].to_vec(), "truncated"),
+        ("empty", Vec::new(), "truncated"),
+        (
+            "other root",
+            edit(
+                &format!("\"root\":{}", serde_json::to_string(&root_id).unwrap()),
+                "\"root\":\"s3://elsewhere/replicas\"",
+            ),
+            "written for root \"s3://elsewhere/replicas\"",
+        ),
+        (
+            "other shard",
+            edit("\"shard\":null", "\"shard\":\"1/4\""),
+            "written for shard 1/4",
+        ),
+        (
+            "future version",
+            edit("\"version\":1,", "\"version\":7,"),
+            "format version 7",
+        ),
+        ("impossible file", edit("[9,", "[12,"), "level 12"),
+    ];
+    for (case, bytes, why) in cases {
+        if !only.is_empty() && !only.contains(&case) {
+            continue;
+        }
+        write(&bytes).await;
+        let r = run_once(Via::Binary, root, Some(state), None, NOW).await;
+        let what = format!("{root} --state {state}: {case}");
+        assert!(r.ok, "{what}: {}\n{}", r.round, r.stderr);
+        let warning = r
+            .stderr
+            .lines()
+            .find(|l| l.contains("WARN") && l.contains("ignoring the state"))
+            .unwrap_or_else(|| panic!("{what}: no warning in {}", r.stderr));
+        assert!(
+            warning.contains(state) && warning.contains(why),
+            "{what}: {warning}"
+        );
+        assert!(r.state().starts_with("ignored: "), "{what}: {}", r.round);
+        assert!(r.state().contains(why), "{what}: {}", r.round);
+        assert!(r.round["state_loaded_databases"].is_null(), "{what}");
+        // A first round: every header read (nothing left to compact).
+        assert_eq!(
+            (r.n("changed"), r.n("due")),
+            (N as u64, 0),
+            "{what}: {}",
+            r.round
+        );
+        assert_eq!(r.requests().get_range, r.n("ltx_files"), "{what}");
+        // … and a good state written.
+        assert_eq!(r.round["state_written"], true, "{what}");
+        let st = read_state(&read().await, &root_id, None).unwrap();
+        assert_eq!(st.dbs.len(), N, "{what}");
+    }
+    // The last state written is used.
+    let r = run_once(Via::Binary, root, Some(state), None, NOW).await;
+    assert_eq!(r.n("idle"), N as u64, "{root}: {}", r.round);
+    // Another shard's run ignores it too (it is no state of its shard),
+    // and its own is used by the next run of that shard.
+    let shard = Some(Shard { index: 1, count: 4 });
+    let r = run_once(Via::Binary, root, Some(state), shard, NOW).await;
+    assert!(
+        r.state().contains("written for every database"),
+        "{}",
+        r.round
+    );
+    let r = run_once(Via::Binary, root, Some(state), shard, NOW).await;
+    assert_eq!(
+        r.round["state_loaded_databases"].as_u64(),
+        Some(r.n("databases")),
+        "{}",
+        r.round
+    );
+    assert_eq!(r.n("idle"), r.n("databases"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_state_is_a_warning_and_a_first_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let path = dir.path().join("state.json");
+    bad_state_is_ignored(
+        root.to_str().unwrap(),
+        path.to_str().unwrap(),
+        &[],
+        async |b: &[u8]| std::fs::write(&path, b).unwrap(),
+        async || std::fs::read(&path).unwrap(),
+    )
+    .await;
+    if let Some(url) = s3_test_url("state-bad") {
+        let state = format!("{url}-states/state.json");
+        let StateLocation::Object { bucket: sb, key } = StateLocation::open(&state).unwrap() else {
+            panic!("{state}: not an object");
+        };
+        let key = ObjPath::from(key.as_str());
+        // (A few cases: each is a first round over moto.)
+        bad_state_is_ignored(
+            &url,
+            &state,
+            &["truncated", "other root", "future version"],
+            async |b: &[u8]| {
+                sb.store()
+                    .put(&key, PutPayload::from(b.to_vec()))
+                    .await
+                    .unwrap();
+            },
+            async || {
+                sb.store()
+                    .get(&key)
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap()
+                    .to_vec()
+            },
+        )
+        .await;
+    }
+}
+
+/// A state that cannot be written (its directory does not exist) is a
+/// warning: the round passes, exit 0. A state larger than the limit is
+/// refused before its body is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_state_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let bucket = Bucket::open(root.to_str().unwrap()).unwrap();
+    build(&bucket).await;
+    let state = dir.path().join("no-such-dir/state.json");
+    let state = state.to_str().unwrap();
+    let r = run_once(Via::Binary, root.to_str().unwrap(), Some(state), None, NOW).await;
+    assert!(r.ok, "{}\n{}", r.round, r.stderr);
+    assert_eq!((r.n("due"), r.n("failed")), (N as u64, 0), "{}", r.round);
+    assert_eq!(r.round["ok"], true);
+    assert_eq!(r.round["state_written"], false, "{}", r.round);
+    let warning = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("the state was not written"))
+        .unwrap_or_else(|| panic!("no warning in {}", r.stderr));
+    assert!(warning.contains(state), "{warning}");
+    assert!(!dir.path().join("no-such-dir").exists());
+    // Nothing was left behind in the root either.
+    assert!(!std::fs::read_dir(&root).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".tmp")));
+
+    // A bucket, not an object; an unknown scheme: refused at the start.
+    for bad in ["memory://x", "ftp://host/state.json"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ltx-compactor"))
+            .args(["run", root.to_str().unwrap(), "--once", "--state", bad])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad}");
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains(bad), "{bad}: {e}");
+    }
+
+    // Reads are bounded: a state above the limit is refused by its size,
+    // locally and on a store (before its body is read).
+    let counter = bucket.counter();
+    let big = dir.path().join("big.json");
+    std::fs::write(&big, vec![b' '; 1000]).unwrap();
+    let local = StateLocation::open(big.to_str().unwrap()).unwrap();
+    let e = local.read(&counter, 999).await.unwrap_err().to_string();
+    assert!(e.contains("1000 bytes, more than the 999"), "{e}");
+    assert_eq!(
+        local.read(&counter, 1000).await.unwrap().unwrap().len(),
+        1000
+    );
+    let obj = StateLocation::open(&format!("memory://{}/big.json", unique("big"))).unwrap();
+    assert!(obj.read(&counter, 10).await.unwrap().is_none());
+    obj.write(&counter, |w| w.write_all(&[b' '; 1000]))
+        .await
+        .unwrap();
+    let e = obj.read(&counter, 999).await.unwrap_err().to_string();
+    assert!(e.contains("1000 bytes, more than the 999"), "{e}");
+}
+
+/// A database whose listing did not change can be due because time
+/// passed: with a state loaded, it is not re-read, and still gets its
+/// pass.
+async fn due_by_time_alone(via: Via, root: &str, state: &str) {
+    let bucket = Bucket::open(root).unwrap();
+    build(&bucket).await;
+    let what = format!("{root} --state {state}");
+    let r1 = run_once(via, root, Some(state), None, NOW).await;
+    assert_eq!(r1.n("due"), N as u64, "{what}");
+    // A transaction in the current 30-s window (NOW is a boundary): not
+    // due until that window closes.
+    let i = TOUCHED[0];
+    let db = db_of(&bucket, i);
+    let key = format_key(&db, layout_of(i), 0, TxId(LAST + 1), TxId(LAST + 1));
+    put(&bucket, key, tiny_l0(LAST + 1, NOW + 5_000)).await;
+    let r2 = run_once(via, root, Some(state), None, NOW + 10_000).await;
+    assert_eq!(
+        (r2.n("changed"), r2.n("failed")),
+        (1, 0),
+        "{what}: {}",
+        r2.round
+    );
+    assert_eq!(r2.requests().get_range, 1, "{what}: {}", r2.round);
+    // (Its previous L0 file may be deleted now, but the new one is not
+    // compacted: its window is open.)
+    let covers_new = |p: &serde_json::Value| {
+        p["written"].as_array().unwrap().iter().any(|w| {
+            let k = ltx_compactor::catalog::parse_key(w["key"].as_str().unwrap()).unwrap();
+            k.level >= 1 && k.max_txid == TxId(LAST + 1)
+        })
+    };
+    assert!(!r2.passes.iter().any(covers_new), "{what}: {:?}", r2.passes);
+    // An hour later: the listing is the same, the state knows every
+    // header, and the window is closed: the database is passed over.
+    let r3 = run_once(via, root, Some(state), None, NOW + HOUR).await;
+    assert!(r3.ok, "{what}: {}", r3.stderr);
+    assert_eq!(r3.state(), format!("loaded {N} databases"), "{what}");
+    assert_eq!(r3.n("changed"), 0, "{what}: {}", r3.round);
+    assert!(r3.passed().contains(&db), "{what}: {:?}", r3.passed());
+    let pass = r3.passes.iter().find(|p| p["db"] == db.as_str()).unwrap();
+    assert!(covers_new(pass), "{what}: {pass}");
+    // No header was read again (inputs this small are read whole).
+    assert_eq!(r3.requests().get_range, 0, "{what}: {}", r3.round);
+    restores_to(&bucket, &db, LAST + 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loaded_state_still_passes_what_time_made_due() {
+    let name = unique("state-time");
+    due_by_time_alone(
+        Via::Library,
+        &format!("memory://{name}/fleet"),
+        &format!("memory://{name}-state/s.json"),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let state = dir.path().join("state.json");
+    due_by_time_alone(Via::Binary, root.to_str().unwrap(), state.to_str().unwrap()).await;
+}
+
+/// A daemon (several rounds of one compactor) writes the state after each
+/// round and reads it only in its first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_writes_the_state_every_round() {
+    let name = unique("state-daemon");
+    let bucket = Bucket::open(&format!("memory://{name}/fleet")).unwrap();
+    build(&bucket).await;
+    let state = format!("memory://{name}-state/s.json");
+    let mut job = Job::new(&bucket, None, "daemon");
+    job.opts.state = Some(StateLocation::open(&state).unwrap());
+    let (r1, passes) = job.round().await;
+    assert_eq!(
+        (r1.state.as_deref(), r1.state_written),
+        (Some("none"), Some(true))
+    );
+    // The state's GET (none there yet) and PUT are the round's.
+    let own = RequestCounts {
+        get: 1,
+        put: 1,
+        ..Default::default()
+    };
+    assert_eq!(
+        r1.requests,
+        add(add(r1.listing, sum(&passes)), own),
+        "{r1:?}"
+    );
+    let (r2, passes) = job.round().await;
+    assert_eq!(
+        (
+            r2.state.as_deref(),
+            r2.state_loaded_databases,
+            r2.state_written
+        ),
+        (Some("in memory"), None, Some(true))
+    );
+    assert!(passes.is_empty());
+    // Only the listing and the state's PUT: no GET after the first round.
+    assert_eq!(
+        r2.requests,
+        RequestCounts {
+            list: pages(r2.keys),
+            put: 1,
+            ..Default::default()
+        }
+    );
+    // A dry run writes nothing, the state included.
+    let mut dry = Job::new(&bucket, None, "dry");
+    dry.c = Compactor::new(
+        bucket.clone(),
+        Config::default(),
+        PassOptions {
+            dry_run: true,
+            ..Default::default()
+        },
+    );
+    dry.opts.state = job.opts.state.clone();
+    let (r, _) = dry.round().await;
+    assert_eq!(
+        (r.state_loaded_databases, r.state_written, r.idle),
+        (Some(N as u64), Some(false), N as u64)
+    );
+    assert_eq!(r.requests.put, 0);
 }
