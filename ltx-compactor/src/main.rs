@@ -9,8 +9,33 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ltx_compactor::policy::Config;
 use ltx_compactor::simulate::{self, Ladder, SimParams, Workload};
 
+/// `println!` for this binary's standard output: a closed pipe
+/// (`ltx-compactor default-config | head -3`) ends the process quietly with
+/// exit code 0, as ripgrep does, instead of a panic. Ending a run there is
+/// safe: outputs are create-only PUTs never half-written, and leases held
+/// expire after their TTL (see [`write_line`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_line(format_args!($($arg)*))
+    };
+}
+
 mod run;
 mod svg;
+
+/// Writes one line to standard output (see `outln!`): exits 0 on a closed
+/// pipe, 2 with a message on any other write error.
+fn write_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("ltx-compactor: writing to standard output: {e}");
+        std::process::exit(2);
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -251,7 +276,7 @@ fn main() -> Result<()> {
             }
         }
         Cmd::DefaultConfig => {
-            println!("{}", serde_json::to_string_pretty(&Config::default())?);
+            outln!("{}", serde_json::to_string_pretty(&Config::default())?);
         }
         Cmd::Simulate {
             days,
@@ -301,15 +326,15 @@ fn main() -> Result<()> {
                 svg::draw(&report, &p)?;
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 for r in report.ladders() {
-                    println!(
+                    outln!(
                         "{:<11} max_restore_files {:>3} (compacted targets {:>3})  mean_restore_files {:>6.2}  bytes_stored {:>14}  bytes_written {:>15}  files_stored {:>6}  written/day {:>7.0} (copies {})  deleted/day {:>7.0}",
                         r.ladder, r.max_restore_files, r.max_restore_files_compacted, r.mean_restore_files, r.bytes_stored, r.bytes_written, r.files_stored, r.objects_written_per_day, r.copies, r.deletions_per_day
                     );
                     for p in &r.problems {
-                        println!("  problem: {p}");
+                        outln!("  problem: {p}");
                     }
                 }
                 for (name, x, mean) in [
@@ -325,7 +350,7 @@ fn main() -> Result<()> {
                     ),
                 ] {
                     if let Some(x) = x {
-                        println!(
+                        outln!(
                             "bytes_stored {name}/litestream: {x:.2} (mean over the run: {:.2})",
                             mean.unwrap_or(0.0)
                         );

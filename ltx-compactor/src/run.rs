@@ -37,7 +37,7 @@ pub async fn run(args: RunArgs) -> Result<bool> {
         })),
         on_round: json.then(|| {
             Arc::new(|r: &RoundReport| {
-                println!("{}", serde_json::to_string(r).expect("report serialises"))
+                outln!("{}", serde_json::to_string(r).expect("report serialises"))
             }) as ltx_compactor::daemon::OnRound
         }),
         ..args.run
@@ -87,9 +87,9 @@ async fn serve_metrics(addr: SocketAddr, c: Arc<Compactor>) -> Result<()> {
 /// line, its [`RoundReport`] (the line with a `round` field).
 fn print_report(json: bool, dry_run: bool, r: &PassReport) {
     if json {
-        println!("{}", serde_json::to_string(r).expect("report serialises"));
+        outln!("{}", serde_json::to_string(r).expect("report serialises"));
     } else if dry_run {
-        println!(
+        outln!(
             "{}: {} files; plan: {} compactions, {} deletions",
             r.location,
             r.catalog_files,
@@ -97,7 +97,7 @@ fn print_report(json: bool, dry_run: bool, r: &PassReport) {
             r.plan.deletions.len()
         );
         for c in &r.plan.compactions {
-            println!(
+            outln!(
                 "  {:?} {} input(s) -> {}",
                 c.kind,
                 c.inputs.len(),
@@ -105,7 +105,7 @@ fn print_report(json: bool, dry_run: bool, r: &PassReport) {
             );
         }
         for d in &r.plan.deletions {
-            println!("  delete {}", d.key);
+            outln!("  delete {}", d.key);
         }
     }
 }

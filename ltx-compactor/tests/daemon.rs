@@ -356,3 +356,32 @@ async fn a_restarted_daemon_starts_from_its_state() {
     );
     assert_eq!(r2["requests"], r2["listing"], "{r2}");
 }
+
+/// A closed pipe on standard output (`ltx-compactor default-config | head
+/// -1`, `simulate … | head`) ends the process with exit code 0 and nothing
+/// on stderr, as ripgrep does, not with a panic.
+#[test]
+fn closed_pipe_exits_zero_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    for args in [&["default-config"][..], &["simulate", "--days", "0.05"][..]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ltx-compactor"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the first line is written.
+        drop(child.stdout.take());
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{args:?}: exit {status:?}, stderr: {err}");
+        assert_eq!(err, "", "{args:?}: stderr on a closed pipe");
+    }
+}
