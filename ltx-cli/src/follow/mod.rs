@@ -240,6 +240,23 @@ struct StepJson<'a> {
     elapsed_ms: u64,
 }
 
+/// The initial restore's line.
+#[derive(Serialize)]
+struct RestoreJson<'a> {
+    event: &'static str,
+    report: &'a fetch::RestoreReport,
+}
+
+/// The line of a follower that continues from OUT's record.
+#[derive(Serialize)]
+struct ResumeJson {
+    event: &'static str,
+    txid: String,
+    recorded: String,
+    interrupted: Option<String>,
+    checksum: Option<String>,
+}
+
 #[derive(Serialize)]
 struct GapJson<'a> {
     event: &'static str,
@@ -489,7 +506,13 @@ impl Follower {
         check_wal_mode(&outp)?;
         write_state(&outp, &st)?;
         if self.o.json {
-            json_line(out, &serde_json::json!({"event": "restore", "report": rep}))?;
+            json_line(
+                out,
+                &RestoreJson {
+                    event: "restore",
+                    report: &rep,
+                },
+            )?;
         } else {
             writeln!(
                 out,
@@ -561,13 +584,13 @@ impl Follower {
         if self.o.json {
             json_line(
                 out,
-                &serde_json::json!({
-                    "event": "resume",
-                    "txid": st.txid.to_string(),
-                    "recorded": was.to_string(),
-                    "interrupted": pending.map(|p| p.txid.to_string()),
-                    "checksum": st.checksum.map(|c| c.to_string()),
-                }),
+                &ResumeJson {
+                    event: "resume",
+                    txid: st.txid.to_string(),
+                    recorded: was.to_string(),
+                    interrupted: pending.map(|p| p.txid.to_string()),
+                    checksum: st.checksum.map(|c| c.to_string()),
+                },
             )?;
             out.flush()?;
         } else {
