@@ -158,22 +158,6 @@ fn example_bin() -> &'static Path {
 mod litestream_bin;
 use litestream_bin::litestream_binary as litestream_bin;
 
-/// CRC-32 (IEEE), as Python's `zlib.crc32`.
-fn crc32(data: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in data {
-        c ^= u32::from(b);
-        for _ in 0..8 {
-            c = if c & 1 == 1 {
-                (c >> 1) ^ 0xEDB8_8320
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
-}
-
 /// `seq` and the fingerprint of a database file (opened immutable: no
 /// lock, no WAL); with `blobs`, also checks every blob against its CRC.
 fn state_of(path: &Path, blobs: bool) -> (i64, Fingerprint) {
@@ -200,7 +184,7 @@ fn state_of(path: &Path, blobs: bool) -> (i64, Fingerprint) {
             let (id, h, v): (i64, i64, Vec<u8>) =
                 (r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap());
             assert_eq!(
-                i64::from(crc32(&v)),
+                i64::from(crc32fast::hash(&v)), // Python's zlib.crc32
                 h,
                 "{}: row {id}: blob does not match its CRC",
                 path.display()
