@@ -101,7 +101,10 @@ pub fn detect_with(
         .map(|(v, _)| *v)
         .collect();
     if ok.len() > 1 {
-        bail!("{}", DetectError::Ambiguous(ok));
+        bail!(
+            "{} (force one with --format-version)",
+            DetectError::Ambiguous(ok)
+        );
     }
     if let Some(&v) = ok.first() {
         let r = results.into_iter().find(|(x, _)| *x == v).expect("found").1;

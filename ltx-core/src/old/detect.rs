@@ -106,7 +106,7 @@ impl fmt::Display for DetectError {
                 let names: Vec<String> = v.iter().map(|v| v.to_string()).collect();
                 write!(
                     f,
-                    "ambiguous format version: the file validates as {} (force one with --format-version)",
+                    "ambiguous format version: the file validates as {}",
                     names.join(" and ")
                 )
             }
@@ -179,7 +179,7 @@ mod tests {
         let amb = DetectError::Ambiguous(vec![FormatVersion::V1, FormatVersion::V3]);
         assert_eq!(
             amb.to_string(),
-            "ambiguous format version: the file validates as v1 and v3 (force one with --format-version)"
+            "ambiguous format version: the file validates as v1 and v3"
         );
     }
 }
