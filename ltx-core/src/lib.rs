@@ -86,6 +86,7 @@ pub mod index;
 mod lz4frame;
 pub mod merge;
 pub mod old;
+pub mod parse;
 pub mod rng;
 pub mod stream;
 pub mod types;
@@ -102,10 +103,8 @@ pub use index::{IndexEntry, PageIndex};
 pub use merge::{plan_merge, MergeInput, MergeOptions, MergePlan};
 pub use old::detect::detect;
 pub use old::{AnyDecoder, DetectError, V1Decoder, V2Decoder};
-pub use types::{
-    format_filename, lock_pgno, parse_filename, Checksum, FormatVersion, PageSize, Pgno, TxId,
-    CHECKSUM_FLAG,
-};
+pub use parse::{format_filename, parse_filename};
+pub use types::{lock_pgno, Checksum, FormatVersion, PageSize, Pgno, TxId, CHECKSUM_FLAG};
 
 /// A small valid snapshot (2 pages of 512 bytes) for documentation examples.
 #[doc(hidden)]
