@@ -1,6 +1,8 @@
 //! SQLite database files: header fields, page images, liveness checks (WAL
-//! frames, hot journals), the rolling checksum in parallel, and atomic
-//! replacement (temp file beside the target, fsync, rename, fsync directory).
+//! frames, hot journals), the rolling checksum in parallel, atomic
+//! replacement (temp file beside the target, fsync, rename, fsync directory),
+//! SQLite's own checks of a restored file ([`IntegrityCheck`]) and the
+//! temporary files a killed restore or follower leaves.
 //!
 //! ```text
 //! SQLite header (first 100 bytes of page 1)
@@ -333,6 +335,120 @@ pub fn ranges(pgnos: &[Pgno]) -> String {
             s.push_str(&format!("{start}-{end}"));
         }
         i += 1;
+    }
+    s
+}
+
+/// How the restored database is checked with SQLite before it replaces OUT.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntegrityCheck {
+    /// No SQLite check (the database checksum is still checked when the
+    /// files track it).
+    None,
+    /// `PRAGMA quick_check`.
+    Quick,
+    /// `PRAGMA integrity_check`.
+    Full,
+}
+
+impl IntegrityCheck {
+    /// The level's name in reports: `none`, `quick` or `full`.
+    pub fn name(self) -> &'static str {
+        match self {
+            IntegrityCheck::None => "none",
+            IntegrityCheck::Quick => "quick",
+            IntegrityCheck::Full => "full",
+        }
+    }
+}
+
+/// Removes `.NAME.ltx-TAG-PID.tmp` files beside `out` whose process is gone
+/// (left by a killed restore, TAG `restore`, or follower, TAG `follow`).
+/// Files of live processes are left alone.
+pub fn remove_stale_temps(out: &Path, tag: &str) -> Vec<PathBuf> {
+    let Some(name) = out.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Vec::new();
+    };
+    let dir = crate::db::parent_dir(out);
+    let prefix = format!(".{name}.ltx-{tag}-");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for e in rd.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = n
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".tmp"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id()
+            && !process_alive(pid)
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            removed.push(e.path());
+        }
+    }
+    removed
+}
+
+/// Whether a process exists (Linux: `/proc/PID`; elsewhere assumed alive,
+/// so nothing is removed).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
+}
+
+/// SQLite's `PRAGMA quick_check` or `PRAGMA integrity_check` on `path`
+/// (`none` does nothing), opened immutable and read-only (no journal, WAL
+/// or shared-memory files are created).
+///
+/// # Errors
+/// The database cannot be opened, or the check reports problems (the first
+/// ones are quoted).
+pub fn sqlite_check(path: &Path, level: IntegrityCheck) -> Result<()> {
+    let pragma = match level {
+        IntegrityCheck::None => return Ok(()),
+        IntegrityCheck::Quick => "quick_check",
+        IntegrityCheck::Full => "integrity_check",
+    };
+    use rusqlite::OpenFlags;
+    let uri = format!("file:{}?immutable=1", uri_path(path));
+    let conn = rusqlite::Connection::open_with_flags(
+        &uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .with_context(|| format!("{}: opening with SQLite", path.display()))?;
+    let mut st = conn
+        .prepare(&format!("PRAGMA {pragma}(20)"))
+        .with_context(|| format!("{}: {pragma}", path.display()))?;
+    let rows: Vec<String> = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .and_then(|it| it.collect())
+        .with_context(|| format!("{}: {pragma}", path.display()))?;
+    if rows.len() == 1 && rows[0] == "ok" {
+        return Ok(());
+    }
+    bail!(
+        "{pragma} failed on the restored database: {}",
+        rows.join("; ")
+    )
+}
+
+/// `path` percent-encoded for an SQLite URI.
+fn uri_path(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut s = String::new();
+    for b in abs.to_string_lossy().bytes() {
+        match b {
+            b'?' | b'#' | b'%' | 0x80.. => s.push_str(&format!("%{b:02X}")),
+            _ => s.push(b as char),
+        }
     }
     s
 }

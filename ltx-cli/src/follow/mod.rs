@@ -43,8 +43,8 @@ use ltx_core::checksum::DbChecksum;
 use ltx_core::{Checksum, PageSize, TxId};
 use serde::{Deserialize, Serialize};
 
-use crate::cmd::restore::{sqlite_check, IntegrityCheck};
 use crate::db::{side_file, TempFile};
+use crate::db::{sqlite_check, IntegrityCheck};
 use crate::{output, remote};
 
 use live::{Opened, Session};
@@ -385,7 +385,7 @@ pub fn run(o: Options, out: &mut dyn Write) -> Result<()> {
             return Err(e).with_context(|| format!("{}: cannot lock", lock_path.display()))
         }
     }
-    for r in crate::cmd::restore::remove_stale_temps(&o.out, "follow") {
+    for r in crate::db::remove_stale_temps(&o.out, "follow") {
         eprintln!("ltx: removed {} (left by a killed follower)", r.display());
     }
     let mut f = Follower {
