@@ -44,10 +44,8 @@ use object_store::{
     ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload,
     WriteMultipart,
 };
-use serde::Serialize;
 
 use crate::catalog::{sort_catalog, DbLocation, LtxObject};
-use crate::counting::RequestCounts;
 use crate::error::{Context, Error, Result};
 use crate::fleet::{carry_timestamps, catalog_of, entries_of, FileEntry};
 use crate::lease::Lease;
@@ -57,6 +55,7 @@ use crate::policy::{
     Config, PassPlan, Shape,
 };
 use crate::reader::{self, Opened, ReadOptions};
+pub use crate::report::{PassReport, Written};
 use crate::store::{frame_batches, Bucket, ObjectMeta};
 
 /// Tuning of a pass.
@@ -103,63 +102,6 @@ impl Default for PassOptions {
             },
         }
     }
-}
-
-/// One output of a pass.
-#[derive(Debug, Clone, Serialize)]
-pub struct Written {
-    /// Output key.
-    pub key: String,
-    /// Merge or copy.
-    pub kind: CompactionKind,
-    /// Number of inputs.
-    pub inputs: usize,
-    /// Output size in bytes.
-    pub size: u64,
-    /// The output's header timestamp (as read back), ms.
-    pub timestamp_ms: i64,
-    /// Bytes read from inputs (frames, tails, indexes).
-    pub bytes_read: u64,
-    /// The key already held exactly this file (an earlier, interrupted pass).
-    pub existed: bool,
-    /// Written with a multipart upload.
-    pub multipart: bool,
-}
-
-/// What a pass did.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PassReport {
-    /// Database prefix.
-    pub db: String,
-    /// Where the database is, for messages ([`Bucket::location`]).
-    pub location: String,
-    /// Objects in the catalog at the start.
-    pub catalog_files: usize,
-    /// The plan (always filled; in a dry run, nothing else is).
-    pub plan: PassPlan,
-    /// Outputs written (or found already written).
-    pub written: Vec<Written>,
-    /// Keys deleted.
-    pub deleted: Vec<String>,
-    /// Contiguity problems found after the pass (empty when healthy).
-    pub contiguity: Vec<String>,
-    /// Stopped early (shutdown requested): no deletions were made.
-    pub abandoned: bool,
-    /// Why the pass refused to run (another compactor writes this
-    /// database's levels; see [`crate::owner`]): nothing was written.
-    pub refused: Option<String>,
-    /// Output bytes written.
-    pub bytes_written: u64,
-    /// Input bytes read.
-    pub bytes_read: u64,
-    /// Per level: `now` minus the time of its newest file, ms.
-    pub level_lag_ms: std::collections::BTreeMap<u8, i64>,
-    /// Requests made through the pass's bucket by the time the pass ended,
-    /// by kind (with a bucket of its own per pass, as `ltx-compactor run`
-    /// gives each database: this database's requests in the round, header
-    /// reads, lease and its release included; not its share of the root
-    /// listing, which the round report counts).
-    pub requests: RequestCounts,
 }
 
 /// Per level: `now_ms` minus the time of its newest file.

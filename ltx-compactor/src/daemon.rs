@@ -57,18 +57,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use serde::Serialize;
 use tracing::{error, info, warn};
 
 use crate::catalog::DbLocation;
 use crate::compact::{contiguity, level_lag, Compactor, PassReport};
-use crate::counting::RequestCounts;
 use crate::fleet::{
     carry_timestamps, catalog_of, decide, entries_of, read_state, same_listing, write_state,
     Decision, FileEntry, Shard, STATE_MAX_BYTES,
 };
 use crate::lease::Lease;
 use crate::policy::plan_pass_at;
+pub use crate::report::RoundReport;
 use crate::store::{now_ms, Bucket, StateLocation};
 
 /// What to do with each pass report (print it, …).
@@ -76,67 +75,6 @@ pub type OnPass = Arc<dyn Fn(&PassReport) + Send + Sync>;
 
 /// What to do with each round report.
 pub type OnRound = Arc<dyn Fn(&RoundReport) + Send + Sync>;
-
-/// What one round did ([`Compactor::round`]): one line of `ltx-compactor
-/// run --json` (the line with a `round` field; the others are
-/// [`PassReport`]s, one per database that was not idle).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RoundReport {
-    /// Round number in this process, from 1.
-    pub round: u64,
-    /// The URL (root) the round went over.
-    pub url: String,
-    /// This worker's shard (`K/N`), if sharded.
-    pub shard: Option<String>,
-    /// Keys the root listing returned.
-    pub keys: u64,
-    /// Of those, keys of no database (leases, records, other files).
-    pub foreign_keys: u64,
-    /// Of those, LTX files of other shards' databases.
-    pub other_shard_keys: u64,
-    /// LTX files of this shard's databases.
-    pub ltx_files: u64,
-    /// This shard's databases.
-    pub databases: u64,
-    /// Listing unchanged since the last round and nothing due: no request.
-    pub idle: u64,
-    /// Listing changed since the last round (or first seen).
-    pub changed: u64,
-    /// Something due: leased and passed over (dry run: planned).
-    pub due: u64,
-    /// Due but another compactor held the lease.
-    pub lease_busy: u64,
-    /// Failed (error, refusal) or with contiguity problems.
-    pub failed: u64,
-    /// Requests of the root listing.
-    pub listing: RequestCounts,
-    /// Every request of the round, the listing included, and the state's
-    /// ([`RunOptions::state`]: its GET in the first round, its PUT in every
-    /// round, on an object store; none for a local file).
-    pub requests: RequestCounts,
-    /// Wall time of the round, ms.
-    pub elapsed_ms: u64,
-    /// Every database passed (no error, refusal or contiguity problem).
-    pub ok: bool,
-    /// The listing failed: nothing else was done.
-    pub error: Option<String>,
-    /// What the round started from ([`RunOptions::state`]; `None` without
-    /// one). The first round: `"loaded N databases"` (a state of this root
-    /// and shard: its idle databases cost no request), `"none"` (no state
-    /// at the location yet: a first round, every header read) or
-    /// `"ignored: LOCATION: why"` (unreadable, corrupt, of another format
-    /// version, root or shard: a first round, and a warning). Later rounds:
-    /// `"in memory"` (what the previous round left).
-    pub state: Option<String>,
-    /// Databases taken from the state loaded by this round (the first
-    /// round, when a state was loaded); `None` otherwise.
-    pub state_loaded_databases: Option<u64>,
-    /// Whether the state was written at the end of the round (`None`
-    /// without [`RunOptions::state`]; `false` after a write that failed,
-    /// which was logged as a warning, after a failed root listing, and in a
-    /// dry run, which writes nothing).
-    pub state_written: Option<bool>,
-}
 
 /// What one database's turn in a round came to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

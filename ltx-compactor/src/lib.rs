@@ -91,6 +91,8 @@ pub mod pages;
 pub mod policy;
 #[cfg(feature = "io")]
 pub mod reader;
+#[cfg(feature = "io")]
+pub mod report;
 pub mod restore;
 #[cfg(feature = "simulate")]
 pub mod simulate;

@@ -5,9 +5,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::compact::PassReport;
 use crate::counting::{RequestCounter, RequestCounts};
-use crate::daemon::RoundReport;
+use crate::report::{PassReport, RoundReport};
 
 /// Counters, shared by the passes of one process.
 #[derive(Debug, Default)]

@@ -369,6 +369,23 @@ pub async fn open(
     })
 }
 
+impl Bucket {
+    /// Reads what a merge or restore plan needs from one object of `size`
+    /// bytes: header, tail and page index (one GET of the whole object up
+    /// to 1 MiB, else two ranged GETs; see [`open`]). Nothing is kept.
+    /// (Defined here, beside the reader it runs, so that the store does
+    /// not depend on the reader.)
+    ///
+    /// # Errors
+    /// Store errors; format errors naming the key and byte offset.
+    pub async fn read_meta(&self, key: &str, size: u64) -> Result<ObjectMeta> {
+        let none = HoldBudget::new(0);
+        Ok(open(self, key, size, &none, &ReadOptions::default())
+            .await?
+            .meta)
+    }
+}
+
 /// Opens `files` (key, size), [`ReadOptions::concurrency`] at a time, in
 /// order, sharing one budget.
 ///

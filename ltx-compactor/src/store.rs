@@ -651,21 +651,6 @@ impl Bucket {
         Header::decode(&b).map_err(|e| Error::format(format!("{}: {key}", self.url), e))
     }
 
-    /// Reads what a merge or restore plan needs from one object of `size`
-    /// bytes: header, tail and page index (one GET of the whole object up
-    /// to 1 MiB, else two ranged GETs; see [`crate::reader`]). Nothing is
-    /// kept.
-    ///
-    /// # Errors
-    /// Store errors; format errors naming the key and byte offset.
-    pub async fn read_meta(&self, key: &str, size: u64) -> Result<ObjectMeta> {
-        let none = crate::reader::HoldBudget::new(0);
-        let opts = crate::reader::ReadOptions::default();
-        Ok(crate::reader::open(self, key, size, &none, &opts)
-            .await?
-            .meta)
-    }
-
     /// Fills `timestamp_ms` of every catalog object from its header (one
     /// small ranged read each, `READ_CONCURRENCY` at a time), using and
     /// updating `cache` (keys are immutable: never overwritten).
