@@ -230,3 +230,21 @@ pub(crate) fn next_snapshot_pgno(last: Pgno, lock: Pgno) -> Pgno {
         n
     }
 }
+
+/// A small valid snapshot (2 pages of 512 bytes) for documentation examples.
+#[doc(hidden)]
+pub fn doc_example_file() -> Vec<u8> {
+    let ps = crate::types::PageSize::new(512).unwrap();
+    let mut h = Header::new(ps, crate::types::TxId(1), crate::types::TxId(1));
+    h.commit = 2;
+    let mut out = Vec::new();
+    let mut enc = Encoder::new(h, &mut out).unwrap();
+    let mut sum = crate::checksum::DbChecksum::new(ps);
+    for pgno in 1..=2u32 {
+        let page = [pgno as u8; 512];
+        enc.write_page(&mut out, pgno, &page).unwrap();
+        sum.add(pgno, &page);
+    }
+    enc.finish(&mut out, sum.value()).unwrap();
+    out
+}

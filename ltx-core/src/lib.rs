@@ -108,18 +108,4 @@ pub use types::{lock_pgno, Checksum, FormatVersion, PageSize, Pgno, TxId, CHECKS
 
 /// A small valid snapshot (2 pages of 512 bytes) for documentation examples.
 #[doc(hidden)]
-pub fn doc_example_file() -> Vec<u8> {
-    let ps = PageSize::new(512).unwrap();
-    let mut h = Header::new(ps, TxId(1), TxId(1));
-    h.commit = 2;
-    let mut out = Vec::new();
-    let mut enc = Encoder::new(h, &mut out).unwrap();
-    let mut sum = DbChecksum::new(ps);
-    for pgno in 1..=2u32 {
-        let page = [pgno as u8; 512];
-        enc.write_page(&mut out, pgno, &page).unwrap();
-        sum.add(pgno, &page);
-    }
-    enc.finish(&mut out, sum.value()).unwrap();
-    out
-}
+pub use encoder::doc_example_file;

@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn detection_reports_none_and_ambiguity_clearly() {
-        let v3 = crate::doc_example_file();
+        let v3 = crate::encoder::doc_example_file();
         assert_eq!(detect(&v3), Ok(FormatVersion::V3));
         let v1 = crate::old::v1::tests_support::tiny_v1(false);
         assert_eq!(detect(&v1), Ok(FormatVersion::V1));

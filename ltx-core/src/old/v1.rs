@@ -439,14 +439,14 @@ pub mod tests_support {
     /// A small valid v1 snapshot (2 pages of 512 bytes), optionally with an
     /// LZ4 page block (one stored block).
     pub fn tiny_v1(lz4: bool) -> Vec<u8> {
-        let ps = crate::PageSize::new(512).unwrap();
-        let mut h = Header::new(ps, crate::TxId(1), crate::TxId(1));
+        let ps = crate::types::PageSize::new(512).unwrap();
+        let mut h = Header::new(ps, crate::types::TxId(1), crate::types::TxId(1));
         h.commit = 2;
         if lz4 {
             h.flags = V1_FLAG_LZ4;
         }
         let mut block = Vec::new();
-        let mut sum = crate::DbChecksum::new(ps);
+        let mut sum = crate::checksum::DbChecksum::new(ps);
         for pgno in 1..=2u32 {
             let page = [pgno as u8; 512];
             block.extend_from_slice(&pgno.to_be_bytes());
@@ -481,8 +481,9 @@ pub mod tests_support {
 mod tests {
     use super::tests_support::{tiny_v1, v1_lz4, v1_raw};
     use super::*;
+    use crate::checksum::DbChecksum;
     use crate::decoder::{Decoded, Summary};
-    use crate::{DbChecksum, PageSize, TxId};
+    use crate::types::{PageSize, TxId};
 
     fn run(bytes: &[u8], chunk: usize) -> Result<(u64, Summary)> {
         let mut d = V1Decoder::new();

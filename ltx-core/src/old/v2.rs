@@ -18,12 +18,12 @@ use super::v1::OLD_PAGE_HEADER_SIZE;
 use crate::decoder::PageInfo;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{decode_legacy, scan_legacy, Scan};
+use crate::header::Header;
 use crate::header::{HEADER_SIZE, TRAILER_SIZE};
 use crate::index::{parse_entry, IndexEntry, INDEX_SIZE_FIELD};
 use crate::stream::sealed::{Event, Step};
 use crate::stream::{StreamDecoder, Verifier};
 use crate::types::FormatVersion;
-use crate::Header;
 
 pub use super::header::V2_FLAG_MASK;
 
